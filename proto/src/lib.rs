@@ -1,0 +1,42 @@
+//! Wire types shared by `sluice-agent` and the collector.
+//!
+//! The agent pushes [`LogBatch`]es over gRPC (service [`ingest_client::IngestClient`] /
+//! [`ingest_server::Ingest`]) and moves its checkpoints only when the collector answers with
+//! an [`Ack`], which it sends after the batch is durable in its write-ahead log.
+//!
+//! # Layout
+//! - `proto/sluice/v1/ingest.proto`: the protocol itself; Rust types are generated from it.
+//! - [`id`]: the stable record id that makes delivery exactly-once where it can be.
+//! - [`flags`]: the bits a record carries when the agent had to alter it.
+//! - [`level`]: the canonical level names, shared by detection and filtering.
+
+pub mod flags;
+pub mod id;
+pub mod level;
+
+#[allow(unreachable_pub, clippy::all)]
+mod generated {
+    tonic::include_proto!("sluice.v1");
+}
+
+pub use generated::{Ack, LogBatch, LogRecord, Stream, ingest_client, ingest_server};
+pub use id::RecordId;
+
+impl LogRecord {
+    /// The record's stable id, from its source key and byte offset.
+    pub fn id(&self) -> RecordId {
+        RecordId::new(self.source, self.offset)
+    }
+}
+
+impl Stream {
+    /// The short lowercase name used in the index and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Unspecified => "",
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::File => "file",
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Turns a parsed [`Expr`] into a tantivy query over the log schema.
+
+use tantivy::Term;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, PhraseQuery, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+
+use crate::QueryError;
+use crate::schema::LogSchema;
+use crate::syntax::Expr;
+use crate::tokenizer::tokens;
+
+/// Compiles `expr`; `None` (the empty query) matches every record.
+pub fn compile(schema: &LogSchema, expr: Option<&Expr>) -> Result<Box<dyn Query>, QueryError> {
+    match expr {
+        None => Ok(Box::new(AllQuery)),
+        Some(expr) => compile_expr(schema, expr),
+    }
+}
+
+fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, QueryError> {
+    Ok(match expr {
+        Expr::Text(text) | Expr::Phrase(text) => message_query(schema, text)?,
+        Expr::Field { field, value } => {
+            let handle = schema
+                .keyword_field(field)
+                .ok_or_else(|| QueryError::Syntax(format!("unknown field {field:?}")))?;
+            let value = if field == "level" {
+                sluice_proto::level::canonical(value)
+                    .map_or_else(|| value.to_lowercase(), str::to_owned)
+            } else {
+                value.clone()
+            };
+            Box::new(TermQuery::new(
+                Term::from_field_text(handle, &value),
+                IndexRecordOption::Basic,
+            ))
+        }
+        Expr::And(items) => {
+            let mut clauses = Vec::with_capacity(items.len() + 1);
+            for item in items {
+                match item {
+                    Expr::Not(inner) => {
+                        clauses.push((Occur::MustNot, compile_expr(schema, inner)?))
+                    }
+                    other => clauses.push((Occur::Must, compile_expr(schema, other)?)),
+                }
+            }
+            if clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+                clauses.push((Occur::Must, Box::new(AllQuery)));
+            }
+            Box::new(BooleanQuery::new(clauses))
+        }
+        Expr::Or(items) => Box::new(BooleanQuery::new(
+            items
+                .iter()
+                .map(|item| Ok((Occur::Should, compile_expr(schema, item)?)))
+                .collect::<Result<_, QueryError>>()?,
+        )),
+        Expr::Not(inner) => Box::new(BooleanQuery::new(vec![
+            (Occur::Must, Box::new(AllQuery)),
+            (Occur::MustNot, compile_expr(schema, inner)?),
+        ])),
+    })
+}
+
+/// One token is a term query; several are the phrase of them at the positions the tokenizer
+/// gave, so CJK runs and `db-timeout` match only adjacent text.
+fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, QueryError> {
+    let mut tokens = tokens(text);
+    let first = tokens.first().map(|(position, _)| *position).unwrap_or(0);
+    match tokens.len() {
+        0 => Err(QueryError::Syntax(format!(
+            "{text:?} has no letters, digits or CJK characters to search for"
+        ))),
+        1 => Ok(Box::new(TermQuery::new(
+            Term::from_field_text(schema.message, &tokens.remove(0).1),
+            IndexRecordOption::Basic,
+        ))),
+        _ => Ok(Box::new(PhraseQuery::new_with_offset(
+            tokens
+                .into_iter()
+                .map(|(position, token)| {
+                    (position - first, Term::from_field_text(schema.message, &token))
+                })
+                .collect(),
+        ))),
+    }
+}

@@ -1,0 +1,31 @@
+//! The Sluice log store and its search service.
+//!
+//! Records are kept in tantivy indexes, one per UTC day ("partitions"), with a small manifest
+//! of each partition's time range and document count so that a search opens only the
+//! partitions its time range touches. The message field uses a tokenizer that indexes every
+//! CJK character on its own and every alphanumeric run lowercased, and the query language
+//! turns a run of several tokens into a phrase, so any Chinese substring `grep -F` finds is
+//! found here too.
+//!
+//! # Layout
+//! - [`schema`]: the fields of a stored record.
+//! - [`tokenizer`]: the CJK-aware tokenizer, shared by indexing and querying.
+//! - [`syntax`]: the query language, parsed into an [`syntax::Expr`].
+//! - [`compile`]: an [`syntax::Expr`] into a tantivy query.
+//! - [`store`]: partitions, the manifest, and the single writer with exactly-once adds.
+//! - [`search`]: running a search over the partitions, newest first.
+//! - [`api`]: the HTTP API (`/api/v1/search`, `/healthz`, `/metrics`).
+//! - [`error`]: the crate's error type.
+
+pub mod api;
+pub mod compile;
+pub mod error;
+pub mod schema;
+pub mod search;
+pub mod store;
+pub mod syntax;
+pub mod tokenizer;
+
+pub use error::QueryError;
+pub use search::{Hit, SearchRequest, SearchResponse};
+pub use store::{Store, StoreWriter};

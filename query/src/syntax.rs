@@ -1,0 +1,329 @@
+//! The query language: terms, "phrases", `field:value`, AND / OR / NOT, `-term`, parentheses.
+//!
+//! Hand-written rather than tantivy's `QueryParser` because ops paste log text into the box:
+//! `workerEnv.init() ok`, `ERROR: db timeout`, `key=value`. Here a word is searched as the
+//! phrase of its tokens, `(` and `)` glued to a word belong to it, and `x:y` with an unknown
+//! field `x` is plain text; tantivy's parser rejects all three.
+//!
+//! Grammar (AND binds tighter than OR; juxtaposition means AND):
+//! ```text
+//! query   = or
+//! or      = and ("OR" and)*
+//! and     = unary (["AND"] unary)*
+//! unary   = ("NOT" | "-") unary | primary
+//! primary = "(" or ")" | FIELD ":" (WORD | QUOTED) | QUOTED | WORD
+//! ```
+
+use crate::QueryError;
+
+/// A parsed query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    /// A bare word: the phrase of its tokens in the message.
+    Text(String),
+    /// A quoted phrase in the message.
+    Phrase(String),
+    /// An exact match on a keyword field.
+    Field {
+        field: String,
+        value: String,
+    },
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
+    Not(Box<Expr>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Open,
+    Close,
+    And,
+    Or,
+    Not,
+    Word(String),
+    Quoted(String),
+    /// `name:` right before a quote.
+    FieldPrefix(String),
+    /// `name:value` for a known field.
+    Field(String, String),
+}
+
+/// Parses `input`; `Ok(None)` means an empty query, which matches everything.
+///
+/// `is_field` tells which `name:` prefixes are fields; any other is part of the text.
+pub fn parse(input: &str, is_field: impl Fn(&str) -> bool) -> Result<Option<Expr>, QueryError> {
+    let tokens = lex(input, &is_field)?;
+    if tokens.is_empty() {
+        return Ok(None);
+    }
+    let mut parser = Parser { tokens, pos: 0 };
+    let expr = parser.or()?;
+    match parser.peek() {
+        None => Ok(Some(expr)),
+        Some((at, Tok::Close)) => Err(syntax(format!("unexpected ')' at character {at}"))),
+        Some((at, _)) => Err(syntax(format!("unexpected text at character {at}"))),
+    }
+}
+
+fn syntax(message: String) -> QueryError {
+    QueryError::Syntax(message)
+}
+
+fn lex(input: &str, is_field: &impl Fn(&str) -> bool) -> Result<Vec<(usize, Tok)>, QueryError> {
+    let chars: Vec<(usize, char)> = input.char_indices().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let (at, c) = chars[i];
+        let column = at + 1;
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '(' {
+            out.push((column, Tok::Open));
+            i += 1;
+        } else if c == ')' {
+            out.push((column, Tok::Close));
+            i += 1;
+        } else if c == '"' {
+            let (text, next) = quoted(&chars, i)
+                .ok_or_else(|| syntax(format!("unterminated quote at character {column}")))?;
+            out.push((column, Tok::Quoted(text)));
+            i = next;
+        } else {
+            // A word runs to whitespace, a quote, or a ')' that closes no '(' inside the word.
+            let mut word = String::new();
+            let mut depth = 0usize;
+            while i < chars.len() {
+                let c = chars[i].1;
+                if c.is_whitespace() || c == '"' || (c == ')' && depth == 0) {
+                    break;
+                }
+                if c == '(' {
+                    depth += 1;
+                } else if c == ')' {
+                    depth -= 1;
+                }
+                word.push(c);
+                i += 1;
+            }
+            let starts_quote = chars.get(i).is_some_and(|&(_, c)| c == '"');
+            // `-word` negates; a lone `-` or `a-b` is text.
+            if let Some(rest) = word.strip_prefix('-').filter(|r| !r.is_empty()) {
+                out.push((column, Tok::Not));
+                out.push((column + 1, classify(rest.to_owned(), starts_quote, is_field)));
+            } else {
+                out.push((column, classify(word, starts_quote, is_field)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn quoted(chars: &[(usize, char)], open: usize) -> Option<(String, usize)> {
+    let mut text = String::new();
+    let mut i = open + 1;
+    while i < chars.len() {
+        match chars[i].1 {
+            '"' => return Some((text, i + 1)),
+            '\\' if i + 1 < chars.len() => {
+                text.push(chars[i + 1].1);
+                i += 2;
+            }
+            c => {
+                text.push(c);
+                i += 1;
+            }
+        }
+    }
+    None
+}
+
+fn classify(word: String, starts_quote: bool, is_field: &impl Fn(&str) -> bool) -> Tok {
+    match word.as_str() {
+        "AND" | "&&" => return Tok::And,
+        "OR" | "||" => return Tok::Or,
+        "NOT" => return Tok::Not,
+        _ => {}
+    }
+    if let Some((name, value)) = word.split_once(':') {
+        if is_field(name) {
+            if value.is_empty() && starts_quote {
+                return Tok::FieldPrefix(name.to_owned());
+            }
+            if !value.is_empty() {
+                return Tok::Field(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+    Tok::Word(word)
+}
+
+struct Parser {
+    tokens: Vec<(usize, Tok)>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<(usize, &Tok)> {
+        self.tokens.get(self.pos).map(|(at, t)| (*at, t))
+    }
+
+    fn next(&mut self) -> Option<(usize, Tok)> {
+        let t = self.tokens.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+
+    fn or(&mut self) -> Result<Expr, QueryError> {
+        let mut items = vec![self.and()?];
+        while let Some((at, Tok::Or)) = self.peek() {
+            self.pos += 1;
+            if self.at_end_of_group() {
+                return Err(syntax(format!("OR at character {at} has nothing on its right")));
+            }
+            items.push(self.and()?);
+        }
+        Ok(if items.len() == 1 { items.remove(0) } else { Expr::Or(items) })
+    }
+
+    fn at_end_of_group(&self) -> bool {
+        matches!(self.peek(), None | Some((_, Tok::Close)))
+    }
+
+    fn and(&mut self) -> Result<Expr, QueryError> {
+        let mut items = vec![self.unary()?];
+        loop {
+            match self.peek() {
+                None | Some((_, Tok::Close | Tok::Or)) => break,
+                Some((at, Tok::And)) => {
+                    self.pos += 1;
+                    if self.at_end_of_group() {
+                        return Err(syntax(format!(
+                            "AND at character {at} has nothing on its right"
+                        )));
+                    }
+                }
+                Some(_) => {}
+            }
+            items.push(self.unary()?);
+        }
+        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items) })
+    }
+
+    fn unary(&mut self) -> Result<Expr, QueryError> {
+        match self.peek() {
+            Some((at, Tok::Not)) => {
+                self.pos += 1;
+                if self.at_end_of_group() {
+                    return Err(syntax(format!("NOT at character {at} has nothing on its right")));
+                }
+                Ok(Expr::Not(Box::new(self.unary()?)))
+            }
+            _ => self.primary(),
+        }
+    }
+
+    fn primary(&mut self) -> Result<Expr, QueryError> {
+        match self.next() {
+            Some((at, Tok::Open)) => {
+                if self.at_end_of_group() {
+                    return Err(syntax(format!("empty parentheses at character {at}")));
+                }
+                let inner = self.or()?;
+                match self.next() {
+                    Some((_, Tok::Close)) => Ok(inner),
+                    _ => Err(syntax(format!("'(' at character {at} is never closed"))),
+                }
+            }
+            Some((_, Tok::Word(w))) => Ok(Expr::Text(w)),
+            Some((_, Tok::Field(field, value))) => Ok(Expr::Field { field, value }),
+            Some((_, Tok::Quoted(q))) => Ok(Expr::Phrase(q)),
+            Some((_, Tok::FieldPrefix(field))) => match self.next() {
+                Some((_, Tok::Quoted(value))) => Ok(Expr::Field { field, value }),
+                _ => unreachable!("a field prefix is only lexed before a quote"),
+            },
+            Some((at, Tok::Close)) => Err(syntax(format!("unexpected ')' at character {at}"))),
+            Some((at, t)) => Err(syntax(format!("{t:?} at character {at} needs a term before it"))),
+            None => Err(syntax("the query ends too early".to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_field(name: &str) -> bool {
+        matches!(name, "level" | "namespace" | "pod")
+    }
+
+    fn p(q: &str) -> Expr {
+        parse(q, is_field).unwrap().unwrap()
+    }
+
+    fn text(s: &str) -> Expr {
+        Expr::Text(s.into())
+    }
+
+    #[test]
+    fn juxtaposition_is_and_and_and_binds_tighter_than_or() {
+        assert_eq!(p("a b"), Expr::And(vec![text("a"), text("b")]));
+        assert_eq!(
+            p("a AND b OR c"),
+            Expr::Or(vec![Expr::And(vec![text("a"), text("b")]), text("c")])
+        );
+        assert_eq!(
+            p("a (b OR c)"),
+            Expr::And(vec![text("a"), Expr::Or(vec![text("b"), text("c")])])
+        );
+    }
+
+    #[test]
+    fn negation() {
+        assert_eq!(p("NOT a"), Expr::Not(Box::new(text("a"))));
+        assert_eq!(p("a -b"), Expr::And(vec![text("a"), Expr::Not(Box::new(text("b")))]));
+        assert_eq!(p("-"), text("-"));
+    }
+
+    #[test]
+    fn phrases_and_fields() {
+        assert_eq!(p("\"db timeout\""), Expr::Phrase("db timeout".into()));
+        assert_eq!(p(r#""say \"hi\"""#), Expr::Phrase("say \"hi\"".into()));
+        assert_eq!(p("level:error"), Expr::Field { field: "level".into(), value: "error".into() });
+        assert_eq!(p("-level:debug"), Expr::Not(Box::new(p("level:debug"))));
+        assert_eq!(p("user:bob"), text("user:bob"));
+        assert_eq!(
+            p("namespace:\"prod east\""),
+            Expr::Field { field: "namespace".into(), value: "prod east".into() }
+        );
+    }
+
+    #[test]
+    fn pasted_log_text_parses() {
+        assert_eq!(p("workerEnv.init() ok"), Expr::And(vec![text("workerEnv.init()"), text("ok")]));
+        assert_eq!(p("ERROR: timeout"), Expr::And(vec![text("ERROR:"), text("timeout")]));
+        assert_eq!(p("(f(x))"), text("f(x)"));
+        assert_eq!(p("订单创建失败"), text("订单创建失败"));
+    }
+
+    #[test]
+    fn empty_query_matches_everything() {
+        assert_eq!(parse("   ", is_field).unwrap(), None);
+    }
+
+    #[test]
+    fn errors_say_where() {
+        for (q, want) in [
+            ("(a OR b", "'(' at character 1 is never closed"),
+            ("a )", "unexpected ')' at character 3"),
+            ("a AND", "AND at character 3 has nothing on its right"),
+            ("a OR", "OR at character 3 has nothing on its right"),
+            ("\"open", "unterminated quote at character 1"),
+            ("()", "empty parentheses at character 1"),
+            ("OR a", "Or at character 1 needs a term before it"),
+        ] {
+            let err = parse(q, is_field).unwrap_err().to_string();
+            assert!(err.contains(want), "{q:?}: {err}");
+        }
+    }
+}
