@@ -1,1 +1,76 @@
+//! `sluice-agent`: tails log files and CRI container logs and ships them to the collector
+//! without losing a line.
+//!
+//! A reader thread ([`tailer`]) turns new lines into records; the [`shipper`] batches them,
+//! pushes them over gRPC with zstd, and moves each file's [`checkpoint`] only when the
+//! collector acknowledges that the batch is durable. A crash anywhere therefore re-reads
+//! from the last acknowledged line, and the collector drops what it already has by the
+//! records' stable ids.
+//!
+//! # Layout
+//! - [`config`]: `agent.yaml`, checked.
+//! - [`tailer`]: discovery by glob and reading, with [`line_reader`] (lines with offsets and a
+//!   length cap), [`cri`] (CRI parsing and `P`/`F` merging), [`decode`] (bytes to text, with
+//!   flags), [`level`] (level detection), [`kube_path`] (pod identity from the path) and
+//!   [`fingerprint`] (file identity).
+//! - [`shipper`]: batching, pushing, retrying, checkpointing on ack.
+//! - [`checkpoint`]: acknowledged offsets on disk.
+//! - [`error`]: the crate's error type.
 
+pub mod checkpoint;
+pub mod config;
+pub mod cri;
+pub mod decode;
+pub mod error;
+pub mod fingerprint;
+pub mod kube_path;
+pub mod level;
+pub mod line_reader;
+pub mod shipper;
+pub mod tailer;
+
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+pub use config::{AgentConfig, RawConfig};
+pub use error::AgentError;
+use tokio::sync::{mpsc, watch};
+
+/// Chunks of records between the reader and the shipper; each is at most one read
+/// (64 KiB) of lines, so this bounds the agent's in-memory backlog.
+const CHANNEL_CHUNKS: usize = 32;
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(AgentError::io("create data dir", &config.data_dir))?;
+    let config = Arc::new(config);
+    let checkpoints = Arc::new(Mutex::new(checkpoint::Checkpoints::load(&config.data_dir)?));
+    let shipper = shipper::Shipper::new(config.clone(), checkpoints.clone())?;
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let tailer = tailer::Tailer::new(config.clone(), checkpoints, tx);
+    let tailer_stop = stop.clone();
+    let reader = std::thread::Builder::new()
+        .name("sluice-tailer".to_owned())
+        .spawn(move || tailer.run(&tailer_stop))
+        .map_err(AgentError::io("start reader thread", &config.data_dir))?;
+    let shipping = tokio::spawn(shipper.run(rx, stop_rx));
+    tracing::info!(collector = %config.collector, node = %config.node, "agent started");
+
+    shutdown.await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    let _ = shipping.await;
+    // The reader sees the flag within a poll interval, or its send fails now that the
+    // shipper is gone.
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    tracing::info!("agent stopped");
+    Ok(())
+}

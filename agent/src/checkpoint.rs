@@ -1,0 +1,126 @@
+//! Per-file read positions that the collector has acknowledged, kept in
+//! `<data_dir>/checkpoints.json`.
+//!
+//! Only the shipper advances them, and only after an ack, so a crash at any moment re-reads
+//! (and the collector deduplicates) rather than loses. The file is replaced atomically.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::AgentError;
+
+const FILE_NAME: &str = "checkpoints.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Where the file was last seen; for people reading the file, not for lookups.
+    pub path: String,
+    /// The first byte not yet acknowledged: reading resumes here.
+    pub offset: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDisk {
+    version: u32,
+    /// Keyed by the file's source key in hex (see `sluice_proto::id`).
+    files: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug)]
+pub struct Checkpoints {
+    path: PathBuf,
+    state: OnDisk,
+    first_start: bool,
+}
+
+impl Checkpoints {
+    pub fn load(data_dir: &Path) -> Result<Self, AgentError> {
+        let path = data_dir.join(FILE_NAME);
+        let (state, first_start) = match fs::read(&path) {
+            Ok(bytes) => (
+                serde_json::from_slice(&bytes)
+                    .map_err(|source| AgentError::Checkpoint { path: path.clone(), source })?,
+                false,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (OnDisk::default(), true),
+            Err(e) => return Err(AgentError::io("read", &path)(e)),
+        };
+        Ok(Self { path, state, first_start })
+    }
+
+    /// True when no checkpoint file existed: the agent's very first start in this data dir.
+    pub fn first_start(&self) -> bool {
+        self.first_start
+    }
+
+    pub fn offset(&self, source: u64) -> Option<u64> {
+        self.state.files.get(&key(source)).map(|e| e.offset)
+    }
+
+    /// Moves a file's checkpoint forward (never back) to `offset`.
+    pub fn advance(&mut self, source: u64, path: &str, offset: u64) {
+        let entry = self
+            .state
+            .files
+            .entry(key(source))
+            .or_insert_with(|| Entry { path: path.to_owned(), offset });
+        entry.offset = entry.offset.max(offset);
+        if entry.path != path {
+            path.clone_into(&mut entry.path);
+        }
+    }
+
+    pub fn save(&self) -> Result<(), AgentError> {
+        let tmp = self.path.with_extension("json.tmp");
+        let mut state = serde_json::to_vec_pretty(&self.state).expect("checkpoints serialise");
+        state.push(b'\n');
+        let mut file = fs::File::create(&tmp).map_err(AgentError::io("create", &tmp))?;
+        file.write_all(&state).map_err(AgentError::io("write", &tmp))?;
+        file.sync_all().map_err(AgentError::io("sync", &tmp))?;
+        fs::rename(&tmp, &self.path).map_err(AgentError::io("rename into place", &self.path))?;
+        Ok(())
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.state.files.iter()
+    }
+}
+
+fn key(source: u64) -> String {
+    format!("{source:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_a_restart_and_never_moves_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Checkpoints::load(dir.path()).unwrap();
+        assert!(c.first_start());
+        c.advance(1, "/a.log", 100);
+        c.advance(1, "/a.log", 50);
+        c.advance(2, "/b.log", 7);
+        c.save().unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        assert!(!c.first_start());
+        assert_eq!(c.offset(1), Some(100));
+        assert_eq!(c.offset(2), Some(7));
+        assert_eq!(c.offset(3), None);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_named_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), "{not json").unwrap();
+        let err = Checkpoints::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("checkpoints.json"), "{err}");
+    }
+}

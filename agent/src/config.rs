@@ -1,0 +1,236 @@
+//! `agent.yaml`: what to tail and where to ship it.
+//!
+//! Read in two steps, like Vector's configs: a raw serde struct that rejects unknown keys,
+//! then [`RawConfig::validate`] into the checked [`AgentConfig`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::AgentError;
+
+/// Where to start in files that already exist when the agent starts for the first time
+/// (with no checkpoints). Files that appear later are always read from their start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    Beginning,
+    End,
+}
+
+/// The config file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The collector's gRPC endpoint, such as `http://127.0.0.1:7281`.
+    pub collector: String,
+    /// Where the agent keeps its checkpoints.
+    pub data_dir: PathBuf,
+    /// Glob patterns of files to tail; `**` crosses directories.
+    pub watch: Vec<String>,
+    /// The cluster name put on every record.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// The node name put on every record; the host name when empty.
+    #[serde(default)]
+    pub node: String,
+    #[serde(default = "default_read_from")]
+    pub read_from: ReadFrom,
+    /// Lines longer than this are cut to it and flagged `truncated`.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// A batch is sent when it holds this many bytes of records...
+    #[serde(default = "default_batch_max_bytes")]
+    pub batch_max_bytes: usize,
+    /// ...or when its first record has waited this long.
+    #[serde(default = "default_batch_linger_ms")]
+    pub batch_linger_ms: u64,
+    /// How often open files are read for new lines.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// How often the watch patterns are expanded to find new files.
+    #[serde(default = "default_scan_interval_ms")]
+    pub scan_interval_ms: u64,
+}
+
+fn default_cluster() -> String {
+    "default".to_owned()
+}
+fn default_read_from() -> ReadFrom {
+    ReadFrom::Beginning
+}
+fn default_max_line_bytes() -> usize {
+    256 * 1024
+}
+fn default_batch_max_bytes() -> usize {
+    1 << 20
+}
+fn default_batch_linger_ms() -> u64 {
+    200
+}
+fn default_poll_interval_ms() -> u64 {
+    100
+}
+fn default_scan_interval_ms() -> u64 {
+    1000
+}
+
+/// The checked config.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub collector: String,
+    pub data_dir: PathBuf,
+    pub watch: Vec<glob::Pattern>,
+    pub cluster: String,
+    pub node: String,
+    pub read_from: ReadFrom,
+    pub max_line_bytes: usize,
+    pub batch_max_bytes: usize,
+    pub batch_linger: Duration,
+    pub poll_interval: Duration,
+    pub scan_interval: Duration,
+}
+
+impl AgentConfig {
+    /// Reads and checks a config file; errors name the file and the offending key.
+    pub fn load(path: &Path) -> Result<Self, AgentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| AgentError::ConfigRead { path: path.to_owned(), source })?;
+        let raw: RawConfig = yaml_serde::from_str(&text)
+            .map_err(|e| AgentError::Config { path: path.to_owned(), message: e.to_string() })?;
+        raw.validate().map_err(|message| AgentError::Config { path: path.to_owned(), message })
+    }
+
+    /// The identity that, with a file's fingerprint, keys its records' ids.
+    pub fn source_identity(&self) -> String {
+        format!("{}/{}", self.cluster, self.node)
+    }
+}
+
+impl RawConfig {
+    /// A config with defaults for everything but the essentials, as `sluice up` builds it.
+    pub fn new(collector: String, data_dir: PathBuf, watch: Vec<String>) -> Self {
+        Self {
+            collector,
+            data_dir,
+            watch,
+            cluster: default_cluster(),
+            node: String::new(),
+            read_from: default_read_from(),
+            max_line_bytes: default_max_line_bytes(),
+            batch_max_bytes: default_batch_max_bytes(),
+            batch_linger_ms: default_batch_linger_ms(),
+            poll_interval_ms: default_poll_interval_ms(),
+            scan_interval_ms: default_scan_interval_ms(),
+        }
+    }
+
+    pub fn validate(self) -> Result<AgentConfig, String> {
+        if self.watch.is_empty() {
+            return Err("watch: at least one pattern is needed".to_owned());
+        }
+        let watch = self
+            .watch
+            .iter()
+            .map(|p| glob::Pattern::new(p).map_err(|e| format!("watch: pattern {p:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
+            return Err(format!(
+                "collector: {:?} must start with http:// or https://",
+                self.collector
+            ));
+        }
+        if self.max_line_bytes < 1024 {
+            return Err(format!(
+                "max_line_bytes: {} is below the minimum of 1024",
+                self.max_line_bytes
+            ));
+        }
+        if self.batch_max_bytes < self.max_line_bytes {
+            return Err(format!(
+                "batch_max_bytes: {} is below max_line_bytes ({}), so a long line could never be sent",
+                self.batch_max_bytes, self.max_line_bytes
+            ));
+        }
+        for (key, value) in [
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("scan_interval_ms", self.scan_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{key}: must be above 0"));
+            }
+        }
+        let node = if self.node.is_empty() { hostname() } else { self.node };
+        Ok(AgentConfig {
+            collector: self.collector,
+            data_dir: self.data_dir,
+            watch,
+            cluster: self.cluster,
+            node,
+            read_from: self.read_from,
+            max_line_bytes: self.max_line_bytes,
+            batch_max_bytes: self.batch_max_bytes,
+            batch_linger: Duration::from_millis(self.batch_linger_ms),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            scan_interval: Duration::from_millis(self.scan_interval_ms),
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<AgentConfig, AgentError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, text).unwrap();
+        AgentConfig::load(&path)
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.yaml");
+        let config = AgentConfig::load(&path).unwrap();
+        assert_eq!(config.watch.len(), 2);
+        assert_eq!(config.max_line_bytes, 256 * 1024);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_file() {
+        let err =
+            load("collector: http://x:1\ndata_dir: /tmp\nwatch: ['*.log']\nmax_line_byte: 5\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("agent.yaml"), "{err}");
+        assert!(err.contains("max_line_byte"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err =
+            load("collector: x:1\ndata_dir: /tmp\nwatch: ['*.log']\n").unwrap_err().to_string();
+        assert!(err.contains("collector:"), "{err}");
+        let err =
+            load("collector: http://x:1\ndata_dir: /tmp\nwatch: ['[']\n").unwrap_err().to_string();
+        assert!(err.contains("watch: pattern"), "{err}");
+        let err =
+            load("collector: http://x:1\ndata_dir: /tmp\nwatch: []\n").unwrap_err().to_string();
+        assert!(err.contains("at least one"), "{err}");
+        let err = load("collector: http://x:1\ndata_dir: /tmp\nwatch: ['*']\nread_from: middle\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("read_from") && err.contains("middle"), "{err}");
+    }
+}

@@ -1,0 +1,77 @@
+//! A file's identity: device and inode, and a hash of its first line.
+//!
+//! The inode alone is not enough: an inode freed by a deleted file is soon reused by a new
+//! one, which would then be taken for the old file and read from its old offset. The first
+//! line alone is not enough either: two files may start alike. Together they name a file
+//! across renames (rotation keeps the inode) and survive reuse (the content differs).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use xxhash_rust::xxh3::Xxh3;
+
+/// How many leading bytes are hashed when the first line is longer.
+pub const FINGERPRINT_BYTES: usize = 1024;
+
+/// The fingerprint of `file`, or `None` while it is too short to have one: neither a whole
+/// first line nor [`FINGERPRINT_BYTES`] bytes yet.
+pub fn fingerprint(file: &File) -> io::Result<Option<u64>> {
+    let meta = file.metadata()?;
+    // Positional reads leave the cursor of a file being tailed where it is.
+    let mut head = vec![0; FINGERPRINT_BYTES];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    head.truncate(filled);
+    let head = match head.iter().position(|&b| b == b'\n') {
+        Some(i) => &head[..=i],
+        None if head.len() == FINGERPRINT_BYTES => &head[..],
+        None => return Ok(None),
+    };
+    let mut hasher = Xxh3::new();
+    hasher.update(&meta.dev().to_le_bytes());
+    hasher.update(&meta.ino().to_le_bytes());
+    hasher.update(head);
+    Ok(Some(hasher.digest()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn needs_a_first_line_and_then_stays_put() {
+        let mut file = tempfile::tempfile().unwrap();
+        assert_eq!(fingerprint(&file).unwrap(), None);
+        file.write_all(b"first").unwrap();
+        assert_eq!(fingerprint(&file).unwrap(), None);
+        file.write_all(b"first line\n").unwrap();
+        let fp = fingerprint(&file).unwrap().unwrap();
+        file.write_all(b"more lines\n").unwrap();
+        assert_eq!(fingerprint(&file).unwrap(), Some(fp));
+    }
+
+    #[test]
+    fn same_text_in_another_file_is_another_fingerprint() {
+        let mut a = tempfile::tempfile().unwrap();
+        let mut b = tempfile::tempfile().unwrap();
+        for f in [&mut a, &mut b] {
+            f.write_all(b"same\n").unwrap();
+        }
+        assert_ne!(fingerprint(&a).unwrap(), fingerprint(&b).unwrap());
+    }
+
+    #[test]
+    fn a_long_first_line_uses_its_head() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&vec![b'x'; FINGERPRINT_BYTES + 10]).unwrap();
+        assert!(fingerprint(&file).unwrap().is_some());
+    }
+}

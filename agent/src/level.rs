@@ -1,0 +1,51 @@
+//! Finding the level in a log line: the first of its leading words that is an upper-case level
+//! (`INFO`, `WARN`), a bracketed one (`[error]`), or a `level=` pair.
+//!
+//! Only the first words are looked at, and lower-case words only in brackets or `level=`,
+//! so "connection error" in the text of an INFO line is not taken for a level.
+
+use sluice_proto::level::canonical;
+
+const WORDS_LOOKED_AT: usize = 8;
+
+pub fn detect(message: &str) -> Option<&'static str> {
+    for word in message.split_ascii_whitespace().take(WORDS_LOOKED_AT) {
+        if let Some(value) = word.strip_prefix("level=").or_else(|| word.strip_prefix("lvl=")) {
+            return canonical(value.trim_matches(|c: char| c == '"' || c == ','));
+        }
+        let bracketed = word.starts_with('[') && word.ends_with(']');
+        let bare = word.trim_matches(|c: char| "[]():|<>,".contains(c));
+        if bare.len() >= 3 && (bracketed || bare.bytes().all(|b| b.is_ascii_uppercase())) {
+            if let Some(level) = canonical(bare) {
+                return Some(level);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_common_shapes() {
+        assert_eq!(
+            detect("2026-11-23 10:00:00.004 INFO  [order-service] 订单创建成功"),
+            Some("info")
+        );
+        assert_eq!(detect("2015-07-29 17:41:44,747 - WARN  [SendWorker] leaving"), Some("warn"));
+        assert_eq!(detect("[Sun Dec 04 04:47:44 2005] [error] mod_jk child"), Some("error"));
+        assert_eq!(detect("081109 203615 148 INFO dfs.DataNode: x"), Some("info"));
+        assert_eq!(detect("ts=1 level=error msg=boom"), Some("error"));
+        assert_eq!(detect("E1123 FATAL: x"), Some("fatal"));
+    }
+
+    #[test]
+    fn ignores_words_in_the_text() {
+        assert_eq!(detect("connection error while reading"), None);
+        assert_eq!(detect("java.lang.NullPointerException: 用户信息为空"), None);
+        assert_eq!(detect("\tat com.zto.Foo.bar(Foo.java:12)"), None);
+        assert_eq!(detect(""), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! Batches records, pushes them to the collector, and moves checkpoints on its ack.
+//!
+//! One batch is in flight at a time, so acks arrive in read order and a file's checkpoint is
+//! simply the resume offset of its last acknowledged record. A failed push is retried, with
+//! capped exponential backoff and jitter, until it succeeds or the agent stops: nothing is
+//! ever dropped here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_proto::LogBatch;
+use sluice_proto::ingest_client::IngestClient;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::AgentError;
+use crate::checkpoint::Checkpoints;
+use crate::config::AgentConfig;
+use crate::tailer::{Chunk, ReadRecord};
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Rough per-record overhead of the wire format, for batch sizing.
+const RECORD_OVERHEAD_BYTES: usize = 128;
+
+pub struct Shipper {
+    config: Arc<AgentConfig>,
+    client: IngestClient<Channel>,
+    checkpoints: Arc<Mutex<Checkpoints>>,
+    sequence: u64,
+}
+
+impl Shipper {
+    pub fn new(
+        config: Arc<AgentConfig>,
+        checkpoints: Arc<Mutex<Checkpoints>>,
+    ) -> Result<Self, AgentError> {
+        let endpoint = Endpoint::from_shared(config.collector.clone())
+            .map_err(|e| AgentError::Endpoint {
+                endpoint: config.collector.clone(),
+                message: e.to_string(),
+            })?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true);
+        let client = IngestClient::new(endpoint.connect_lazy())
+            .send_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Zstd);
+        Ok(Self { config, client, checkpoints, sequence: 0 })
+    }
+
+    /// Ships until the tailer hangs up or `stop` turns true.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Chunk>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let first = tokio::select! {
+                chunk = rx.recv() => chunk,
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let Some(mut batch) = first else { return };
+            let mut bytes = size(&batch);
+            let deadline = Instant::now() + self.config.batch_linger;
+            while bytes < self.config.batch_max_bytes {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(chunk)) => {
+                        bytes += size(&chunk);
+                        batch.extend(chunk);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            if !self.deliver(batch, &mut stop).await {
+                return;
+            }
+        }
+    }
+
+    /// Pushes one batch until acknowledged; false if the agent stopped first.
+    async fn deliver(&mut self, batch: Vec<ReadRecord>, stop: &mut watch::Receiver<bool>) -> bool {
+        self.sequence += 1;
+        let mut resume: HashMap<u64, (u64, String)> = HashMap::new();
+        let mut records = Vec::with_capacity(batch.len());
+        for item in batch {
+            let entry = resume.entry(item.record.source).or_insert((0, String::new()));
+            entry.0 = entry.0.max(item.resume_offset);
+            if entry.1 != item.record.file_path {
+                entry.1.clone_from(&item.record.file_path);
+            }
+            records.push(item.record);
+        }
+        let count = records.len() as u64;
+        let request =
+            LogBatch { agent: self.config.source_identity(), sequence: self.sequence, records };
+        let mut backoff = BACKOFF_START;
+        loop {
+            match self.client.push(request.clone()).await {
+                Ok(ack) => {
+                    let ack = ack.into_inner();
+                    tracing::debug!(
+                        sequence = ack.sequence,
+                        wal_position = ack.wal_position,
+                        "batch acknowledged"
+                    );
+                    break;
+                }
+                Err(status) => {
+                    metrics::counter!("sluice_agent_push_failures_total").increment(1);
+                    tracing::warn!(code = ?status.code(), message = status.message(), retry_in_ms = backoff.as_millis() as u64, "push to collector failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(jitter(backoff)) => {}
+                        _ = stop.wait_for(|s| *s) => return false,
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        metrics::counter!("sluice_agent_batches_acked_total").increment(1);
+        metrics::counter!("sluice_agent_records_acked_total").increment(count);
+        let checkpoints = self.checkpoints.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let mut c = checkpoints.lock().expect("checkpoints poisoned");
+            for (source, (offset, path)) in resume {
+                c.advance(source, &path, offset);
+            }
+            c.save()
+        })
+        .await;
+        match saved {
+            Ok(Ok(())) => {}
+            // The data is delivered; a checkpoint that failed to persist only means a re-read
+            // after a restart, which the collector deduplicates.
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot save checkpoints"),
+            Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
+        }
+        true
+    }
+}
+
+fn size(chunk: &[ReadRecord]) -> usize {
+    chunk.iter().map(|r| r.record.message.len() + RECORD_OVERHEAD_BYTES).sum()
+}
+
+/// ±25 % so agents that failed together do not retry together.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
+    d.mul_f64(factor)
+}

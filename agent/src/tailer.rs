@@ -1,0 +1,342 @@
+//! Finds the files the watch patterns match and reads their new lines into records.
+//!
+//! Runs on its own thread with plain blocking reads (file reads do not benefit from async).
+//! Records go to the shipper through a bounded channel: when the shipper cannot keep up, the
+//! send blocks and reading pauses, with the unread data still safe in the files.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use sluice_proto::{LogRecord, Stream, flags, id::source_key};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::Checkpoints;
+use crate::config::{AgentConfig, ReadFrom};
+use crate::cri::{self, Assembler};
+use crate::decode::decode;
+use crate::fingerprint::fingerprint;
+use crate::kube_path::{PodMeta, pod_meta};
+use crate::level;
+use crate::line_reader::{Line, LineSplitter};
+
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes read from one file before moving to the next, so one busy file cannot starve others.
+const READ_BUDGET_BYTES: usize = 4 << 20;
+
+/// A record and where its file must be re-read from if it is lost before the ack.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub record: LogRecord,
+    /// The checkpoint once this record is acknowledged: past it, and not past any partial
+    /// CRI record still waiting for its final part.
+    pub resume_offset: u64,
+}
+
+pub type Chunk = Vec<ReadRecord>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Unknown,
+    Cri,
+    Plain,
+}
+
+/// A file being read, once it has a fingerprint.
+struct Reading {
+    source: u64,
+    splitter: LineSplitter,
+    format: Format,
+    cri: Assembler,
+}
+
+struct TrackedFile {
+    path: PathBuf,
+    path_text: String,
+    meta: PodMeta,
+    file: File,
+    dev: u64,
+    ino: u64,
+    /// Read from the end: an existing file at the very first start with `read_from: end`.
+    from_end: bool,
+    reading: Option<Reading>,
+}
+
+pub struct Tailer {
+    config: Arc<AgentConfig>,
+    identity: String,
+    checkpoints: Arc<Mutex<Checkpoints>>,
+    files: HashMap<PathBuf, TrackedFile>,
+    tx: mpsc::Sender<Chunk>,
+    first_scan: bool,
+    buf: Vec<u8>,
+}
+
+impl Tailer {
+    pub fn new(
+        config: Arc<AgentConfig>,
+        checkpoints: Arc<Mutex<Checkpoints>>,
+        tx: mpsc::Sender<Chunk>,
+    ) -> Self {
+        let first_scan = checkpoints.lock().expect("checkpoints poisoned").first_start();
+        Self {
+            identity: config.source_identity(),
+            config,
+            checkpoints,
+            files: HashMap::new(),
+            tx,
+            first_scan,
+            buf: vec![0; READ_CHUNK_BYTES],
+        }
+    }
+
+    /// Reads until `stop` is set or the shipper is gone.
+    pub fn run(mut self, stop: &AtomicBool) {
+        let mut last_scan: Option<Instant> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if last_scan.is_none_or(|t| t.elapsed() >= self.config.scan_interval) {
+                self.scan();
+                last_scan = Some(Instant::now());
+            }
+            match self.read_all() {
+                Ok(true) => {}
+                Ok(false) => std::thread::sleep(self.config.poll_interval),
+                Err(Closed) => return,
+            }
+        }
+    }
+
+    /// Expands the patterns: starts new files, lets rotated and deleted ones go.
+    fn scan(&mut self) {
+        let mut seen = Vec::new();
+        for pattern in &self.config.watch {
+            let paths = match glob::glob(pattern.as_str()) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    tracing::warn!(pattern = pattern.as_str(), error = %e, "cannot expand watch pattern");
+                    continue;
+                }
+            };
+            for path in paths.flatten() {
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => seen.push((path, m.dev(), m.ino())),
+                    _ => {}
+                }
+            }
+        }
+        let from_end = self.first_scan && self.config.read_from == ReadFrom::End;
+        self.first_scan = false;
+        let mut gone = Vec::new();
+        let mut live = HashMap::new();
+        for (path, dev, ino) in seen {
+            let known = self.files.get(&path).is_some_and(|f| f.dev == dev && f.ino == ino);
+            if !known {
+                if let Some(old) = self.files.remove(&path) {
+                    tracing::info!(path = %old.path.display(), "file replaced; following the new one");
+                    gone.push(old);
+                }
+                match File::open(&path) {
+                    Ok(file) => {
+                        tracing::info!(path = %path.display(), "tailing");
+                        let tracked = TrackedFile::new(path.clone(), file, dev, ino, from_end);
+                        self.files.insert(path.clone(), tracked);
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot open"),
+                }
+            }
+            live.insert(path, ());
+        }
+        let (kept, deleted): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(&mut self.files)
+            .into_iter()
+            .partition(|(path, _)| live.contains_key(path));
+        self.files = kept;
+        gone.extend(deleted.into_values());
+        // A rotated or deleted file may have been written to since the last round: read it to
+        // its end through the handle still open, then let it go.
+        for mut old in gone {
+            while let Ok(true) = self.read_file(&mut old) {}
+        }
+    }
+
+    /// One round over every file; `Ok(true)` when any of them had new bytes.
+    fn read_all(&mut self) -> Result<bool, Closed> {
+        let mut any = false;
+        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
+        for path in paths {
+            let mut file = self.files.remove(&path).expect("path listed from the map");
+            let result = self.read_file(&mut file);
+            self.files.insert(path, file);
+            any |= result?;
+        }
+        Ok(any)
+    }
+
+    fn read_file(&mut self, f: &mut TrackedFile) -> Result<bool, Closed> {
+        if f.reading.is_none() && !self.start_reading(f) {
+            return Ok(false);
+        }
+        let mut budget = READ_BUDGET_BYTES;
+        let mut any = false;
+        while budget > 0 {
+            let n = match f.file.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(path = %f.path.display(), error = %e, "read failed; will retry");
+                    break;
+                }
+            };
+            any = true;
+            budget = budget.saturating_sub(n);
+            metrics::counter!("sluice_agent_bytes_read_total").increment(n as u64);
+            let mut lines = Vec::new();
+            let reading = f.reading.as_mut().expect("reading started above");
+            reading.splitter.push(&self.buf[..n], |line| lines.push(line));
+            if lines.is_empty() {
+                continue;
+            }
+            metrics::counter!("sluice_agent_lines_read_total").increment(lines.len() as u64);
+            let chunk = self.records(f, lines);
+            if !chunk.is_empty() && self.tx.blocking_send(chunk).is_err() {
+                return Err(Closed);
+            }
+        }
+        Ok(any)
+    }
+
+    /// Fingerprints the file and seeks to its checkpoint; false while it is too short.
+    fn start_reading(&self, f: &mut TrackedFile) -> bool {
+        let fp = match fingerprint(&f.file) {
+            Ok(Some(fp)) => fp,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(path = %f.path.display(), error = %e, "cannot fingerprint");
+                return false;
+            }
+        };
+        let source = source_key(&self.identity, fp);
+        let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let checkpoint = self.checkpoints.lock().expect("checkpoints poisoned").offset(source);
+        let offset = match checkpoint {
+            Some(offset) if offset <= size => offset,
+            Some(offset) => {
+                tracing::warn!(path = %f.path.display(), offset, size, "file shorter than its checkpoint; reading from the start");
+                0
+            }
+            None if f.from_end => end_of_last_line(&f.file, size),
+            None => 0,
+        };
+        if let Err(e) = f.file.seek(SeekFrom::Start(offset)) {
+            tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
+            return false;
+        }
+        f.reading = Some(Reading {
+            source,
+            splitter: LineSplitter::new(self.config.max_line_bytes, offset),
+            format: Format::Unknown,
+            cri: Assembler::new(self.config.max_line_bytes),
+        });
+        true
+    }
+
+    fn records(&self, f: &mut TrackedFile, lines: Vec<Line>) -> Chunk {
+        let now = now_ns();
+        let reading = f.reading.as_mut().expect("reading");
+        let mut out = Vec::with_capacity(lines.len());
+        for line in lines {
+            if reading.format == Format::Unknown {
+                reading.format =
+                    if cri::parse(&line.bytes).is_some() { Format::Cri } else { Format::Plain };
+            }
+            let mut record = LogRecord {
+                source: reading.source,
+                ingest_time_ns: now,
+                cluster: self.config.cluster.clone(),
+                node: self.config.node.clone(),
+                namespace: f.meta.namespace.clone(),
+                pod: f.meta.pod.clone(),
+                pod_uid: f.meta.pod_uid.clone(),
+                container: f.meta.container.clone(),
+                file_path: f.path_text.clone(),
+                ..LogRecord::default()
+            };
+            let (bytes, truncated, mut flag_bits) = if reading.format == Format::Cri {
+                match cri::parse(&line.bytes) {
+                    Some(part) => {
+                        let Some(merged) =
+                            reading.cri.push(&part, line.start, line.end, line.truncated)
+                        else {
+                            continue;
+                        };
+                        record.offset = merged.start;
+                        record.timestamp_ns = merged.timestamp_ns;
+                        record.stream = merged.stream as i32;
+                        (merged.text, merged.truncated, 0)
+                    }
+                    None => {
+                        record.offset = line.start;
+                        record.timestamp_ns = now;
+                        record.stream = Stream::File as i32;
+                        (line.bytes, line.truncated, flags::CRI_MALFORMED)
+                    }
+                }
+            } else {
+                record.offset = line.start;
+                record.timestamp_ns = now;
+                record.stream = Stream::File as i32;
+                (line.bytes, line.truncated, 0)
+            };
+            let (message, decode_flags) = decode(bytes, truncated);
+            flag_bits |= decode_flags;
+            for name in flags::names(flag_bits) {
+                metrics::counter!("sluice_agent_records_flagged_total", "flag" => name)
+                    .increment(1);
+            }
+            record.flags = flag_bits;
+            record.level = level::detect(&message).unwrap_or_default().to_owned();
+            record.message = message;
+            let resume_offset = reading.cri.pending_start().map_or(line.end, |p| p.min(line.end));
+            out.push(ReadRecord { record, resume_offset });
+        }
+        out
+    }
+}
+
+/// The shipper hung up: the agent is stopping.
+struct Closed;
+
+impl TrackedFile {
+    fn new(path: PathBuf, file: File, dev: u64, ino: u64, from_end: bool) -> Self {
+        Self {
+            path_text: path.to_string_lossy().into_owned(),
+            meta: pod_meta(&path).unwrap_or_default(),
+            path,
+            file,
+            dev,
+            ino,
+            from_end,
+            reading: None,
+        }
+    }
+}
+
+/// Where the last complete line of the first `size` bytes ends: the start when tailing from
+/// the end, so a half-written line is not read from its middle.
+fn end_of_last_line(file: &File, size: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let from = size.saturating_sub(READ_CHUNK_BYTES as u64);
+    let mut tail = vec![0; (size - from) as usize];
+    match file.read_exact_at(&mut tail, from) {
+        Ok(()) => tail.iter().rposition(|&b| b == b'\n').map_or(from, |i| from + i as u64 + 1),
+        Err(_) => size,
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
