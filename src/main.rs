@@ -1,1 +1,51 @@
-fn main() {}
+//! `sluice`: run the pipeline (`up`, `collector`) and search what it indexed (`search`).
+//!
+//! A thin edge: flags, logging and exit codes here; the work is in the libraries.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = "Sluice: logs from the pod to the search box")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tail files, index them locally and serve the search API, all in one process.
+    Up(commands::up::UpArgs),
+    /// Receive from agents, index, and serve the search API.
+    Collector(commands::up::CollectorArgs),
+    /// Search indexed logs, from a data directory or a running server.
+    Search(commands::search::SearchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Search(_)) { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Up(args) => commands::up::up(args),
+        Command::Collector(args) => commands::up::collector(args),
+        Command::Search(args) => commands::search::search(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -53,6 +53,8 @@ struct Reading {
     splitter: LineSplitter,
     format: Format,
     cri: Assembler,
+    /// The time given to the last line without a time of its own.
+    last_read_ns: i64,
 }
 
 struct TrackedFile {
@@ -240,6 +242,7 @@ impl Tailer {
             splitter: LineSplitter::new(self.config.max_line_bytes, offset),
             format: Format::Unknown,
             cri: Assembler::new(self.config.max_line_bytes),
+            last_read_ns: 0,
         });
         true
     }
@@ -247,6 +250,7 @@ impl Tailer {
     fn records(&self, f: &mut TrackedFile, lines: Vec<Line>) -> Chunk {
         let now = now_ns();
         let reading = f.reading.as_mut().expect("reading");
+
         let mut out = Vec::with_capacity(lines.len());
         for line in lines {
             if reading.format == Format::Unknown {
@@ -280,14 +284,14 @@ impl Tailer {
                     }
                     None => {
                         record.offset = line.start;
-                        record.timestamp_ns = now;
+                        record.timestamp_ns = reading.read_time(now);
                         record.stream = Stream::File as i32;
                         (line.bytes, line.truncated, flags::CRI_MALFORMED)
                     }
                 }
             } else {
                 record.offset = line.start;
-                record.timestamp_ns = now;
+                record.timestamp_ns = reading.read_time(now);
                 record.stream = Stream::File as i32;
                 (line.bytes, line.truncated, 0)
             };
@@ -304,6 +308,15 @@ impl Tailer {
             out.push(ReadRecord { record, resume_offset });
         }
         out
+    }
+}
+
+impl Reading {
+    /// Lines without a time of their own get the read time, made strictly increasing per
+    /// file (by nanoseconds) so that newest-first keeps their order.
+    fn read_time(&mut self, now: i64) -> i64 {
+        self.last_read_ns = now.max(self.last_read_ns + 1);
+        self.last_read_ns
     }
 }
 

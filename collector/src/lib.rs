@@ -1,1 +1,26 @@
+//! The Sluice collector: receives records, makes them durable, and fans them out to sinks.
+//!
+//! An agent's batch is appended to the [`wal`] and synced before the [`ingest`] service
+//! acknowledges it. Each sink then reads the WAL through its own [`runner`] and cursor, so
+//! one slow sink never blocks or loses another; segments are deleted once every sink has
+//! flushed past them.
+//!
+//! # Layout
+//! - [`server`]: wiring and start-up (`sluice up`, `sluice collector`).
+//! - [`ingest`]: the gRPC receiver for agents.
+//! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds.
+//! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
+//! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks, one folder each (`index`).
+//! - [`error`]: the crate's error type.
 
+pub mod error;
+pub mod ingest;
+pub mod runner;
+pub mod server;
+pub mod sink;
+pub mod sinks;
+pub mod wal;
+pub mod wal_frame;
+
+pub use error::CollectorError;
+pub use server::{CollectorConfig, run};

@@ -1,0 +1,203 @@
+//! Feeds each sink from its own WAL cursor, so a slow or failing sink never holds up another
+//! and never loses its place.
+//!
+//! A runner reads frames from where its sink said it is durable, hands their records to the
+//! sink, and asks it to flush at the sink's interval. Only a flushed position counts: it is
+//! what the runner publishes for WAL clean-up, and what the sink resumes from after a crash.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::sink::Sink;
+use crate::wal::Wal;
+use crate::{CollectorError, wal_frame};
+
+/// Frames handled between two looks at the flush clock.
+const FRAMES_PER_ROUND: usize = 64;
+const RETRY_START: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Every sink's durable WAL position; the WAL keeps what the slowest one still needs.
+#[derive(Debug, Default)]
+pub struct Cursors {
+    positions: Mutex<HashMap<String, u64>>,
+}
+
+impl Cursors {
+    fn set(&self, sink: &str, position: u64) -> u64 {
+        let mut positions = self.positions.lock().expect("cursors poisoned");
+        positions.insert(sink.to_owned(), position);
+        positions.values().copied().min().unwrap_or(position)
+    }
+
+    pub fn get(&self, sink: &str) -> Option<u64> {
+        self.positions.lock().expect("cursors poisoned").get(sink).copied()
+    }
+}
+
+/// Drives `sink` until `stop` turns true; flushes what it has before returning.
+pub async fn run_sink(
+    mut sink: Box<dyn Sink>,
+    flush_interval: Duration,
+    wal: Arc<Wal>,
+    cursors: Arc<Cursors>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = sink.name().to_owned();
+    let start = starting_position(sink.resume_position(), &wal, &name);
+    cursors.set(&name, start);
+    let mut reader = wal.reader(start);
+    let mut ends = wal.subscribe();
+    let mut dirty = false;
+    let mut last_flush = Instant::now();
+    tracing::info!(sink = %name, position = start, "sink started");
+    loop {
+        let stopping = *stop.borrow();
+        let end = *ends.borrow_and_update();
+        let mut frames = 0;
+        while !stopping && reader.position() < end && frames < FRAMES_PER_ROUND {
+            frames += 1;
+            let payload = match reader.next(end) {
+                Ok(Some(payload)) => payload,
+                Ok(None) => break,
+                Err(e @ CollectorError::Corrupt { .. }) => {
+                    let skipped = reader.skip_segment().unwrap_or(0);
+                    tracing::error!(sink = %name, error = %e, skipped, "skipping the rest of a corrupt WAL segment");
+                    metrics::counter!("sluice_collector_wal_corrupt_bytes_total")
+                        .increment(skipped);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(sink = %name, error = %e, "cannot read the WAL; retrying");
+                    tokio::time::sleep(RETRY_START).await;
+                    break;
+                }
+            };
+            let records = match wal_frame::decode_batch(&payload) {
+                Ok(batch) => batch.records,
+                Err(reason) => {
+                    tracing::error!(sink = %name, position = reader.position(), reason, "skipping an undecodable WAL frame");
+                    metrics::counter!("sluice_collector_wal_undecodable_frames_total").increment(1);
+                    continue;
+                }
+            };
+            if !write_with_retry(sink.as_mut(), records, reader.position(), &mut stop).await {
+                break;
+            }
+            dirty = true;
+        }
+        let due = last_flush.elapsed() >= flush_interval;
+        if dirty && (due || stopping) {
+            if let Some(position) = flush_with_retry(sink.as_mut(), &mut stop, stopping).await {
+                let oldest_needed = cursors.set(&name, position);
+                match wal.release(oldest_needed) {
+                    Ok(freed) if freed > 0 => tracing::debug!(freed, "released WAL segments"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot release WAL segments"),
+                }
+                dirty = false;
+            }
+            last_flush = Instant::now();
+        }
+        let durable = cursors.get(&name).unwrap_or(start);
+        metrics::gauge!("sluice_sink_position", "sink" => name.clone()).set(durable as f64);
+        metrics::gauge!("sluice_sink_lag_bytes", "sink" => name.clone())
+            .set(end.saturating_sub(durable) as f64);
+        if let Ok(bytes) = wal.disk_bytes() {
+            metrics::gauge!("sluice_collector_wal_bytes").set(bytes as f64);
+        }
+        if stopping {
+            tracing::info!(sink = %name, position = durable, "sink stopped");
+            return;
+        }
+        if reader.position() >= *ends.borrow() {
+            let wait = if dirty {
+                flush_interval.saturating_sub(last_flush.elapsed())
+            } else {
+                Duration::from_secs(60)
+            };
+            tokio::select! {
+                _ = ends.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+fn starting_position(resume: u64, wal: &Wal, name: &str) -> u64 {
+    let first = wal.first().unwrap_or(0);
+    let end = wal.end();
+    if resume > end {
+        // The sink is ahead of the log: the WAL directory was lost or replaced. Nothing to
+        // replay; new records start at the log's end.
+        tracing::error!(sink = name, resume, end, "sink is ahead of the WAL; starting at its end");
+        return end;
+    }
+    if resume < first {
+        tracing::error!(
+            sink = name,
+            resume,
+            first,
+            "WAL no longer holds what this sink needs; records were lost"
+        );
+        metrics::counter!("sluice_collector_wal_lost_bytes_total", "sink" => name.to_owned())
+            .increment(first - resume);
+        return first;
+    }
+    resume
+}
+
+/// Retries until the sink takes the records; false if the collector is stopping.
+async fn write_with_retry(
+    sink: &mut dyn Sink,
+    records: Vec<sluice_proto::LogRecord>,
+    end: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut delay = RETRY_START;
+    loop {
+        match sink.write(records.clone(), end).await {
+            Ok(()) => return true,
+            Err(e) => {
+                metrics::counter!("sluice_sink_errors_total", "sink" => sink.name().to_owned())
+                    .increment(1);
+                tracing::warn!(sink = sink.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "sink write failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return false,
+                }
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Retries a flush; on the way out (`last`) it tries once.
+async fn flush_with_retry(
+    sink: &mut dyn Sink,
+    stop: &mut watch::Receiver<bool>,
+    last: bool,
+) -> Option<u64> {
+    let mut delay = RETRY_START;
+    loop {
+        match sink.flush().await {
+            Ok(position) => return Some(position),
+            Err(e) => {
+                tracing::warn!(sink = sink.name(), error = %e, "sink flush failed");
+                if last {
+                    return None;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return None,
+                }
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Starts the collector: WAL, gRPC receiver, the index sink's runner, and the HTTP API.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sluice_proto::ingest_server::IngestServer;
+use sluice_query::Store;
+use sluice_query::api::{ApiState, MetricsRender, router};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+
+use crate::CollectorError;
+use crate::ingest::IngestService;
+use crate::runner::{Cursors, run_sink};
+use crate::sinks::index::IndexSinkConfig;
+use crate::wal::Wal;
+
+/// Largest batch an agent may push; well above the agent's default of 1 MiB.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Holds `wal/` and `index/`.
+    pub data_dir: PathBuf,
+    pub wal_segment_bytes: u64,
+    pub index: IndexSinkConfig,
+}
+
+impl CollectorConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self { data_dir, wal_segment_bytes: 64 << 20, index: IndexSinkConfig::default() }
+    }
+}
+
+/// Runs until `shutdown` completes, serving agents on `grpc` and the API on `http`.
+pub async fn run(
+    config: CollectorConfig,
+    grpc: TcpListener,
+    http: TcpListener,
+    metrics: MetricsRender,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CollectorError> {
+    let wal_dir = config.data_dir.join("wal");
+    let index_dir = config.data_dir.join("index");
+    let wal = {
+        let dir = wal_dir.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || Wal::open(&dir, config.wal_segment_bytes))
+                .await
+                .map_err(|e| CollectorError::Server(e.to_string()))??,
+        )
+    };
+    let store = Store::open(&index_dir)
+        .map_err(|e| CollectorError::Sink { sink: "index".to_owned(), message: e.to_string() })?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let sink = config.index.build(store.clone());
+    let flush_interval = sink.commit_interval();
+    let runner = tokio::spawn(run_sink(
+        Box::new(sink),
+        flush_interval,
+        wal.clone(),
+        Arc::new(Cursors::default()),
+        stop_rx.clone(),
+    ));
+
+    let ingest = IngestServer::new(IngestService::new(wal))
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(MAX_BATCH_BYTES);
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(ingest)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+    let http_server = axum::serve(http, router(ApiState { store, metrics }))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let grpc_task = tokio::spawn(grpc_server);
+    let http_task = tokio::spawn(async move { http_server.await });
+
+    shutdown.await;
+    tracing::info!("collector stopping");
+    let _ = stop_tx.send(true);
+    let grpc_result = grpc_task.await;
+    let http_result = http_task.await;
+    let _ = runner.await;
+    match (grpc_result, http_result) {
+        (Ok(Ok(())), Ok(Ok(()))) => Ok(()),
+        (Ok(Err(e)), _) => Err(CollectorError::Server(format!("gRPC server: {e}"))),
+        (_, Ok(Err(e))) => Err(CollectorError::Server(format!("HTTP server: {e}"))),
+        (Err(e), _) | (_, Err(e)) => Err(CollectorError::Server(e.to_string())),
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}

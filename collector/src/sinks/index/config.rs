@@ -1,0 +1,26 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_query::Store;
+
+use super::IndexSink;
+
+/// How the index sink commits.
+#[derive(Debug, Clone)]
+pub struct IndexSinkConfig {
+    /// Records become searchable at most this long after they reach the WAL. Each commit
+    /// writes new segment files, so shorter means more merging work.
+    pub commit_interval: Duration,
+}
+
+impl Default for IndexSinkConfig {
+    fn default() -> Self {
+        Self { commit_interval: Duration::from_secs(1) }
+    }
+}
+
+impl IndexSinkConfig {
+    pub fn build(&self, store: Arc<Store>) -> IndexSink {
+        IndexSink::new(store, self.commit_interval)
+    }
+}

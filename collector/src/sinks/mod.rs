@@ -1,0 +1,3 @@
+//! The sinks, one folder each.
+
+pub mod index;

@@ -1,0 +1,373 @@
+//! The collector's write-ahead log: what it has acknowledged, until every sink has it.
+//!
+//! Segment files `<base>.wal` hold frames `[len u32][crc32 u32][payload]` (little-endian;
+//! the CRC covers the payload). A position is a byte offset in the whole log, and a segment
+//! is named by the position of its first byte, so positions stay valid as old segments are
+//! deleted. An append is synced to disk before it returns: the collector acks only then.
+//! On open, a torn tail (a crash mid-append) is cut off.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use crate::CollectorError;
+
+const HEADER_BYTES: u64 = 8;
+/// Frames larger than this are refused on append and taken as corruption on read.
+pub const MAX_FRAME_BYTES: u64 = 256 << 20;
+
+struct Active {
+    file: File,
+    base: u64,
+    len: u64,
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    segment_bytes: u64,
+    active: Mutex<Active>,
+    end: watch::Sender<u64>,
+}
+
+impl Wal {
+    /// Opens the log in `dir`, creating it if needed, and cuts off a torn last frame.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<Self, CollectorError> {
+        fs::create_dir_all(dir).map_err(CollectorError::io("create WAL directory", dir))?;
+        let segments = list_segments(dir)?;
+        let base = segments.last().copied().unwrap_or(0);
+        let path = segment_path(dir, base);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(CollectorError::io("open WAL segment", &path))?;
+        let len = valid_length(&mut file, &path)?;
+        let on_disk = file.metadata().map_err(CollectorError::io("stat", &path))?.len();
+        if len < on_disk {
+            tracing::warn!(path = %path.display(), cut = on_disk - len, "cutting a torn frame off the WAL");
+            file.set_len(len).map_err(CollectorError::io("truncate", &path))?;
+            file.sync_all().map_err(CollectorError::io("sync", &path))?;
+        }
+        sync_dir(dir)?;
+        let (end, _) = watch::channel(base + len);
+        Ok(Self {
+            dir: dir.to_owned(),
+            segment_bytes,
+            active: Mutex::new(Active { file, base, len }),
+            end,
+        })
+    }
+
+    /// Appends one frame and syncs it; returns the position just past it.
+    pub fn append(&self, payload: &[u8]) -> Result<u64, CollectorError> {
+        if payload.len() as u64 > MAX_FRAME_BYTES {
+            return Err(CollectorError::Corrupt {
+                path: self.dir.clone(),
+                position: self.end(),
+                reason: format!(
+                    "a frame of {} bytes is over the limit of {MAX_FRAME_BYTES}",
+                    payload.len()
+                ),
+            });
+        }
+        let mut active = self.active.lock().expect("WAL lock poisoned");
+        if active.len >= self.segment_bytes {
+            self.roll(&mut active)?;
+        }
+        let mut frame = Vec::with_capacity(payload.len() + HEADER_BYTES as usize);
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        frame.extend_from_slice(payload);
+        let path = segment_path(&self.dir, active.base);
+        if let Err(e) = active.file.write_all(&frame).and_then(|()| active.file.sync_data()) {
+            // Whatever part reached the file must not count; cut back to the last whole frame.
+            let _ = active.file.set_len(active.len);
+            return Err(CollectorError::io("append to WAL", path)(e));
+        }
+        active.len += frame.len() as u64;
+        let end = active.base + active.len;
+        self.end.send_replace(end);
+        metrics::counter!("sluice_collector_wal_appended_bytes_total")
+            .increment(frame.len() as u64);
+        Ok(end)
+    }
+
+    fn roll(&self, active: &mut Active) -> Result<(), CollectorError> {
+        let base = active.base + active.len;
+        let path = segment_path(&self.dir, base);
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(CollectorError::io("create WAL segment", &path))?;
+        sync_dir(&self.dir)?;
+        *active = Active { file, base, len: 0 };
+        Ok(())
+    }
+
+    /// The position just past the last durable frame.
+    pub fn end(&self) -> u64 {
+        *self.end.borrow()
+    }
+
+    /// Wakes on every append.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.end.subscribe()
+    }
+
+    /// The position of the oldest byte still on disk.
+    pub fn first(&self) -> Result<u64, CollectorError> {
+        Ok(list_segments(&self.dir)?.first().copied().unwrap_or(0))
+    }
+
+    pub fn reader(&self, position: u64) -> WalReader {
+        WalReader { dir: self.dir.clone(), position, segment: None }
+    }
+
+    /// Deletes the segments wholly before `position`; never the one being written.
+    pub fn release(&self, position: u64) -> Result<u64, CollectorError> {
+        let segments = list_segments(&self.dir)?;
+        let active_base = self.active.lock().expect("WAL lock poisoned").base;
+        let mut freed = 0;
+        for pair in segments.windows(2) {
+            let (base, next) = (pair[0], pair[1]);
+            if next <= position && base < active_base {
+                let path = segment_path(&self.dir, base);
+                freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&path).map_err(CollectorError::io("delete WAL segment", &path))?;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Bytes the log holds on disk.
+    pub fn disk_bytes(&self) -> Result<u64, CollectorError> {
+        Ok(self.end() - self.first()?)
+    }
+}
+
+/// Reads frames in order from a position.
+pub struct WalReader {
+    dir: PathBuf,
+    position: u64,
+    segment: Option<(u64, File)>,
+}
+
+impl WalReader {
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The frame at the reader's position, if the log holds one before `end`.
+    pub fn next(&mut self, end: u64) -> Result<Option<Vec<u8>>, CollectorError> {
+        if self.position >= end {
+            return Ok(None);
+        }
+        self.open_segment_for_position()?;
+        let (base, file) = self.segment.as_mut().expect("segment just opened");
+        let path = segment_path(&self.dir, *base);
+        let mut header = [0u8; HEADER_BYTES as usize];
+        file.read_exact(&mut header).map_err(CollectorError::io("read WAL frame", &path))?;
+        let len = u64::from(u32::from_le_bytes(header[..4].try_into().expect("4 bytes")));
+        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len > MAX_FRAME_BYTES || self.position + HEADER_BYTES + len > end {
+            self.segment = None;
+            return Err(self.corrupt(&path, format!("frame length {len} runs past the log")));
+        }
+        let mut payload = vec![0; len as usize];
+        file.read_exact(&mut payload).map_err(CollectorError::io("read WAL frame", &path))?;
+        if crc32fast::hash(&payload) != crc {
+            self.segment = None;
+            return Err(self.corrupt(&path, "checksum mismatch".to_owned()));
+        }
+        self.position += HEADER_BYTES + len;
+        Ok(Some(payload))
+    }
+
+    fn corrupt(&self, path: &Path, reason: String) -> CollectorError {
+        CollectorError::Corrupt { path: path.to_owned(), position: self.position, reason }
+    }
+
+    /// Moves past a corrupt segment to the start of the next one; returns the bytes skipped.
+    pub fn skip_segment(&mut self) -> Result<u64, CollectorError> {
+        let next = list_segments(&self.dir)?.into_iter().find(|&b| b > self.position);
+        let skipped = match next {
+            Some(next) => next - self.position,
+            None => 0,
+        };
+        if let Some(next) = next {
+            self.position = next;
+        }
+        self.segment = None;
+        Ok(skipped)
+    }
+
+    fn open_segment_for_position(&mut self) -> Result<(), CollectorError> {
+        let stale = match &mut self.segment {
+            Some((base, file)) => {
+                let offset =
+                    file.stream_position().map_err(CollectorError::io("seek", &self.dir))?;
+                *base + offset != self.position
+                    || offset >= file.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+            None => true,
+        };
+        if stale {
+            let segments = list_segments(&self.dir)?;
+            let base = segments.iter().rev().find(|&&b| b <= self.position).copied().ok_or(
+                CollectorError::OutOfRange {
+                    position: self.position,
+                    first: segments.first().copied().unwrap_or(0),
+                    end: self.position,
+                },
+            )?;
+            let path = segment_path(&self.dir, base);
+            let mut file =
+                File::open(&path).map_err(CollectorError::io("open WAL segment", &path))?;
+            file.seek(SeekFrom::Start(self.position - base))
+                .map_err(CollectorError::io("seek", &path))?;
+            self.segment = Some((base, file));
+        }
+        Ok(())
+    }
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.wal"))
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<u64>, CollectorError> {
+    let mut bases: Vec<u64> = fs::read_dir(dir)
+        .map_err(CollectorError::io("list WAL directory", dir))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".wal")?.parse().ok())
+        .collect();
+    bases.sort_unstable();
+    Ok(bases)
+}
+
+/// The length of the whole frames at the start of `file`.
+fn valid_length(file: &mut File, path: &Path) -> Result<u64, CollectorError> {
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0)).map_err(CollectorError::io("seek", path))?;
+    file.read_to_end(&mut bytes).map_err(CollectorError::io("read", path))?;
+    let mut at = 0usize;
+    while bytes.len() - at >= HEADER_BYTES as usize {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+        let Some(payload) = bytes.get(at + 8..at + 8 + len) else { break };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        at += 8 + len;
+    }
+    Ok(at as u64)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CollectorError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(CollectorError::io("sync", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn read_all(wal: &Wal, from: u64) -> Vec<Vec<u8>> {
+        let mut reader = wal.reader(from);
+        let mut out = Vec::new();
+        while let Some(frame) = reader.next(wal.end()).unwrap() {
+            out.push(frame);
+        }
+        out
+    }
+
+    #[test]
+    fn frames_come_back_in_order_across_segments_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), 32).unwrap();
+        let frames: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; usize::from(i) + 1]).collect();
+        let mut ends = Vec::new();
+        for f in &frames {
+            ends.push(wal.append(f).unwrap());
+        }
+        assert!(list_segments(dir.path()).unwrap().len() > 3);
+        assert_eq!(read_all(&wal, 0), frames);
+        assert_eq!(read_all(&wal, ends[9]), frames[10..]);
+        drop(wal);
+        let wal = Wal::open(dir.path(), 32).unwrap();
+        assert_eq!(wal.end(), *ends.last().unwrap());
+        assert_eq!(read_all(&wal, 0), frames);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), 1 << 20).unwrap();
+        let end = wal.append(b"whole").unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), 0);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[50, 0, 0, 0, 1, 2, 3, 4, b'x']).unwrap();
+        let wal = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(wal.end(), end);
+        wal.append(b"next").unwrap();
+        assert_eq!(read_all(&wal, 0), [b"whole".to_vec(), b"next".to_vec()]);
+    }
+
+    #[test]
+    fn release_deletes_only_whole_segments_behind_the_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), 16).unwrap();
+        let ends: Vec<u64> = (0..6).map(|_| wal.append(&[7; 10]).unwrap()).collect();
+        let before = list_segments(dir.path()).unwrap().len();
+        wal.release(ends[2]).unwrap();
+        let after = list_segments(dir.path()).unwrap();
+        assert!(after.len() < before);
+        assert!(after[0] <= ends[2]);
+        assert_eq!(read_all(&wal, ends[2]).len(), 3);
+        wal.release(u64::MAX).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1, "the active segment stays");
+    }
+
+    #[test]
+    fn corruption_is_reported_and_skippable() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), 16).unwrap();
+        let ends: Vec<u64> = (0..4).map(|i| wal.append(&[i; 10]).unwrap()).collect();
+        let path = segment_path(dir.path(), 0);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[10] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let mut reader = wal.reader(0);
+        let err = reader.next(wal.end()).unwrap_err();
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        assert!(reader.skip_segment().unwrap() > 0);
+        assert_eq!(reader.position(), ends[0]);
+        assert_eq!(reader.next(wal.end()).unwrap(), Some(vec![1; 10]));
+    }
+
+    proptest! {
+        /// Cutting the last segment anywhere leaves exactly the frames wholly before the cut.
+        #[test]
+        fn any_cut_recovers_the_whole_frames(sizes in prop::collection::vec(0usize..40, 1..12), cut_back in 0u64..60) {
+            let dir = tempfile::tempdir().unwrap();
+            let wal = Wal::open(dir.path(), u64::MAX).unwrap();
+            let ends: Vec<u64> = sizes.iter().map(|&n| wal.append(&vec![1; n]).unwrap()).collect();
+            drop(wal);
+            let end = *ends.last().unwrap();
+            let cut = end.saturating_sub(cut_back);
+            OpenOptions::new().write(true).open(segment_path(dir.path(), 0)).unwrap().set_len(cut).unwrap();
+            let wal = Wal::open(dir.path(), u64::MAX).unwrap();
+            let whole = ends.iter().filter(|&&e| e <= cut).count();
+            prop_assert_eq!(wal.end(), if whole == 0 { 0 } else { ends[whole - 1] });
+            prop_assert_eq!(read_all(&wal, 0).len(), whole);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+pub(crate) mod search;
+pub(crate) mod up;

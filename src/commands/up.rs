@@ -1,0 +1,136 @@
+//! `sluice up` and `sluice collector`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use sluice_agent::config::ReadFrom;
+use sluice_collector::CollectorConfig;
+use tokio::net::TcpListener;
+
+#[derive(Debug, Args)]
+pub(crate) struct CollectorArgs {
+    /// Holds the WAL and the index.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// The search API and web page.
+    #[arg(long, default_value = "127.0.0.1:7280")]
+    listen: SocketAddr,
+    /// Where agents push records (gRPC).
+    #[arg(long, default_value = "127.0.0.1:7281")]
+    grpc_listen: SocketAddr,
+    /// How often the index commits: the longest a record waits to become searchable.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    commit_interval: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    collector: CollectorArgs,
+    /// Files to tail (glob; `**` crosses directories). Repeat for more.
+    #[arg(long, required = true)]
+    watch: Vec<String>,
+    /// The cluster name put on every record.
+    #[arg(long, default_value = "default")]
+    cluster: String,
+    /// The node name put on every record (default: the host name).
+    #[arg(long, default_value = "")]
+    node: String,
+    /// For files already there at the first start: read them from the beginning or the end.
+    #[arg(long, value_enum, default_value = "beginning")]
+    read_from: ReadFromArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReadFromArg {
+    Beginning,
+    End,
+}
+
+pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let (grpc, http, collector_config) = bind(&args.collector).await?;
+        let mut agent = sluice_agent::RawConfig::new(
+            format!("http://{}", grpc.local_addr()?),
+            args.collector.data_dir.join("agent"),
+            args.watch,
+        );
+        agent.cluster = args.cluster;
+        agent.node = args.node;
+        agent.read_from = match args.read_from {
+            ReadFromArg::Beginning => ReadFrom::Beginning,
+            ReadFromArg::End => ReadFrom::End,
+        };
+        let agent = agent.validate().map_err(|e| anyhow::anyhow!("invalid flags: {e}"))?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let collector = tokio::spawn(sluice_collector::run(
+            collector_config,
+            grpc,
+            http,
+            metrics_render()?,
+            stopped(stop_rx.clone()),
+        ));
+        let agent = tokio::spawn(sluice_agent::run(agent, stopped(stop_rx)));
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        agent.await.context("agent task failed")??;
+        collector.await.context("collector task failed")??;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(crate) fn collector(args: CollectorArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let (grpc, http, config) = bind(&args).await?;
+        sluice_collector::run(config, grpc, http, metrics_render()?, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener, CollectorConfig)> {
+    let grpc = TcpListener::bind(args.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--grpc-listen)", args.grpc_listen))?;
+    let http = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    // Tests and scripts read these lines to learn the ports when they asked for port 0.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "sluice: agents push to {} (gRPC)", grpc.local_addr()?)?;
+    writeln!(out, "sluice: search API on http://{}", http.local_addr()?)?;
+    out.flush()?;
+    let mut config = CollectorConfig::new(args.data_dir.clone());
+    config.index.commit_interval = args.commit_interval;
+    Ok((grpc, http, config))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn metrics_render() -> anyhow::Result<sluice_query::api::MetricsRender> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    Ok(Arc::new(move || handle.render()))
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
