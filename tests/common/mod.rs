@@ -1,0 +1,277 @@
+//! Helpers for black-box tests of the `sluice` and `sluice-agent` binaries.
+//!
+//! Every server here is a real process on loopback; nothing is mocked.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+pub fn sluice() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// `sluice-agent` lives in another package; cargo puts it beside `sluice`.
+pub fn sluice_agent() -> PathBuf {
+    let path = sluice().with_file_name("sluice-agent");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (scripts/test does: cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed with SIGKILL when dropped, so a failing test leaves nothing behind.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn log_file(dir: &Path, name: &str) -> std::fs::File {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .unwrap()
+}
+
+/// Starts `sluice up` on ephemeral ports; returns it and its HTTP base URL.
+pub fn start_up(data_dir: &Path, watch: &[String]) -> (Proc, String) {
+    let mut cmd = Command::new(sluice());
+    cmd.args(["up", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(["--commit-interval", "300ms"]);
+    for w in watch {
+        cmd.args(["--watch", w]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(log_file(&data_dir.join("logs"), "up"))
+        .spawn()
+        .expect("sluice up starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut http = None;
+    for _ in 0..2 {
+        let line = lines.next().expect("sluice up prints its addresses").unwrap();
+        if let Some(url) = line.strip_prefix("sluice: search API on ") {
+            http = Some(url.to_owned());
+        }
+    }
+    (Proc { child, name: "sluice up" }, http.expect("sluice up printed its API address"))
+}
+
+/// Starts `sluice collector` on fixed ports (so a restart keeps them).
+pub fn start_collector(data_dir: &Path, grpc_port: u16, http_port: u16) -> Proc {
+    let child = Command::new(sluice())
+        .args(["collector", "--commit-interval", "300ms", "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
+        .stdout(Stdio::null())
+        .stderr(log_file(&data_dir.join("logs"), "collector"))
+        .spawn()
+        .expect("sluice collector starts");
+    let mut proc = Proc { child, name: "sluice collector" };
+    wait_until(Duration::from_secs(20), "collector answers /healthz", || {
+        assert!(proc.is_running(), "collector exited; see {}/logs", data_dir.display());
+        http_get(&format!("http://127.0.0.1:{http_port}/healthz")).is_some()
+    });
+    proc
+}
+
+pub fn write_agent_config(dir: &Path, grpc_port: u16, watch: &[String]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("agent.yaml");
+    let watch: Vec<String> = watch.iter().map(|w| format!("  - '{w}'")).collect();
+    std::fs::write(
+        &path,
+        format!(
+            "collector: http://127.0.0.1:{grpc_port}\ndata_dir: {}\nnode: test-node\nbatch_linger_ms: 50\nwatch:\n{}\n",
+            dir.join("state").display(),
+            watch.join("\n")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub fn start_agent(config: &Path, log_dir: &Path) -> Proc {
+    let child = Command::new(sluice_agent())
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(log_file(log_dir, "agent"))
+        .spawn()
+        .expect("sluice-agent starts");
+    Proc { child, name: "sluice-agent" }
+}
+
+pub fn http_get(url: &str) -> Option<String> {
+    let response =
+        reqwest::blocking::Client::new().get(url).timeout(Duration::from_secs(10)).send().ok()?;
+    response.status().is_success().then(|| response.text().ok()).flatten()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Hit {
+    pub ts: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub stream: String,
+    pub level: String,
+    pub file: String,
+    pub message: String,
+    pub id: String,
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchResponse {
+    pub hits: Vec<Hit>,
+    pub total: u64,
+}
+
+/// `GET /api/v1/search`; panics with the server's message on an error status.
+pub fn search(base: &str, query: &str, limit: usize) -> SearchResponse {
+    let response = reqwest::blocking::Client::new()
+        .get(format!("{base}/api/v1/search"))
+        .query(&[("q", query), ("limit", &limit.to_string())])
+        .timeout(Duration::from_secs(30))
+        .send()
+        .expect("search request");
+    let status = response.status();
+    let body = response.text().unwrap();
+    assert!(status.is_success(), "search {query:?}: {status}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+pub fn total(base: &str, query: &str) -> u64 {
+    search(base, query, 0).total
+}
+
+/// A Prometheus counter or gauge value from `/metrics` (0 when absent).
+pub fn metric(base: &str, name: &str) -> f64 {
+    http_get(&format!("{base}/metrics"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0.0)
+}
+
+pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn shared_testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata")
+}
+
+/// The records a file should produce, computed here independently of the agent's code:
+/// complete lines only (an unterminated last line waits for its newline, as `wc -l` does
+/// not count it), CRLF stripped, CRI parts merged per stream.
+pub fn expected_messages(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    lines.pop();
+    let lines = lines.into_iter().map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let is_cri = path.to_string_lossy().contains(".cri.");
+    if !is_cri {
+        return lines.map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+    }
+    let mut open: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut out = Vec::new();
+    for line in lines {
+        let parts: Vec<&[u8]> = line.splitn(4, |&b| b == b' ').collect();
+        let (stream, tag, text) = (parts[1], parts[2], parts.get(3).copied().unwrap_or_default());
+        let buffer = open.entry(stream.to_vec()).or_default();
+        buffer.extend_from_slice(text);
+        if tag == b"F" {
+            out.push(String::from_utf8(std::mem::take(buffer)).unwrap());
+        }
+    }
+    out
+}
+
+/// Copies the shared test data into `dir` and returns (path, expected messages) per file.
+pub fn copy_testdata(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut files = Vec::new();
+    for sub in ["loghub", "zh"] {
+        for entry in std::fs::read_dir(shared_testdata().join(sub)).unwrap() {
+            let src = entry.unwrap().path();
+            if src.extension().is_some_and(|e| e == "log") {
+                let dst = dir.join(src.file_name().unwrap());
+                std::fs::copy(&src, &dst).unwrap();
+                let expected = expected_messages(&dst);
+                files.push((dst, expected));
+            }
+        }
+    }
+    files.sort();
+    assert_eq!(files.len(), 10, "the shared test data has 8 Loghub and 2 Chinese logs");
+    files
+}
+
+/// Every hit of a file, checked to be there exactly once.
+pub fn assert_file_exactly_once(base: &str, path: &Path, expected: &[String]) {
+    let query = format!("file:\"{}\"", path.display());
+    let response = search(base, &query, 10_000);
+    let name = path.file_name().unwrap().to_string_lossy();
+    assert_eq!(response.total as usize, expected.len(), "{name}: hits vs lines");
+    let mut ids: Vec<&str> = response.hits.iter().map(|h| h.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), expected.len(), "{name}: distinct ids");
+    let mut got: Vec<&str> = response.hits.iter().map(|h| h.message.as_str()).collect();
+    let mut want: Vec<&str> = expected.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    if got != want {
+        let missing: Vec<_> = want.iter().filter(|w| !got.contains(w)).take(3).collect();
+        panic!("{name}: messages differ; first missing: {missing:?}");
+    }
+}
