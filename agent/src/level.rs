@@ -15,10 +15,11 @@ pub fn detect(message: &str) -> Option<&'static str> {
         }
         let bracketed = word.starts_with('[') && word.ends_with(']');
         let bare = word.trim_matches(|c: char| "[]():|<>,".contains(c));
-        if bare.len() >= 3 && (bracketed || bare.bytes().all(|b| b.is_ascii_uppercase())) {
-            if let Some(level) = canonical(bare) {
-                return Some(level);
-            }
+        if bare.len() >= 3
+            && (bracketed || bare.bytes().all(|b| b.is_ascii_uppercase()))
+            && let Some(level) = canonical(bare)
+        {
+            return Some(level);
         }
     }
     None

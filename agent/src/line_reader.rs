@@ -61,7 +61,7 @@ impl LineSplitter {
         if bytes.len() > room {
             // A `\r` right past the cap is the line ending, not lost text.
             let lost = &bytes[room..];
-            if !(lost == b"\r") {
+            if lost != b"\r" {
                 self.truncated = true;
             }
         }

@@ -20,6 +20,12 @@ pub fn compile(schema: &LogSchema, expr: Option<&Expr>) -> Result<Box<dyn Query>
 fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, QueryError> {
     Ok(match expr {
         Expr::Text(text) | Expr::Phrase(text) => message_query(schema, text)?,
+        Expr::Field { field, value } if field == "id" => {
+            let id = value
+                .parse::<sluice_proto::RecordId>()
+                .map_err(|e| QueryError::Syntax(e.to_string()))?;
+            Box::new(schema.id_query(&id))
+        }
         Expr::Field { field, value } => {
             let handle = schema
                 .keyword_field(field)

@@ -1,32 +1,21 @@
 //! The fields of a stored record and the conversion from the wire type.
 
+use std::ops::Bound;
+
 use sluice_proto::{LogRecord, Stream};
+use tantivy::query::{BooleanQuery, Occur, RangeQuery, TermQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
 };
 use tantivy::{TantivyDocument, Term};
 
 use crate::tokenizer::TOKENIZER_NAME;
 
-/// Keyword fields a query can filter on with `field:value`, in the order the API lists them.
-pub const KEYWORD_FIELDS: [&str; 10] = [
-    "cluster",
-    "namespace",
-    "pod",
-    "pod_uid",
-    "container",
-    "node",
-    "stream",
-    "level",
-    "file",
-    "id",
-];
-
 /// Handles to every field of the log schema.
 #[derive(Debug, Clone)]
 pub struct LogSchema {
     pub schema: Schema,
-    pub id: Field,
     pub source: Field,
     pub offset: Field,
     pub ts: Field,
@@ -47,15 +36,18 @@ pub struct LogSchema {
 impl LogSchema {
     pub fn new() -> Self {
         let mut b = Schema::builder();
-        let keyword = STRING | STORED | FAST;
+        let keyword = STRING | STORED;
         let message_options = TextOptions::default().set_stored().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer(TOKENIZER_NAME)
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         );
-        let id = b.add_text_field("id", STRING | STORED);
-        let source = b.add_u64_field("source", INDEXED | FAST);
-        let offset = b.add_u64_field("offset", FAST);
+        // Keyword fields are not fast fields: nothing sorts or aggregates by them yet, and
+        // columns for nine strings cost indexing time.
+        // The record id is `source` and `offset` together; a text field for it would add a
+        // unique term per record to the index for nothing (see `id_query`).
+        let source = b.add_u64_field("source", INDEXED | FAST | STORED);
+        let offset = b.add_u64_field("offset", FAST | STORED);
         let ts = b.add_i64_field("ts", INDEXED | FAST | STORED);
         let ingest_ts = b.add_i64_field("ingest_ts", FAST | STORED);
         let cluster = b.add_text_field("cluster", keyword.clone());
@@ -71,7 +63,6 @@ impl LogSchema {
         let flags = b.add_u64_field("flags", STORED);
         Self {
             schema: b.build(),
-            id,
             source,
             offset,
             ts,
@@ -90,7 +81,12 @@ impl LogSchema {
         }
     }
 
-    /// The field behind a `field:value` filter, if `name` is one.
+    /// Whether `name:` starts a filter: a keyword field, or `id`.
+    pub fn is_filter(&self, name: &str) -> bool {
+        name == "id" || self.keyword_field(name).is_some()
+    }
+
+    /// The keyword field behind a `field:value` filter, if `name` is one.
     pub fn keyword_field(&self, name: &str) -> Option<Field> {
         Some(match name {
             "cluster" => self.cluster,
@@ -102,19 +98,36 @@ impl LogSchema {
             "stream" => self.stream,
             "level" => self.level,
             "file" => self.file,
-            "id" => self.id,
             _ => return None,
         })
     }
 
-    /// The term that finds the record with this id.
-    pub fn id_term(&self, id: &sluice_proto::RecordId) -> Term {
-        Term::from_field_text(self.id, &id.to_string())
+    /// The query that finds the record with this id.
+    pub fn id_query(&self, id: &sluice_proto::RecordId) -> BooleanQuery {
+        let offset = Term::from_field_u64(self.offset, id.offset);
+        BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(self.source, id.source),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(Bound::Included(offset.clone()), Bound::Included(offset))),
+            ),
+        ])
+    }
+
+    /// The id of a stored document.
+    pub fn id_of(&self, doc: &TantivyDocument) -> sluice_proto::RecordId {
+        let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or_default();
+        sluice_proto::RecordId::new(u64_of(self.source), u64_of(self.offset))
     }
 
     pub fn to_document(&self, r: &LogRecord) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
-        doc.add_text(self.id, r.id().to_string());
         doc.add_u64(self.source, r.source);
         doc.add_u64(self.offset, r.offset);
         doc.add_i64(self.ts, r.timestamp_ns);

@@ -74,7 +74,7 @@ impl Store {
             });
         }
         let schema = self.schema();
-        let expr = parse(&request.query, |name| schema.keyword_field(name).is_some())?;
+        let expr = parse(&request.query, |name| schema.is_filter(name))?;
         let start = request.start_ns.unwrap_or(i64::MIN);
         let end = request.end_ns.unwrap_or(i64::MAX);
         if start >= end {
@@ -99,7 +99,7 @@ impl Store {
             total += count as u64;
             candidates.extend(hits.into_iter().map(|(ts, addr)| (ts.unwrap_or(i64::MIN), i, addr)));
         }
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         candidates.truncate(request.limit);
 
         let mut hits = Vec::with_capacity(candidates.len());
@@ -148,7 +148,7 @@ fn to_hit(schema: &LogSchema, doc: &TantivyDocument) -> Hit {
         level: text(schema.level),
         file: text(schema.file),
         message: text(schema.message),
-        id: text(schema.id),
+        id: schema.id_of(doc).to_string(),
         flags: sluice_proto::flags::names(flags).into_iter().map(str::to_owned).collect(),
     }
 }
@@ -242,6 +242,23 @@ mod tests {
         let messages: Vec<_> = response.hits.iter().map(|h| h.message.as_str()).collect();
         assert_eq!(messages, ["b x", "c x"]);
         assert_eq!(response.hits[0].ts, "1970-01-01T00:00:00.000000003Z");
+    }
+
+    #[test]
+    fn a_hit_is_found_again_by_its_id() {
+        let (_dir, store) = store_with(&[("a x", 1, ""), ("b x", 3, ""), ("c x", 2, "")]);
+        let mut request = SearchRequest::new("b");
+        request.limit = 1;
+        let id = store.search(&request).unwrap().hits[0].id.clone();
+        assert_eq!(id, sluice_proto::RecordId::new(7, 1).to_string());
+        let by_id = store.search(&SearchRequest::new(format!("id:{id}"))).unwrap();
+        assert_eq!(by_id.hits.len(), 1);
+        assert_eq!(by_id.hits[0].message, "b x");
+        assert_eq!(count(&store, &format!("id:{}", sluice_proto::RecordId::new(7, 9))), 0);
+        assert!(matches!(
+            store.search(&SearchRequest::new("id:nothex")),
+            Err(QueryError::Syntax(m)) if m.contains("nothex")
+        ));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sluice_proto::{LogRecord, RecordId};
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Count, TopDocs};
 use tantivy::query::TermQuery;
 use tantivy::schema::IndexRecordOption;
 use tantivy::store::{Compressor, ZstdCompressor};
@@ -217,7 +217,9 @@ impl Store {
         let path = self.partition_dir(&key);
         fs::create_dir_all(&path).map_err(QueryError::io("create partition", &path))?;
         let settings = IndexSettings {
-            docstore_compression: Compressor::Zstd(ZstdCompressor::default()),
+            // Level 1 compresses log text nearly as well as the default 3 (logs repeat a lot)
+            // at about half the CPU, and indexing CPU is what bounds the collector.
+            docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(1) }),
             ..IndexSettings::default()
         };
         let index = Index::builder()
@@ -231,11 +233,11 @@ impl Store {
     }
 
     fn contains_committed(&self, id: &RecordId) -> Result<bool, QueryError> {
-        let term = self.schema.id_term(id);
+        let query = self.schema.id_query(id);
         for p in self.all_partitions() {
             let found = p
                 .searcher()
-                .doc_freq(&term)
+                .search(&query, &Count)
                 .map_err(QueryError::index(self.partition_dir(&p.key)))?;
             if found > 0 {
                 return Ok(true);
@@ -304,14 +306,15 @@ struct OpenWriter {
 /// The store's one writer: adds records at most once and commits them with a WAL position.
 pub struct StoreWriter {
     store: Arc<Store>,
-    writers: HashMap<String, OpenWriter>,
+    /// Open writers by the first nanosecond of their day.
+    writers: HashMap<i64, OpenWriter>,
     tick: u64,
     /// Per source, the highest offset committed or added (`None`: the source has no record).
     high_water: HashMap<u64, Option<u64>>,
     /// Ids added since the last commit, which searchers cannot see yet.
     uncommitted: HashSet<RecordId>,
-    /// Time ranges of what was added since the last commit, per partition.
-    pending: HashMap<String, (i64, i64)>,
+    /// Time ranges of what was added since the last commit, per partition's first nanosecond.
+    pending: HashMap<i64, (i64, i64)>,
     last_position: u64,
 }
 
@@ -354,25 +357,25 @@ impl StoreWriter {
         self.high_water.insert(id.source, Some(high_water.map_or(id.offset, |h| h.max(id.offset))));
         let ts = record.timestamp_ns;
         let document = self.store.schema.to_document(record);
-        let store = self.store.clone();
-        let writer = self.writer_for(ts)?;
+        let start_ns = ts.div_euclid(NANOS_PER_DAY) * NANOS_PER_DAY;
+        let writer = self.writer_for(start_ns)?;
         writer.dirty = true;
-        let key = writer.partition.key.clone();
-        writer
-            .writer
-            .add_document(document)
-            .map_err(QueryError::index(store.partition_dir(&key)))?;
+        if let Err(e) = writer.writer.add_document(document) {
+            return Err(QueryError::index(self.store.partition_dir(&partition_key(start_ns)))(e));
+        }
         self.uncommitted.insert(id);
-        let range = self.pending.entry(key).or_insert((ts, ts));
+        let range = self.pending.entry(start_ns).or_insert((ts, ts));
         range.0 = range.0.min(ts);
         range.1 = range.1.max(ts);
         Ok(Added::Indexed)
     }
 
-    fn writer_for(&mut self, ts_ns: i64) -> Result<&mut OpenWriter, QueryError> {
+    /// The open writer of the day starting at `start_ns`; keyed by that number so the hot
+    /// path formats no partition name.
+    fn writer_for(&mut self, start_ns: i64) -> Result<&mut OpenWriter, QueryError> {
         self.tick += 1;
-        let partition = self.store.get_or_create_partition(ts_ns)?;
-        if !self.writers.contains_key(&partition.key) {
+        if !self.writers.contains_key(&start_ns) {
+            let partition = self.store.get_or_create_partition(start_ns)?;
             if self.writers.len() >= MAX_OPEN_WRITERS {
                 self.evict_least_recently_used()?;
             }
@@ -381,12 +384,10 @@ impl StoreWriter {
                 .index
                 .writer_with_num_threads(threads, WRITER_MEMORY_BYTES)
                 .map_err(QueryError::index(self.store.partition_dir(&partition.key)))?;
-            self.writers.insert(
-                partition.key.clone(),
-                OpenWriter { writer, partition: partition.clone(), last_used: 0, dirty: false },
-            );
+            self.writers
+                .insert(start_ns, OpenWriter { writer, partition, last_used: 0, dirty: false });
         }
-        let open = self.writers.get_mut(&partition.key).expect("writer just ensured");
+        let open = self.writers.get_mut(&start_ns).expect("writer just ensured");
         open.last_used = self.tick;
         Ok(open)
     }
@@ -394,16 +395,15 @@ impl StoreWriter {
     /// Commits the writer used longest ago and closes it; it covers every record added so
     /// far, so its payload is the last position seen.
     fn evict_least_recently_used(&mut self) -> Result<(), QueryError> {
-        let Some(key) =
-            self.writers.iter().min_by_key(|(_, w)| w.last_used).map(|(k, _)| k.clone())
+        let Some(start) = self.writers.iter().min_by_key(|(_, w)| w.last_used).map(|(k, _)| *k)
         else {
             return Ok(());
         };
-        let mut open = self.writers.remove(&key).expect("key taken from the map");
+        let mut open = self.writers.remove(&start).expect("key taken from the map");
         self.commit_one(&mut open)?;
         open.writer
             .wait_merging_threads()
-            .map_err(QueryError::index(self.store.partition_dir(&key)))?;
+            .map_err(QueryError::index(self.store.partition_dir(&open.partition.key)))?;
         Ok(())
     }
 
@@ -433,7 +433,8 @@ impl StoreWriter {
         if self.pending.is_empty() && manifest.wal_position == self.last_position {
             return Ok(());
         }
-        for (key, (min_ts, max_ts)) in self.pending.drain() {
+        for (start_ns, (min_ts, max_ts)) in self.pending.drain() {
+            let key = partition_key(start_ns);
             let partition = self.store.partitions.read().expect("poisoned").get(&key).cloned();
             let docs = partition.map_or(0, |p| p.searcher().num_docs());
             let stats = manifest.partitions.entry(key).or_insert(PartitionStats {

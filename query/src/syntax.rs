@@ -145,14 +145,14 @@ fn classify(word: String, starts_quote: bool, is_field: &impl Fn(&str) -> bool) 
         "NOT" => return Tok::Not,
         _ => {}
     }
-    if let Some((name, value)) = word.split_once(':') {
-        if is_field(name) {
-            if value.is_empty() && starts_quote {
-                return Tok::FieldPrefix(name.to_owned());
-            }
-            if !value.is_empty() {
-                return Tok::Field(name.to_owned(), value.to_owned());
-            }
+    if let Some((name, value)) = word.split_once(':')
+        && is_field(name)
+    {
+        if value.is_empty() && starts_quote {
+            return Tok::FieldPrefix(name.to_owned());
+        }
+        if !value.is_empty() {
+            return Tok::Field(name.to_owned(), value.to_owned());
         }
     }
     Tok::Word(word)

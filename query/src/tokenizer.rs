@@ -50,33 +50,62 @@ pub struct SluiceTokenStream<'a> {
 }
 
 impl SluiceTokenStream<'_> {
-    /// Finds the next token's byte range, noting whether separators came before it.
+    /// Finds the next token's byte range, noting whether separators came before it. Walks
+    /// bytes, decoding a char only off the ASCII path: most log text is ASCII.
     fn next_span(&mut self) -> Option<(usize, usize, bool)> {
-        let rest = &self.text[self.cursor..];
+        let bytes = self.text.as_bytes();
+        let mut i = self.cursor;
         let mut separated = false;
-        let mut chars = rest.char_indices();
-        while let Some((i, c)) = chars.next() {
-            let start = self.cursor + i;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b.is_ascii_alphanumeric() {
+                return Some(self.word_from(i, separated));
+            }
+            if b.is_ascii() {
+                separated = true;
+                i += 1;
+                continue;
+            }
+            let c = self.char_at(i);
             if is_cjk(c) {
-                let end = start + c.len_utf8();
-                self.cursor = end;
-                return Some((start, end, separated));
+                self.cursor = i + c.len_utf8();
+                return Some((i, self.cursor, separated));
             }
             if c.is_alphanumeric() {
-                let mut end = start + c.len_utf8();
-                for (j, d) in chars.by_ref() {
-                    if is_cjk(d) || !d.is_alphanumeric() {
-                        break;
-                    }
-                    end = self.cursor + j + d.len_utf8();
-                }
-                self.cursor = end;
-                return Some((start, end, separated));
+                return Some(self.word_from(i, separated));
             }
             separated = true;
+            i += c.len_utf8();
         }
-        self.cursor = self.text.len();
+        self.cursor = bytes.len();
         None
+    }
+
+    /// The run of non-CJK alphanumeric characters starting at `start`.
+    fn word_from(&mut self, start: usize, separated: bool) -> (usize, usize, bool) {
+        let bytes = self.text.as_bytes();
+        let mut end = start;
+        while end < bytes.len() {
+            let b = bytes[end];
+            if b.is_ascii() {
+                if !b.is_ascii_alphanumeric() {
+                    break;
+                }
+                end += 1;
+                continue;
+            }
+            let c = self.char_at(end);
+            if is_cjk(c) || !c.is_alphanumeric() {
+                break;
+            }
+            end += c.len_utf8();
+        }
+        self.cursor = end;
+        (start, end, separated)
+    }
+
+    fn char_at(&self, i: usize) -> char {
+        self.text[i..].chars().next().expect("the cursor stays on a char boundary")
     }
 }
 
@@ -185,6 +214,30 @@ mod tests {
                 }
                 last = Some(t.position);
             }
+        }
+
+        /// The byte-walking tokenizer agrees with the plain char-by-char definition.
+        #[test]
+        fn matches_the_char_by_char_definition(text in "[a-zA-Z0-9 ._=\\-订单创建失败é日本語한국ß\u{0663}]{0,60}") {
+            let mut expected = Vec::new();
+            let mut word = String::new();
+            for c in text.chars() {
+                if c.is_alphanumeric() && !is_cjk(c) {
+                    word.push(c);
+                    continue;
+                }
+                if !word.is_empty() {
+                    expected.push(std::mem::take(&mut word).to_lowercase());
+                }
+                if is_cjk(c) {
+                    expected.push(c.to_string());
+                }
+            }
+            if !word.is_empty() {
+                expected.push(word.to_lowercase());
+            }
+            expected.retain(|t| t.len() <= MAX_TOKEN_BYTES);
+            prop_assert_eq!(texts(&text), expected);
         }
     }
 }
