@@ -51,6 +51,8 @@ pub(crate) fn generate(
     let mut generated = Generated::default();
     let per_file = total_bytes / files as u64;
     let mut seq = 0u64;
+    // CRI times run up to now, a millisecond apart, so `--since` finds the demo's records.
+    let end = chrono::Utc::now();
     for i in 0..files {
         let cri = i % 2 == 0;
         let path = if cri {
@@ -66,12 +68,9 @@ pub(crate) fn generate(
             let line = format!("{template} seq={seq}");
             seq += 1;
             if cri {
-                let ts = format!(
-                    "2026-11-24T10:{:02}:{:02}.{:09}Z",
-                    (seq / 60_000) % 60,
-                    (seq / 1000) % 60,
-                    seq % 1_000_000_000
-                );
+                let back = (total_bytes / 64).saturating_sub(seq);
+                let at = end - chrono::TimeDelta::milliseconds(i64::try_from(back).unwrap_or(0));
+                let ts = at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
                 let mut rest = line.as_str();
                 while rest.len() > CRI_SPLIT_BYTES {
                     let mut cut = CRI_SPLIT_BYTES;
@@ -95,4 +94,47 @@ pub(crate) fn generate(
         paths.push(path);
     }
     Ok((paths, generated))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Every record appears once, whole: plain lines as they are, CRI records as `P` parts
+    /// and one `F` part that join back to the record.
+    #[test]
+    fn records_are_unique_and_cri_parts_join_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let templates = vec!["订单创建失败 orderId=1 ".repeat(20), "INFO short".to_owned()];
+        let (paths, generated) = generate(dir.path(), &templates, 64 << 10, 2).unwrap();
+        let mut seen = HashSet::new();
+        for path in &paths {
+            let text = fs::read_to_string(path).unwrap();
+            let mut record = String::new();
+            for line in text.lines() {
+                let message = if path.ends_with("0.log") {
+                    let mut parts = line.splitn(4, ' ');
+                    let (_, stream, tag) = (parts.next(), parts.next(), parts.next().unwrap());
+                    assert_eq!(stream, Some("stdout"));
+                    record.push_str(parts.next().unwrap());
+                    if tag == "P" {
+                        continue;
+                    }
+                    std::mem::take(&mut record)
+                } else {
+                    line.to_owned()
+                };
+                let seq = message.rsplit_once(" seq=").unwrap().1.to_owned();
+                assert!(templates.iter().any(|t| message == format!("{t} seq={seq}")));
+                assert!(seen.insert(seq), "seq repeated in {message}");
+            }
+            assert!(record.is_empty(), "a CRI record without its F part");
+        }
+        assert_eq!(seen.len() as u64, generated.records);
+        let bytes: u64 = paths.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+        assert_eq!(bytes, generated.bytes);
+        assert!(bytes >= 64 << 10);
+    }
 }

@@ -58,6 +58,9 @@ struct PipelineArgs {
     bin_dir: Option<PathBuf>,
     #[arg(long, default_value = "../shared/testdata")]
     testdata: PathBuf,
+    /// How often the collector commits the index (its `--commit-interval`).
+    #[arg(long, default_value = "1s")]
+    commit_interval: String,
     /// Where the JSON report goes.
     #[arg(long, default_value = "bench/results/pipeline.json")]
     out: PathBuf,
@@ -150,6 +153,8 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
                 &format!("127.0.0.1:{http}"),
                 "--grpc-listen",
                 &format!("127.0.0.1:{grpc}"),
+                "--commit-interval",
+                &args.commit_interval,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -132,15 +132,24 @@ impl LogSchema {
         doc.add_u64(self.offset, r.offset);
         doc.add_i64(self.ts, r.timestamp_ns);
         doc.add_i64(self.ingest_ts, r.ingest_time_ns);
-        doc.add_text(self.cluster, &r.cluster);
-        doc.add_text(self.namespace, &r.namespace);
-        doc.add_text(self.pod, &r.pod);
-        doc.add_text(self.pod_uid, &r.pod_uid);
-        doc.add_text(self.container, &r.container);
-        doc.add_text(self.node, &r.node);
-        doc.add_text(self.stream, Stream::try_from(r.stream).unwrap_or_default().name());
-        doc.add_text(self.level, &r.level);
-        doc.add_text(self.file, &r.file_path);
+        // An empty keyword is left out: no filter can ask for it, and each value costs a
+        // term, a posting and stored bytes.
+        let stream = Stream::try_from(r.stream).unwrap_or_default().name();
+        for (field, value) in [
+            (self.cluster, r.cluster.as_str()),
+            (self.namespace, &r.namespace),
+            (self.pod, &r.pod),
+            (self.pod_uid, &r.pod_uid),
+            (self.container, &r.container),
+            (self.node, &r.node),
+            (self.stream, stream),
+            (self.level, &r.level),
+            (self.file, &r.file_path),
+        ] {
+            if !value.is_empty() {
+                doc.add_text(field, value);
+            }
+        }
         doc.add_text(self.message, &r.message);
         doc.add_u64(self.flags, u64::from(r.flags));
         doc

@@ -28,6 +28,13 @@ pub fn sluice_agent() -> PathBuf {
     path
 }
 
+/// The benchmark harness, built by `cargo build --workspace --bins` like `sluice-agent`.
+pub fn sluice_bench() -> PathBuf {
+    let path = sluice().with_file_name("sluice-bench");
+    assert!(path.exists(), "{} is missing: cargo build --workspace --bins", path.display());
+    path
+}
+
 /// A child process killed with SIGKILL when dropped, so a failing test leaves nothing behind.
 pub struct Proc {
     pub child: Child,
