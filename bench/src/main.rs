@@ -8,6 +8,7 @@
 mod generate;
 mod procstat;
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::TcpListener;
@@ -83,6 +84,9 @@ struct Report {
     latency_ms_max: f64,
     index_bytes: u64,
     index_bytes_per_raw_byte: f64,
+    /// Index bytes by tantivy file kind: `store` (documents), `idx` (postings), `pos`
+    /// (positions), `term` (dictionary), `fast`, ...
+    index_bytes_by_kind: BTreeMap<String, u64>,
 }
 
 struct Killed(Child);
@@ -210,7 +214,9 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     latencies.sort_by(f64::total_cmp);
     let quantile = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
 
-    let index_bytes = dir_bytes(&data.join("index"));
+    let mut index_bytes_by_kind = BTreeMap::new();
+    dir_bytes(&data.join("index"), &mut index_bytes_by_kind);
+    let index_bytes = index_bytes_by_kind.values().sum();
     let mib = generated.bytes as f64 / 1048576.0;
     let mb = generated.bytes as f64 / 1e6;
     let report = Report {
@@ -229,6 +235,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         latency_ms_max: *latencies.last().expect("at least one probe"),
         index_bytes,
         index_bytes_per_raw_byte: index_bytes as f64 / generated.bytes as f64,
+        index_bytes_by_kind,
     };
     print_table(&report);
     if let Some(parent) = args.out.parent() {
@@ -266,6 +273,13 @@ fn print_table(r: &Report) {
         r.index_bytes as f64 / 1048576.0,
         r.index_bytes_per_raw_byte * 100.0
     );
+    let parts: Vec<String> = r
+        .index_bytes_by_kind
+        .iter()
+        .filter(|(_, b)| **b >= 1 << 20)
+        .map(|(k, b)| format!("{k} {:.1}", *b as f64 / 1048576.0))
+        .collect();
+    println!("| index by kind (MiB) | {} |", parts.join(", "));
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -308,15 +322,17 @@ fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result
     Ok(())
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+/// Adds up the files under `dir` by extension.
+fn dir_bytes(dir: &Path, by_kind: &mut BTreeMap<String, u64>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&path, by_kind),
+            Ok(m) => {
+                let kind = path.extension().map_or("other".into(), |e| e.to_string_lossy().into());
+                *by_kind.entry(kind).or_default() += m.len();
+            }
+            Err(_) => {}
+        }
+    }
 }

@@ -5,8 +5,7 @@ use std::ops::Bound;
 use sluice_proto::{LogRecord, Stream};
 use tantivy::query::{BooleanQuery, Occur, RangeQuery, TermQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{TantivyDocument, Term};
 
@@ -36,20 +35,30 @@ pub struct LogSchema {
 impl LogSchema {
     pub fn new() -> Self {
         let mut b = Schema::builder();
-        let keyword = STRING | STORED;
+        // No field norms: hits are ordered by time, never by relevance, so a byte per
+        // document and field would buy nothing.
+        let keyword = TextOptions::default().set_stored().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_fieldnorms(false)
+                .set_index_option(IndexRecordOption::Basic),
+        );
         let message_options = TextOptions::default().set_stored().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer(TOKENIZER_NAME)
+                .set_fieldnorms(false)
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         );
         // Keyword fields are not fast fields: nothing sorts or aggregates by them yet, and
         // columns for nine strings cost indexing time.
         // The record id is `source` and `offset` together; a text field for it would add a
         // unique term per record to the index for nothing (see `id_query`).
-        let source = b.add_u64_field("source", INDEXED | FAST | STORED);
-        let offset = b.add_u64_field("offset", FAST | STORED);
-        let ts = b.add_i64_field("ts", INDEXED | FAST | STORED);
-        let ingest_ts = b.add_i64_field("ingest_ts", FAST | STORED);
+        // Numbers that a hit shows are read from their fast fields, not stored: nanosecond
+        // times and offsets barely compress and would double the document store.
+        let source = b.add_u64_field("source", INDEXED | FAST);
+        let offset = b.add_u64_field("offset", FAST);
+        let ts = b.add_i64_field("ts", INDEXED | FAST);
+        let ingest_ts = b.add_i64_field("ingest_ts", FAST);
         let cluster = b.add_text_field("cluster", keyword.clone());
         let namespace = b.add_text_field("namespace", keyword.clone());
         let pod = b.add_text_field("pod", keyword.clone());
@@ -118,12 +127,6 @@ impl LogSchema {
                 Box::new(RangeQuery::new(Bound::Included(offset.clone()), Bound::Included(offset))),
             ),
         ])
-    }
-
-    /// The id of a stored document.
-    pub fn id_of(&self, doc: &TantivyDocument) -> sluice_proto::RecordId {
-        let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or_default();
-        sluice_proto::RecordId::new(u64_of(self.source), u64_of(self.offset))
     }
 
     pub fn to_document(&self, r: &LogRecord) -> TantivyDocument {

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
+use sluice_proto::RecordId;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::{Field, Value};
@@ -103,12 +104,19 @@ impl Store {
         candidates.truncate(request.limit);
 
         let mut hits = Vec::with_capacity(candidates.len());
-        for (_, i, addr) in candidates {
+        for (ts, i, addr) in candidates {
             let searcher = partitions[i].searcher();
             let doc: TantivyDocument = searcher
                 .doc(addr)
                 .map_err(QueryError::index(self.dir().join(&partitions[i].key)))?;
-            hits.push(to_hit(schema, &doc));
+            // The id's parts live in fast fields only: stored, their random-looking bytes
+            // would defeat the document store's compression.
+            let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
+            let column = |name: &str| {
+                fast.u64(name).ok().and_then(|c| c.first(addr.doc_id)).unwrap_or_default()
+            };
+            let id = RecordId::new(column("source"), column("offset"));
+            hits.push(to_hit(schema, &doc, ts, id));
         }
         Ok(SearchResponse { hits, total, took_ms: started.elapsed().as_millis() as u64 })
     }
@@ -132,10 +140,9 @@ fn within(
     Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(range))]))
 }
 
-fn to_hit(schema: &LogSchema, doc: &TantivyDocument) -> Hit {
+fn to_hit(schema: &LogSchema, doc: &TantivyDocument, ts: i64, id: RecordId) -> Hit {
     let text =
         |field: Field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-    let ts = doc.get_first(schema.ts).and_then(|v| v.as_i64()).unwrap_or_default();
     let flags = doc.get_first(schema.flags).and_then(|v| v.as_u64()).unwrap_or_default() as u32;
     Hit {
         ts: format_ts(ts),
@@ -148,7 +155,7 @@ fn to_hit(schema: &LogSchema, doc: &TantivyDocument) -> Hit {
         level: text(schema.level),
         file: text(schema.file),
         message: text(schema.message),
-        id: schema.id_of(doc).to_string(),
+        id: id.to_string(),
         flags: sluice_proto::flags::names(flags).into_iter().map(str::to_owned).collect(),
     }
 }
