@@ -25,6 +25,11 @@ enum Command {
     Search(commands::search::SearchArgs),
 }
 
+// Indexing allocates and frees many small buffers across threads; mimalloc spends about a
+// tenth less CPU on that than glibc's malloc (bench/: collector MB per CPU-second).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(cli.command, Command::Search(_)) { "warn" } else { "info" };

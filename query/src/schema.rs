@@ -5,7 +5,7 @@ use std::ops::Bound;
 use sluice_proto::{LogRecord, Stream};
 use tantivy::query::{BooleanQuery, Occur, RangeQuery, TermQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
+    FAST, Field, IndexRecordOption, NumericOptions, STORED, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::{TantivyDocument, Term};
 
@@ -35,8 +35,8 @@ pub struct LogSchema {
 impl LogSchema {
     pub fn new() -> Self {
         let mut b = Schema::builder();
-        // No field norms: hits are ordered by time, never by relevance, so a byte per
-        // document and field would buy nothing.
+        // No field norms on any field: hits are ordered by time, never by relevance, so a
+        // byte per document and field would buy nothing.
         let keyword = TextOptions::default().set_stored().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer("raw")
@@ -55,9 +55,10 @@ impl LogSchema {
         // unique term per record to the index for nothing (see `id_query`).
         // Numbers that a hit shows are read from their fast fields, not stored: nanosecond
         // times and offsets barely compress and would double the document store.
-        let source = b.add_u64_field("source", INDEXED | FAST);
+        let indexed_fast = NumericOptions::default().set_indexed().set_fast();
+        let source = b.add_u64_field("source", indexed_fast.clone());
         let offset = b.add_u64_field("offset", FAST);
-        let ts = b.add_i64_field("ts", INDEXED | FAST);
+        let ts = b.add_i64_field("ts", indexed_fast);
         let ingest_ts = b.add_i64_field("ingest_ts", FAST);
         let cluster = b.add_text_field("cluster", keyword.clone());
         let namespace = b.add_text_field("namespace", keyword.clone());

@@ -383,7 +383,10 @@ impl StoreWriter {
             if self.writers.len() >= MAX_OPEN_WRITERS {
                 self.evict_least_recently_used()?;
             }
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+            // Half the cores index; the other half receive, decode and write the WAL. On two
+            // cores one indexing thread finished a bulk load sooner than two (bench/).
+            let threads =
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4));
             let writer = partition
                 .index
                 .writer_with_num_threads(threads, WRITER_MEMORY_BYTES)
