@@ -1,0 +1,134 @@
+//! A collector on loopback receives malformed protobuf over real gRPC: each push is refused
+//! with a clear status, nothing reaches the WAL or the index, and the next good batch is
+//! acknowledged and indexed. The server is the real one (`server::run`), not a double.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use prost::bytes::{Buf, BufMut};
+use sluice_collector::server::{CollectorConfig, run};
+use sluice_proto::ingest_client::IngestClient;
+use sluice_proto::{Ack, LogBatch, LogRecord};
+use sluice_query::{SearchRequest, Store};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// Sends whatever bytes it is given as the request message, as a broken agent would.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Ack;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Ack;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Ack>, Status> {
+        let ack = Ack::decode(src.copy_to_bytes(src.remaining()))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Some(ack))
+    }
+}
+
+async fn push_raw(channel: Channel, bytes: Vec<u8>) -> Result<Ack, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    let path = PathAndQuery::from_static("/sluice.v1.Ingest/Push");
+    grpc.unary(tonic::Request::new(bytes), path, RawCodec).await.map(tonic::Response::into_inner)
+}
+
+fn batch(sequence: u64, messages: &[&str]) -> LogBatch {
+    LogBatch {
+        agent: "test".into(),
+        sequence,
+        records: messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| LogRecord {
+                source: 42,
+                offset: sequence * 1000 + i as u64,
+                timestamp_ns: 1_795_000_000_000_000_000,
+                message: (*m).to_owned(),
+                ..LogRecord::default()
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_batches_are_refused_and_the_collector_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_addr = grpc.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut config = CollectorConfig::new(dir.path().to_owned());
+    config.index.commit_interval = Duration::from_millis(100);
+    let server = tokio::spawn(run(config, grpc, http, Arc::new(String::new), async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{grpc_addr}")).unwrap().connect_lazy();
+
+    let good = batch(1, &["first good line"]).encode_to_vec();
+    let mut invalid_utf8 = batch(2, &["ok"]).encode_to_vec();
+    let at = invalid_utf8.windows(2).position(|w| w == b"ok").unwrap();
+    invalid_utf8[at] = 0xff;
+    let malformed: [(&str, Vec<u8>); 4] = [
+        ("truncated", good[..good.len() - 3].to_vec()),
+        ("garbage", vec![0xff; 64]),
+        ("bad wire type", vec![0x0f, 0x01]),
+        ("invalid UTF-8 in a string", invalid_utf8),
+    ];
+    for (what, bytes) in malformed {
+        let status = push_raw(channel.clone(), bytes).await.expect_err(what);
+        assert_eq!(status.code(), Code::Internal, "{what}: {status:?}");
+        assert!(status.message().contains("decode"), "{what}: {}", status.message());
+    }
+
+    let mut client = IngestClient::new(channel.clone());
+    let ack = client.push(batch(3, &["second good line", "third"])).await.unwrap().into_inner();
+    assert_eq!((ack.sequence, ack.records), (3, 2));
+    let ack = push_raw(channel, batch(4, &["fourth"]).encode_to_vec()).await.unwrap();
+    assert_eq!(ack.records, 1);
+
+    let index = dir.path().join("index");
+    let mut found = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Ok(store) = Store::open_read_only(&index) {
+            found = store.search(&SearchRequest::new("")).unwrap().total;
+            if found >= 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(found, 3, "the three good records, and nothing else");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
