@@ -20,7 +20,7 @@ enum Command {
     /// Tail files, index them locally and serve the search API, all in one process.
     Up(commands::up::UpArgs),
     /// Receive from agents, index, and serve the search API.
-    Collector(commands::up::CollectorArgs),
+    Collector(commands::up::CollectorCommandArgs),
     /// Search indexed logs, from a data directory or a running server.
     Search(commands::search::SearchArgs),
 }

@@ -52,6 +52,40 @@ pub struct RawConfig {
     /// How often the watch patterns are expanded to find new files.
     #[serde(default = "default_scan_interval_ms")]
     pub scan_interval_ms: u64,
+    /// TLS to the collector; required when `collector` is `https://`.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// A file holding this agent's bearer token, such as a mounted Kubernetes secret.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The `tls:` section as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate(s) of the authority that signed the collector's certificate.
+    pub ca_file: PathBuf,
+    /// The name the collector's certificate must carry; the endpoint's host when unset.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// How the agent checks the collector it talks to.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub ca_pem: Vec<u8>,
+    pub server_name: Option<String>,
+}
+
+/// The agent's bearer token; `Debug` shows no part of it, so no log line can leak it.
+#[derive(Clone)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
 }
 
 fn default_cluster() -> String {
@@ -90,6 +124,8 @@ pub struct AgentConfig {
     pub batch_linger: Duration,
     pub poll_interval: Duration,
     pub scan_interval: Duration,
+    pub tls: Option<TlsSettings>,
+    pub token: Option<Token>,
 }
 
 impl AgentConfig {
@@ -123,6 +159,8 @@ impl RawConfig {
             batch_linger_ms: default_batch_linger_ms(),
             poll_interval_ms: default_poll_interval_ms(),
             scan_interval_ms: default_scan_interval_ms(),
+            tls: None,
+            token_file: None,
         }
     }
 
@@ -161,6 +199,39 @@ impl RawConfig {
                 return Err(format!("{key}: must be above 0"));
             }
         }
+        let tls = match (&self.tls, self.collector.starts_with("https://")) {
+            (None, true) => {
+                return Err("tls.ca_file: required for an https:// collector".to_owned());
+            }
+            (Some(_), false) => {
+                return Err(format!(
+                    "tls: set, but collector {:?} is not https://",
+                    self.collector
+                ));
+            }
+            (Some(tls), true) => Some(TlsSettings {
+                ca_pem: std::fs::read(&tls.ca_file).map_err(|e| {
+                    format!("tls.ca_file: cannot read {}: {e}", tls.ca_file.display())
+                })?,
+                server_name: tls.server_name.clone(),
+            }),
+            (None, false) => None,
+        };
+        let token = match &self.token_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("token_file: cannot read {}: {e}", path.display()))?;
+                let token = text.trim();
+                if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(format!(
+                        "token_file: {} must hold one token without spaces",
+                        path.display()
+                    ));
+                }
+                Some(Token(token.to_owned()))
+            }
+        };
         let node = if self.node.is_empty() { hostname() } else { self.node };
         Ok(AgentConfig {
             collector: self.collector,
@@ -174,6 +245,8 @@ impl RawConfig {
             batch_linger: Duration::from_millis(self.batch_linger_ms),
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             scan_interval: Duration::from_millis(self.scan_interval_ms),
+            tls,
+            token,
         })
     }
 }
@@ -232,5 +305,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("read_from") && err.contains("middle"), "{err}");
+    }
+
+    #[test]
+    fn tls_and_token_are_checked_and_the_token_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret-token-value-123\n").unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not checked until connecting").unwrap();
+        let base = "data_dir: /tmp\nwatch: ['*.log']\n";
+        let config = load(&format!(
+            "{base}collector: https://c:1\ntls:\n  ca_file: {}\n  server_name: collector\ntoken_file: {}\n",
+            ca.display(),
+            token.display()
+        ))
+        .unwrap();
+        assert_eq!(config.token.as_ref().unwrap().0, "s3cret-token-value-123");
+        assert_eq!(config.tls.as_ref().unwrap().server_name.as_deref(), Some("collector"));
+        assert!(!format!("{config:?}").contains("s3cret"), "Debug must not show the token");
+
+        let err = load(&format!("{base}collector: https://c:1\n")).unwrap_err().to_string();
+        assert!(err.contains("tls.ca_file: required"), "{err}");
+        let err =
+            load(&format!("{base}collector: http://c:1\ntls:\n  ca_file: {}\n", ca.display()))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("not https://"), "{err}");
+        let err = load(&format!("{base}collector: https://c:1\ntls:\n  ca_file: /nope.pem\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls.ca_file: cannot read /nope.pem"), "{err}");
+        let err = load(&format!("{base}collector: https://c:1\ntls:\n  ca: x\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `ca`"), "{err}");
+        std::fs::write(&token, "two words").unwrap();
+        let err = load(&format!("{base}collector: http://c:1\ntoken_file: {}\n", token.display()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token_file") && !err.contains("two words"), "{err}");
     }
 }

@@ -13,8 +13,12 @@ use sluice_proto::LogBatch;
 use sluice_proto::ingest_client::IngestClient;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tonic::Status;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::AgentError;
 use crate::checkpoint::Checkpoints;
@@ -26,9 +30,22 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Rough per-record overhead of the wire format, for batch sizing.
 const RECORD_OVERHEAD_BYTES: usize = 128;
 
+/// Adds the agent's bearer token, when it has one, to every push.
+#[derive(Clone)]
+struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 pub struct Shipper {
     config: Arc<AgentConfig>,
-    client: IngestClient<Channel>,
+    client: IngestClient<InterceptedService<Channel, BearerToken>>,
     checkpoints: Arc<Mutex<Checkpoints>>,
     sequence: u64,
 }
@@ -38,15 +55,32 @@ impl Shipper {
         config: Arc<AgentConfig>,
         checkpoints: Arc<Mutex<Checkpoints>>,
     ) -> Result<Self, AgentError> {
-        let endpoint = Endpoint::from_shared(config.collector.clone())
-            .map_err(|e| AgentError::Endpoint {
-                endpoint: config.collector.clone(),
-                message: e.to_string(),
-            })?
+        let endpoint_error =
+            |message: String| AgentError::Endpoint { endpoint: config.collector.clone(), message };
+        let mut endpoint = Endpoint::from_shared(config.collector.clone())
+            .map_err(|e| endpoint_error(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .tcp_nodelay(true);
-        let client = IngestClient::new(endpoint.connect_lazy())
+        if let Some(tls) = &config.tls {
+            let mut tls_config =
+                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some(name) = &tls.server_name {
+                tls_config = tls_config.domain_name(name.clone());
+            }
+            endpoint = endpoint
+                .tls_config(tls_config)
+                .map_err(|e| endpoint_error(format!("TLS settings: {e}")))?;
+        }
+        let token = match &config.token {
+            Some(token) => Some(
+                format!("Bearer {}", token.0)
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| endpoint_error("the token is not printable ASCII".to_owned()))?,
+            ),
+            None => None,
+        };
+        let client = IngestClient::with_interceptor(endpoint.connect_lazy(), BearerToken(token))
             .send_compressed(CompressionEncoding::Zstd)
             .accept_compressed(CompressionEncoding::Zstd);
         Ok(Self { config, client, checkpoints, sequence: 0 })
@@ -107,6 +141,11 @@ impl Shipper {
                 }
                 Err(status) => {
                     metrics::counter!("sluice_agent_push_failures_total").increment(1);
+                    if status.code() == tonic::Code::Unauthenticated {
+                        tracing::error!(
+                            "the collector refused this agent's token; check token_file"
+                        );
+                    }
                     tracing::warn!(code = ?status.code(), message = status.message(), retry_in_ms = backoff.as_millis() as u64, "push to collector failed");
                     tokio::select! {
                         _ = tokio::time::sleep(jitter(backoff)) => {}

@@ -18,6 +18,8 @@ pub enum CollectorError {
     OutOfRange { position: u64, first: u64, end: u64 },
     #[error("sink {sink}: {message}")]
     Sink { sink: String, message: String },
+    #[error("invalid {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
     #[error("server error: {0}")]
     Server(String),
 }

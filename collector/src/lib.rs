@@ -7,12 +7,13 @@
 //!
 //! # Layout
 //! - [`server`]: wiring and start-up (`sluice up`, `sluice collector`).
-//! - [`ingest`]: the gRPC receiver for agents.
+//! - [`ingest`]: the gRPC receiver for agents; [`auth`]: TLS and per-agent bearer tokens.
 //! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds.
 //! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
 //! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks, one folder each (`index`).
 //! - [`error`]: the crate's error type.
 
+pub mod auth;
 pub mod error;
 pub mod ingest;
 pub mod runner;

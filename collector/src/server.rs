@@ -11,8 +11,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::CollectorError;
+use crate::auth::{AgentTokens, TlsFiles, TokenCheck};
 use crate::ingest::IngestService;
 use crate::runner::{Cursors, run_sink};
 use crate::sinks::index::IndexSinkConfig;
@@ -27,11 +29,21 @@ pub struct CollectorConfig {
     pub data_dir: PathBuf,
     pub wal_segment_bytes: u64,
     pub index: IndexSinkConfig,
+    /// Serve agents over TLS with this certificate.
+    pub tls: Option<TlsFiles>,
+    /// Accept only agents presenting one of these tokens.
+    pub agent_tokens: Option<AgentTokens>,
 }
 
 impl CollectorConfig {
     pub fn new(data_dir: PathBuf) -> Self {
-        Self { data_dir, wal_segment_bytes: 64 << 20, index: IndexSinkConfig::default() }
+        Self {
+            data_dir,
+            wal_segment_bytes: 64 << 20,
+            index: IndexSinkConfig::default(),
+            tls: None,
+            agent_tokens: None,
+        }
     }
 }
 
@@ -71,8 +83,18 @@ pub async fn run(
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(MAX_BATCH_BYTES);
-    let grpc_server = tonic::transport::Server::builder()
-        .add_service(ingest)
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.server_config()?).map_err(|e| CollectorError::Config {
+            path: tls.cert.clone(),
+            reason: format!("unusable certificate or key: {e}"),
+        })?;
+    }
+    let grpc_router = match config.agent_tokens.clone() {
+        Some(tokens) => builder.add_service(InterceptedService::new(ingest, TokenCheck { tokens })),
+        None => builder.add_service(ingest),
+    };
+    let grpc_server = grpc_router
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
     let http_server = axum::serve(http, router(ApiState { store, metrics }))
         .with_graceful_shutdown(stopped(stop_rx.clone()));

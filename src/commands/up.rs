@@ -87,9 +87,41 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub(crate) fn collector(args: CollectorArgs) -> anyhow::Result<ExitCode> {
+/// `sluice collector`: the collector alone, which remote agents reach, so it can demand TLS
+/// and tokens. (`sluice up` keeps its agent on loopback inside the process.)
+#[derive(Debug, Args)]
+pub(crate) struct CollectorCommandArgs {
+    #[command(flatten)]
+    collector: CollectorArgs,
+    /// PEM certificate (chain) for the agents' gRPC listener; agents then connect with https://.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// File of `<agent name> <token>` lines; agents must send one of the tokens.
+    #[arg(long)]
+    agent_tokens: Option<PathBuf>,
+}
+
+pub(crate) fn collector(args: CollectorCommandArgs) -> anyhow::Result<ExitCode> {
+    let agent_tokens =
+        args.agent_tokens.as_deref().map(sluice_collector::auth::AgentTokens::load).transpose()?;
+    if agent_tokens.is_none() && !args.collector.grpc_listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.collector.grpc_listen,
+            "agents are not authenticated: any host that reaches this address can push; pass --agent-tokens"
+        );
+    }
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(sluice_collector::auth::TlsFiles { cert, key }),
+        _ => None,
+    };
+    let args = args.collector;
     runtime()?.block_on(async {
-        let (grpc, http, config) = bind(&args).await?;
+        let (grpc, http, mut config) = bind(&args).await?;
+        config.tls = tls;
+        config.agent_tokens = agent_tokens;
         sluice_collector::run(config, grpc, http, metrics_render()?, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })

@@ -103,11 +103,22 @@ pub fn start_up(data_dir: &Path, watch: &[String]) -> (Proc, String) {
 
 /// Starts `sluice collector` on fixed ports (so a restart keeps them).
 pub fn start_collector(data_dir: &Path, grpc_port: u16, http_port: u16) -> Proc {
+    start_collector_with(data_dir, grpc_port, http_port, &[])
+}
+
+/// `start_collector` with more arguments, such as TLS and token files.
+pub fn start_collector_with(
+    data_dir: &Path,
+    grpc_port: u16,
+    http_port: u16,
+    extra: &[&std::ffi::OsStr],
+) -> Proc {
     let child = Command::new(sluice())
         .args(["collector", "--commit-interval", "300ms", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", &format!("127.0.0.1:{http_port}")])
         .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log_file(&data_dir.join("logs"), "collector"))
         .spawn()

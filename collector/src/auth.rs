@@ -1,0 +1,173 @@
+//! Who may push: TLS for the channel and a bearer token per agent.
+//!
+//! Tokens come from a file of `<agent name> <token>` lines, so they can be mounted from a
+//! Kubernetes secret and never appear on a command line. A token is compared in constant time
+//! against every known token, and neither a token nor the `authorization` header is ever
+//! logged: a refusal names only the peer address.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+use tonic::service::Interceptor;
+use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::{Request, Status};
+
+use crate::CollectorError;
+
+/// Short tokens can be guessed; 16 characters of a random alphabet cannot.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// The agents allowed to push, by token.
+#[derive(Clone)]
+pub struct AgentTokens {
+    /// (agent name, token), in file order.
+    agents: Arc<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for AgentTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.agents.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("AgentTokens").field("agents", &names).finish_non_exhaustive()
+    }
+}
+
+impl AgentTokens {
+    /// Reads `<agent name> <token>` lines; blank lines and `#` comments are skipped.
+    pub fn load(path: &Path) -> Result<Self, CollectorError> {
+        let text = fs::read_to_string(path).map_err(CollectorError::io("read", path))?;
+        Self::parse(&text, path)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, CollectorError> {
+        let bad = |line: usize, reason: String| CollectorError::Config {
+            path: path.to_owned(),
+            reason: format!("line {line}: {reason}"),
+        };
+        let mut agents: Vec<(String, String)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line_no = i + 1;
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(token), None) = (words.next(), words.next(), words.next()) else {
+                return Err(bad(line_no, "expected `<agent name> <token>`".to_owned()));
+            };
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                return Err(bad(
+                    line_no,
+                    format!("the token of {name:?} is shorter than {MIN_TOKEN_CHARS} characters"),
+                ));
+            }
+            if agents.iter().any(|(n, _)| n == name) {
+                return Err(bad(line_no, format!("agent {name:?} is listed twice")));
+            }
+            if agents.iter().any(|(_, t)| t == token) {
+                return Err(bad(
+                    line_no,
+                    format!("the token of {name:?} is already another agent's"),
+                ));
+            }
+            agents.push((name.to_owned(), token.to_owned()));
+        }
+        if agents.is_empty() {
+            return Err(CollectorError::Config {
+                path: path.to_owned(),
+                reason: "no agent tokens in the file".to_owned(),
+            });
+        }
+        Ok(Self { agents: Arc::new(agents) })
+    }
+
+    /// The name of the agent whose token `presented` is, if any.
+    fn agent(&self, presented: &str) -> Option<&str> {
+        let presented = presented.as_bytes();
+        // Every token is compared, so the time taken says nothing about which one matched.
+        let mut found = None;
+        for (name, token) in self.agents.iter() {
+            if bool::from(token.as_bytes().ct_eq(presented)) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+/// Rejects gRPC calls without a known bearer token.
+#[derive(Debug, Clone)]
+pub struct TokenCheck {
+    pub tokens: AgentTokens,
+}
+
+impl Interceptor for TokenCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let peer = request.remote_addr().map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let agent = presented.and_then(|token| self.tokens.agent(token.trim()));
+        match agent {
+            Some(_) => Ok(request),
+            None => {
+                let reason = if presented.is_some() { "unknown token" } else { "no bearer token" };
+                tracing::warn!(%peer, reason, "refused an agent");
+                metrics::counter!("sluice_collector_unauthenticated_total").increment(1);
+                Err(Status::unauthenticated(format!(
+                    "{reason}: send `authorization: Bearer <token>` with a token from the collector's agent tokens file"
+                )))
+            }
+        }
+    }
+}
+
+/// The collector's certificate and key, PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn server_config(&self) -> Result<ServerTlsConfig, CollectorError> {
+        let cert = fs::read(&self.cert).map_err(CollectorError::io("read", &self.cert))?;
+        let key = fs::read(&self.key).map_err(CollectorError::io("read", &self.key))?;
+        Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentTokens, String> {
+        AgentTokens::parse(text, Path::new("tokens.txt")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn finds_the_agent_of_a_token() {
+        let tokens =
+            parse("# agents\nnode-a 0123456789abcdef0123\n\nnode-b fedcba9876543210fedc\n")
+                .unwrap();
+        assert_eq!(tokens.agent("fedcba9876543210fedc"), Some("node-b"));
+        assert_eq!(tokens.agent("0123456789abcdef0123"), Some("node-a"));
+        assert_eq!(tokens.agent("0123456789abcdef012"), None);
+        assert_eq!(tokens.agent(""), None);
+        assert!(!format!("{tokens:?}").contains("0123456789abcdef"), "Debug hides tokens");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line_but_not_the_token() {
+        let short = parse("a 0123456789abcdef\nb short-secret\n").unwrap_err();
+        assert!(short.contains("tokens.txt") && short.contains("line 2"), "{short}");
+        assert!(!short.contains("short-secret"), "{short}");
+        assert!(parse("a 0123456789abcdef x\n").unwrap_err().contains("line 1"));
+        assert!(parse("a 0123456789abcdef\na 0123456789abcdeX\n").unwrap_err().contains("twice"));
+        assert!(parse("a 0123456789abcdef\nb 0123456789abcdef\n").unwrap_err().contains("another"));
+        assert!(parse("# nothing\n").unwrap_err().contains("no agent tokens"));
+    }
+}
