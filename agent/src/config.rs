@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::AgentError;
+use crate::redact::Redactor;
 
 /// Where to start in files that already exist when the agent starts for the first time
 /// (with no checkpoints). Files that appear later are always read from their start.
@@ -58,6 +59,37 @@ pub struct RawConfig {
     /// A file holding this agent's bearer token, such as a mounted Kubernetes secret.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Masking of personal data and secrets in messages, before they leave the node.
+    #[serde(default)]
+    pub redact: RawRedact,
+}
+
+/// The `redact:` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedact {
+    /// Built-in rules by name, or `all`: cn_mobile, cn_id_card, bank_card, bearer_token,
+    /// password.
+    #[serde(default)]
+    pub builtin: Vec<String>,
+    /// User rules, applied after the built-in ones.
+    #[serde(default)]
+    pub rules: Vec<RawRedactRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedactRule {
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax).
+    pub pattern: String,
+    /// What replaces each match; `$1` and `${name}` refer to groups.
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+}
+
+fn default_replacement() -> String {
+    "[REDACTED]".to_owned()
 }
 
 /// The `tls:` section as written.
@@ -126,6 +158,7 @@ pub struct AgentConfig {
     pub scan_interval: Duration,
     pub tls: Option<TlsSettings>,
     pub token: Option<Token>,
+    pub redact: Redactor,
 }
 
 impl AgentConfig {
@@ -161,6 +194,7 @@ impl RawConfig {
             scan_interval_ms: default_scan_interval_ms(),
             tls: None,
             token_file: None,
+            redact: RawRedact::default(),
         }
     }
 
@@ -232,6 +266,13 @@ impl RawConfig {
                 Some(Token(token.to_owned()))
             }
         };
+        let custom: Vec<(String, String, String)> = self
+            .redact
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), r.pattern.clone(), r.replacement.clone()))
+            .collect();
+        let redact = Redactor::new(&self.redact.builtin, &custom)?;
         let node = if self.node.is_empty() { hostname() } else { self.node };
         Ok(AgentConfig {
             collector: self.collector,
@@ -247,6 +288,7 @@ impl RawConfig {
             scan_interval: Duration::from_millis(self.scan_interval_ms),
             tls,
             token,
+            redact,
         })
     }
 }
@@ -305,6 +347,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("read_from") && err.contains("middle"), "{err}");
+    }
+
+    #[test]
+    fn redaction_rules_are_checked() {
+        let base = "collector: http://c:1\ndata_dir: /tmp\nwatch: ['*.log']\n";
+        let config = load(&format!(
+            "{base}redact:\n  builtin: [cn_mobile, password]\n  rules:\n    - name: email\n      pattern: '[a-z]+@[a-z.]+'\n"
+        ))
+        .unwrap();
+        let mut text = "a@b.cn 13812345678".to_owned();
+        assert!(config.redact.apply(&mut text));
+        assert_eq!(text, "[REDACTED] 138****5678");
+        let err = load(&format!("{base}redact:\n  builtin: [phone]\n")).unwrap_err().to_string();
+        assert!(err.contains("agent.yaml") && err.contains("unknown rule \"phone\""), "{err}");
+        let err = load(&format!("{base}redact:\n  rule: []\n")).unwrap_err().to_string();
+        assert!(err.contains("unknown field `rule`"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   length cap), [`cri`] (CRI parsing and `P`/`F` merging), [`decode`] (bytes to text, with
 //!   flags), [`level`] (level detection), [`kube_path`] (pod identity from the path) and
 //!   [`fingerprint`] (file identity).
+//! - [`redact`]: masking personal data and secrets before records leave the pod.
 //! - [`shipper`]: batching, pushing, retrying, checkpointing on ack.
 //! - [`checkpoint`]: acknowledged offsets on disk.
 //! - [`error`]: the crate's error type.
@@ -26,6 +27,7 @@ pub mod fingerprint;
 pub mod kube_path;
 pub mod level;
 pub mod line_reader;
+pub mod redact;
 pub mod shipper;
 pub mod tailer;
 

@@ -295,8 +295,11 @@ impl Tailer {
                 record.stream = Stream::File as i32;
                 (line.bytes, line.truncated, 0)
             };
-            let (message, decode_flags) = decode(bytes, truncated);
+            let (mut message, decode_flags) = decode(bytes, truncated);
             flag_bits |= decode_flags;
+            if !self.config.redact.is_empty() && self.config.redact.apply(&mut message) {
+                flag_bits |= flags::REDACTED;
+            }
             for name in flags::names(flag_bits) {
                 metrics::counter!("sluice_agent_records_flagged_total", "flag" => name)
                     .increment(1);

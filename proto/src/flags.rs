@@ -8,6 +8,8 @@ pub const TRUNCATED: u32 = 1 << 1;
 pub const CRI_MALFORMED: u32 = 1 << 2;
 /// The line held NUL bytes, which were removed.
 pub const NUL_REMOVED: u32 = 1 << 3;
+/// The agent's redaction rules masked part of the message.
+pub const REDACTED: u32 = 1 << 4;
 
 /// Names of the bits set in `flags`, in bit order, for display and metrics labels.
 pub fn names(flags: u32) -> Vec<&'static str> {
@@ -16,6 +18,7 @@ pub fn names(flags: u32) -> Vec<&'static str> {
         (TRUNCATED, "truncated"),
         (CRI_MALFORMED, "cri_malformed"),
         (NUL_REMOVED, "nul_removed"),
+        (REDACTED, "redacted"),
     ]
     .into_iter()
     .filter(|(bit, _)| flags & bit != 0)
