@@ -10,7 +10,7 @@
 //! # Layout
 //! - [`config`]: `agent.yaml`, checked.
 //! - [`tailer`]: discovery by glob and reading, with [`line_reader`] (lines with offsets and a
-//!   length cap), [`cri`] (CRI parsing and `P`/`F` merging), [`decode`] (bytes to text, with
+//!   length cap), [`cri`] (CRI parsing and `P`/`F` merging), [`docker`] (Docker's json-file lines), [`decode`] (bytes to text, with
 //!   flags), [`level`] (level detection), [`kube_path`] (pod identity from the path) and
 //!   [`fingerprint`] (file identity).
 //! - [`redact`]: masking personal data and secrets before records leave the pod.
@@ -22,6 +22,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cri;
 pub mod decode;
+pub mod docker;
 pub mod error;
 pub mod fingerprint;
 pub mod kube_path;

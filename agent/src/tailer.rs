@@ -18,8 +18,9 @@ use tokio::sync::mpsc;
 
 use crate::checkpoint::Checkpoints;
 use crate::config::{AgentConfig, ReadFrom};
-use crate::cri::{self, Assembler};
+use crate::cri::{self, Assembler, CriLine};
 use crate::decode::decode;
+use crate::docker;
 use crate::fingerprint::fingerprint;
 use crate::kube_path::{PodMeta, pod_meta};
 use crate::level;
@@ -44,6 +45,7 @@ pub type Chunk = Vec<ReadRecord>;
 enum Format {
     Unknown,
     Cri,
+    Docker,
     Plain,
 }
 
@@ -254,8 +256,13 @@ impl Tailer {
         let mut out = Vec::with_capacity(lines.len());
         for line in lines {
             if reading.format == Format::Unknown {
-                reading.format =
-                    if cri::parse(&line.bytes).is_some() { Format::Cri } else { Format::Plain };
+                reading.format = if cri::parse(&line.bytes).is_some() {
+                    Format::Cri
+                } else if docker::parse(&line.bytes).is_some() {
+                    Format::Docker
+                } else {
+                    Format::Plain
+                };
             }
             let mut record = LogRecord {
                 source: reading.source,
@@ -269,31 +276,39 @@ impl Tailer {
                 file_path: f.path_text.clone(),
                 ..LogRecord::default()
             };
-            let (bytes, truncated, mut flag_bits) = if reading.format == Format::Cri {
-                match cri::parse(&line.bytes) {
-                    Some(part) => {
-                        let Some(merged) =
-                            reading.cri.push(&part, line.start, line.end, line.truncated)
-                        else {
-                            continue;
-                        };
-                        record.offset = merged.start;
-                        record.timestamp_ns = merged.timestamp_ns;
-                        record.stream = merged.stream as i32;
-                        (merged.text, merged.truncated, 0)
-                    }
-                    None => {
-                        record.offset = line.start;
-                        record.timestamp_ns = reading.read_time(now);
-                        record.stream = Stream::File as i32;
-                        (line.bytes, line.truncated, flags::CRI_MALFORMED)
-                    }
+            let docker_line;
+            let (part, malformed) = match reading.format {
+                Format::Cri => (cri::parse(&line.bytes), flags::CRI_MALFORMED),
+                Format::Docker => {
+                    docker_line = docker::parse(&line.bytes);
+                    let part = docker_line.as_ref().map(|d| CriLine {
+                        timestamp_ns: d.timestamp_ns,
+                        stream: d.stream,
+                        partial: d.partial,
+                        text: &d.text,
+                    });
+                    (part, flags::DOCKER_MALFORMED)
                 }
-            } else {
-                record.offset = line.start;
-                record.timestamp_ns = reading.read_time(now);
-                record.stream = Stream::File as i32;
-                (line.bytes, line.truncated, 0)
+                Format::Plain | Format::Unknown => (None, 0),
+            };
+            let (bytes, truncated, mut flag_bits) = match part {
+                Some(part) => {
+                    let Some(merged) =
+                        reading.cri.push(&part, line.start, line.end, line.truncated)
+                    else {
+                        continue;
+                    };
+                    record.offset = merged.start;
+                    record.timestamp_ns = merged.timestamp_ns;
+                    record.stream = merged.stream as i32;
+                    (merged.text, merged.truncated, 0)
+                }
+                None => {
+                    record.offset = line.start;
+                    record.timestamp_ns = reading.read_time(now);
+                    record.stream = Stream::File as i32;
+                    (line.bytes, line.truncated, malformed)
+                }
             };
             let (mut message, decode_flags) = decode(bytes, truncated);
             flag_bits |= decode_flags;

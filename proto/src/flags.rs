@@ -10,6 +10,8 @@ pub const CRI_MALFORMED: u32 = 1 << 2;
 pub const NUL_REMOVED: u32 = 1 << 3;
 /// The agent's redaction rules masked part of the message.
 pub const REDACTED: u32 = 1 << 4;
+/// The file looked like Docker json-file output but this line did not parse; kept whole.
+pub const DOCKER_MALFORMED: u32 = 1 << 5;
 
 /// Names of the bits set in `flags`, in bit order, for display and metrics labels.
 pub fn names(flags: u32) -> Vec<&'static str> {
@@ -19,6 +21,7 @@ pub fn names(flags: u32) -> Vec<&'static str> {
         (CRI_MALFORMED, "cri_malformed"),
         (NUL_REMOVED, "nul_removed"),
         (REDACTED, "redacted"),
+        (DOCKER_MALFORMED, "docker_malformed"),
     ]
     .into_iter()
     .filter(|(bit, _)| flags & bit != 0)
