@@ -77,6 +77,18 @@ fn kill_9_of_the_collector_while_shipping_loses_and_duplicates_nothing() {
     let mut agent_killed = false;
     while !done.load(Ordering::SeqCst) || kills < 3 {
         std::thread::sleep(Duration::from_millis(250 + 60 * (kills % 5)));
+        if kills == 1 && !agent_killed {
+            // The worst agent crash: before its checkpoints reached the disk. It re-reads
+            // everything, and the collector must skip every record it already has.
+            let checkpoints = agent_dir.join("state/checkpoints.json");
+            wait_until(Duration::from_secs(30), "the agent has checkpoints to lose", || {
+                checkpoints.exists()
+            });
+            agent.kill9();
+            std::fs::remove_file(&checkpoints).unwrap();
+            agent = start_agent(&config, &agent_dir);
+            agent_killed = true;
+        }
         let indexed = total(&base, "");
         if indexed > 0 && !done.load(Ordering::SeqCst) {
             kills_mid_stream += 1;
@@ -84,14 +96,6 @@ fn kill_9_of_the_collector_while_shipping_loses_and_duplicates_nothing() {
         duplicates_skipped += metric(&base, "sluice_index_duplicates_skipped_total");
         collector.kill9();
         kills += 1;
-        if kills == 2 && !agent_killed {
-            // The worst agent crash: before its checkpoints reached the disk. It re-reads
-            // everything, and the collector must skip every record it already has.
-            agent.kill9();
-            std::fs::remove_file(agent_dir.join("state/checkpoints.json")).unwrap();
-            agent = start_agent(&config, &agent_dir);
-            agent_killed = true;
-        }
         std::thread::sleep(Duration::from_millis(300));
         collector = start_collector(&data, grpc, http);
     }

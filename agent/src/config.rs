@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::AgentError;
+use crate::kube_path::{PodMeta, pod_meta};
 use crate::redact::Redactor;
 
 /// Where to start in files that already exist when the agent starts for the first time
@@ -62,6 +63,114 @@ pub struct RawConfig {
     /// Masking of personal data and secrets in messages, before they leave the node.
     #[serde(default)]
     pub redact: RawRedact,
+    /// Sidecar mode: the pod this agent runs in, given to files whose path names no pod.
+    /// Values may be `${VAR}`: environment variables the Downward API sets.
+    #[serde(default)]
+    pub pod: Option<RawPod>,
+    /// DaemonSet mode: which pods' files to read, by globs on their names.
+    #[serde(default)]
+    pub select: RawSelect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPod {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub container: String,
+}
+
+/// Globs on namespace, pod and container names. A file of a pod is read when each name
+/// matches some `include` (or the list is empty) and no `exclude`. Files whose path names
+/// no pod are not filtered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelect {
+    #[serde(default)]
+    pub namespaces: RawPatterns,
+    #[serde(default)]
+    pub pods: RawPatterns,
+    #[serde(default)]
+    pub containers: RawPatterns,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPatterns {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Checked include and exclude globs for one name.
+#[derive(Debug, Clone, Default)]
+pub struct NameFilter {
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+}
+
+impl NameFilter {
+    fn new(key: &str, raw: &RawPatterns) -> Result<Self, String> {
+        let compile = |list: &[String], which: &str| {
+            list.iter()
+                .map(|p| {
+                    glob::Pattern::new(p)
+                        .map_err(|e| format!("select.{key}.{which}: pattern {p:?}: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self {
+            include: compile(&raw.include, "include")?,
+            exclude: compile(&raw.exclude, "exclude")?,
+        })
+    }
+
+    pub fn allows(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches(name)))
+            && !self.exclude.iter().any(|p| p.matches(name))
+    }
+}
+
+/// Which pods' files the agent reads.
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    pub namespaces: NameFilter,
+    pub pods: NameFilter,
+    pub containers: NameFilter,
+}
+
+impl Select {
+    /// Whether to read a file with this pod identity (files of no pod always are).
+    pub fn allows(&self, meta: &PodMeta) -> bool {
+        meta.pod.is_empty()
+            || (self.namespaces.allows(&meta.namespace)
+                && self.pods.allows(&meta.pod)
+                && self.containers.allows(&meta.container))
+    }
+}
+
+/// `${VAR}` in `value` replaced by the environment variable's value; an unset one is an
+/// error naming it and `key`.
+fn expand_env(key: &str, value: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start + 2..].find('}') else {
+            return Err(format!("{key}: unclosed ${{ in {value:?}"));
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        let var = std::env::var(name)
+            .map_err(|_| format!("{key}: environment variable {name} is not set"))?;
+        out.push_str(&var);
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The `redact:` section as written.
@@ -159,6 +268,9 @@ pub struct AgentConfig {
     pub tls: Option<TlsSettings>,
     pub token: Option<Token>,
     pub redact: Redactor,
+    /// The sidecar's own pod, for files whose path names none.
+    pub pod: Option<PodMeta>,
+    pub select: Select,
 }
 
 impl AgentConfig {
@@ -169,6 +281,11 @@ impl AgentConfig {
         let raw: RawConfig = yaml_serde::from_str(&text)
             .map_err(|e| AgentError::Config { path: path.to_owned(), message: e.to_string() })?;
         raw.validate().map_err(|message| AgentError::Config { path: path.to_owned(), message })
+    }
+
+    /// The pod a file's records belong to: from its path, else the sidecar's own pod.
+    pub fn pod_meta(&self, path: &Path) -> PodMeta {
+        pod_meta(path).or_else(|| self.pod.clone()).unwrap_or_default()
     }
 
     /// The identity that, with a file's fingerprint, keys its records' ids.
@@ -195,6 +312,8 @@ impl RawConfig {
             tls: None,
             token_file: None,
             redact: RawRedact::default(),
+            pod: None,
+            select: RawSelect::default(),
         }
     }
 
@@ -273,6 +392,23 @@ impl RawConfig {
             .map(|r| (r.name.clone(), r.pattern.clone(), r.replacement.clone()))
             .collect();
         let redact = Redactor::new(&self.redact.builtin, &custom)?;
+        let pod = match &self.pod {
+            None => None,
+            Some(p) => Some(PodMeta {
+                namespace: expand_env("pod.namespace", &p.namespace)?,
+                pod: expand_env("pod.name", &p.name)?,
+                pod_uid: expand_env("pod.uid", &p.uid)?,
+                container: expand_env("pod.container", &p.container)?,
+            }),
+        };
+        if pod.as_ref().is_some_and(|p| p.namespace.is_empty() || p.pod.is_empty()) {
+            return Err("pod: namespace and name must not be empty".to_owned());
+        }
+        let select = Select {
+            namespaces: NameFilter::new("namespaces", &self.select.namespaces)?,
+            pods: NameFilter::new("pods", &self.select.pods)?,
+            containers: NameFilter::new("containers", &self.select.containers)?,
+        };
         let node = if self.node.is_empty() { hostname() } else { self.node };
         Ok(AgentConfig {
             collector: self.collector,
@@ -289,6 +425,8 @@ impl RawConfig {
             tls,
             token,
             redact,
+            pod,
+            select,
         })
     }
 }
@@ -347,6 +485,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("read_from") && err.contains("middle"), "{err}");
+    }
+
+    #[test]
+    fn sidecar_pod_from_the_environment_and_pod_selection() {
+        let base = "collector: http://c:1\ndata_dir: /tmp\nwatch: ['*.log']\n";
+        let config = load(&format!(
+            "{base}pod:\n  namespace: shop\n  name: ${{HOME}}-x\n  container: app\nselect:\n  namespaces:\n    exclude: [kube-*]\n  pods:\n    include: ['order-*', 'pay-*']\n"
+        ))
+        .unwrap();
+        let home = std::env::var("HOME").unwrap();
+        let sidecar = config.pod_meta(Path::new("/data/app.log"));
+        assert_eq!(
+            (sidecar.namespace.as_str(), sidecar.pod.as_str()),
+            ("shop", format!("{home}-x").as_str())
+        );
+        let from_path = config.pod_meta(Path::new("/var/log/pods/prod_order-1_u/app/0.log"));
+        assert_eq!(from_path.namespace, "prod", "the path wins over the sidecar pod");
+        let meta = |ns: &str, pod: &str| PodMeta {
+            namespace: ns.into(),
+            pod: pod.into(),
+            container: "app".into(),
+            ..PodMeta::default()
+        };
+        assert!(config.select.allows(&meta("prod", "order-1")));
+        assert!(config.select.allows(&meta("dev", "pay-2")));
+        assert!(!config.select.allows(&meta("kube-system", "order-1")));
+        assert!(!config.select.allows(&meta("prod", "nginx-1")));
+        assert!(config.select.allows(&PodMeta::default()), "files of no pod are not filtered");
+
+        let err =
+            load(&format!("{base}pod:\n  namespace: ${{SLUICE_TEST_UNSET_VAR}}\n  name: x\n"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("pod.namespace: environment variable SLUICE_TEST_UNSET_VAR is not set"),
+            "{err}"
+        );
+        let err =
+            load(&format!("{base}select:\n  pods:\n    include: ['[']\n")).unwrap_err().to_string();
+        assert!(err.contains("select.pods.include"), "{err}");
+        let err = load(&format!("{base}select:\n  namespace: {{}}\n")).unwrap_err().to_string();
+        assert!(err.contains("unknown field `namespace`"), "{err}");
     }
 
     #[test]

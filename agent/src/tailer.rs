@@ -22,7 +22,7 @@ use crate::cri::{self, Assembler, CriLine};
 use crate::decode::decode;
 use crate::docker;
 use crate::fingerprint::fingerprint;
-use crate::kube_path::{PodMeta, pod_meta};
+use crate::kube_path::PodMeta;
 use crate::level;
 use crate::line_reader::{Line, LineSplitter};
 
@@ -127,6 +127,9 @@ impl Tailer {
                 }
             };
             for path in paths.flatten() {
+                if !self.config.select.allows(&self.config.pod_meta(&path)) {
+                    continue;
+                }
                 match std::fs::metadata(&path) {
                     Ok(m) if m.is_file() => seen.push((path, m.dev(), m.ino())),
                     _ => {}
@@ -147,7 +150,9 @@ impl Tailer {
                 match File::open(&path) {
                     Ok(file) => {
                         tracing::info!(path = %path.display(), "tailing");
-                        let tracked = TrackedFile::new(path.clone(), file, dev, ino, from_end);
+                        let meta = self.config.pod_meta(&path);
+                        let tracked =
+                            TrackedFile::new(path.clone(), meta, file, dev, ino, from_end);
                         self.files.insert(path.clone(), tracked);
                     }
                     Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot open"),
@@ -342,10 +347,10 @@ impl Reading {
 struct Closed;
 
 impl TrackedFile {
-    fn new(path: PathBuf, file: File, dev: u64, ino: u64, from_end: bool) -> Self {
+    fn new(path: PathBuf, meta: PodMeta, file: File, dev: u64, ino: u64, from_end: bool) -> Self {
         Self {
             path_text: path.to_string_lossy().into_owned(),
-            meta: pod_meta(&path).unwrap_or_default(),
+            meta,
             path,
             file,
             dev,
