@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::AgentError;
 use crate::kube_path::{PodMeta, pod_meta};
+use crate::multiline::{MultilineConfig, Rule};
 use crate::redact::Redactor;
 
 /// Where to start in files that already exist when the agent starts for the first time
@@ -70,6 +71,40 @@ pub struct RawConfig {
     /// DaemonSet mode: which pods' files to read, by globs on their names.
     #[serde(default)]
     pub select: RawSelect,
+    /// Joining stack traces and other multi-line events into one record.
+    #[serde(default)]
+    pub multiline: Option<RawMultiline>,
+}
+
+/// The `multiline:` section as written: exactly one of `preset`, `start_pattern` and
+/// `continue_pattern`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMultiline {
+    /// `java`, `python` or `go`.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// A line matching this starts a record; others continue it.
+    #[serde(default)]
+    pub start_pattern: Option<String>,
+    /// A line matching this continues the record; others start one.
+    #[serde(default)]
+    pub continue_pattern: Option<String>,
+    /// A record is complete after this long without another line.
+    #[serde(default = "default_multiline_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_multiline_max_lines")]
+    pub max_lines: usize,
+    /// Default: `max_line_bytes`.
+    #[serde(default)]
+    pub max_bytes: Option<usize>,
+}
+
+fn default_multiline_timeout_ms() -> u64 {
+    1000
+}
+fn default_multiline_max_lines() -> usize {
+    500
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +185,22 @@ impl Select {
             || (self.namespaces.allows(&meta.namespace)
                 && self.pods.allows(&meta.pod)
                 && self.containers.allows(&meta.container))
+    }
+}
+
+fn multiline_rule(m: &RawMultiline) -> Result<Rule, String> {
+    let regex = |key: &str, p: &str| {
+        regex::Regex::new(p).map_err(|e| format!("multiline.{key}: invalid pattern: {e}"))
+    };
+    match (&m.preset, &m.start_pattern, &m.continue_pattern) {
+        (Some(name), None, None) => MultilineConfig::preset(name).ok_or_else(|| {
+            format!("multiline.preset: unknown preset {name:?}; presets are java, python, go")
+        }),
+        (None, Some(p), None) => Ok(Rule::Start(regex("start_pattern", p)?)),
+        (None, None, Some(p)) => Ok(Rule::Continue(regex("continue_pattern", p)?)),
+        _ => {
+            Err("multiline: give exactly one of preset, start_pattern, continue_pattern".to_owned())
+        }
     }
 }
 
@@ -271,6 +322,7 @@ pub struct AgentConfig {
     /// The sidecar's own pod, for files whose path names none.
     pub pod: Option<PodMeta>,
     pub select: Select,
+    pub multiline: Option<MultilineConfig>,
 }
 
 impl AgentConfig {
@@ -314,6 +366,7 @@ impl RawConfig {
             redact: RawRedact::default(),
             pod: None,
             select: RawSelect::default(),
+            multiline: None,
         }
     }
 
@@ -404,6 +457,15 @@ impl RawConfig {
         if pod.as_ref().is_some_and(|p| p.namespace.is_empty() || p.pod.is_empty()) {
             return Err("pod: namespace and name must not be empty".to_owned());
         }
+        let multiline = match &self.multiline {
+            None => None,
+            Some(m) => Some(MultilineConfig {
+                rule: multiline_rule(m)?,
+                timeout: Duration::from_millis(m.timeout_ms),
+                max_lines: m.max_lines.max(1),
+                max_bytes: m.max_bytes.unwrap_or(self.max_line_bytes),
+            }),
+        };
         let select = Select {
             namespaces: NameFilter::new("namespaces", &self.select.namespaces)?,
             pods: NameFilter::new("pods", &self.select.pods)?,
@@ -427,6 +489,7 @@ impl RawConfig {
             redact,
             pod,
             select,
+            multiline,
         })
     }
 }
@@ -527,6 +590,32 @@ mod tests {
         assert!(err.contains("select.pods.include"), "{err}");
         let err = load(&format!("{base}select:\n  namespace: {{}}\n")).unwrap_err().to_string();
         assert!(err.contains("unknown field `namespace`"), "{err}");
+    }
+
+    #[test]
+    fn multiline_settings_are_checked() {
+        let base = "collector: http://c:1\ndata_dir: /tmp\nwatch: ['*.log']\n";
+        let config =
+            load(&format!("{base}multiline:\n  preset: java\n  timeout_ms: 300\n")).unwrap();
+        let multiline = config.multiline.unwrap();
+        assert_eq!(
+            (multiline.timeout, multiline.max_lines, multiline.max_bytes),
+            (Duration::from_millis(300), 500, 256 * 1024)
+        );
+        assert!(load(&format!("{base}multiline:\n  start_pattern: '^\\d{{4}}-'\n")).is_ok());
+        for (text, wanted) in [
+            ("multiline:\n  preset: cobol\n", "unknown preset \"cobol\""),
+            ("multiline:\n  preset: java\n  start_pattern: x\n", "exactly one of"),
+            ("multiline: {}\n", "exactly one of"),
+            (
+                "multiline:\n  continue_pattern: '('\n",
+                "multiline.continue_pattern: invalid pattern",
+            ),
+            ("multiline:\n  flush_ms: 5\n", "unknown field `flush_ms`"),
+        ] {
+            let err = load(&format!("{base}{text}")).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   length cap), [`cri`] (CRI parsing and `P`/`F` merging), [`docker`] (Docker's json-file lines), [`decode`] (bytes to text, with
 //!   flags), [`level`] (level detection), [`kube_path`] (pod identity from the path) and
 //!   [`fingerprint`] (file identity).
+//! - [`multiline`]: joining stack traces and other multi-line events into one record.
 //! - [`redact`]: masking personal data and secrets before records leave the pod.
 //! - [`shipper`]: batching, pushing, retrying, checkpointing on ack.
 //! - [`checkpoint`]: acknowledged offsets on disk.
@@ -28,6 +29,7 @@ pub mod fingerprint;
 pub mod kube_path;
 pub mod level;
 pub mod line_reader;
+pub mod multiline;
 pub mod redact;
 pub mod shipper;
 pub mod tailer;

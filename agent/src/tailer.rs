@@ -25,6 +25,7 @@ use crate::fingerprint::fingerprint;
 use crate::kube_path::PodMeta;
 use crate::level;
 use crate::line_reader::{Line, LineSplitter};
+use crate::multiline::Joiner;
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read from one file before moving to the next, so one busy file cannot starve others.
@@ -55,6 +56,7 @@ struct Reading {
     splitter: LineSplitter,
     format: Format,
     cri: Assembler,
+    joiner: Joiner,
     /// The time given to the last line without a time of its own.
     last_read_ns: i64,
 }
@@ -169,6 +171,10 @@ impl Tailer {
         // its end through the handle still open, then let it go.
         for mut old in gone {
             while let Ok(true) = self.read_file(&mut old) {}
+            let last = self.flush_multiline(&mut old, true);
+            if !last.is_empty() && self.tx.blocking_send(last).is_err() {
+                return;
+            }
         }
     }
 
@@ -179,8 +185,12 @@ impl Tailer {
         for path in paths {
             let mut file = self.files.remove(&path).expect("path listed from the map");
             let result = self.read_file(&mut file);
+            let timed_out = self.flush_multiline(&mut file, false);
             self.files.insert(path, file);
             any |= result?;
+            if !timed_out.is_empty() && self.tx.blocking_send(timed_out).is_err() {
+                return Err(Closed);
+            }
         }
         Ok(any)
     }
@@ -249,6 +259,7 @@ impl Tailer {
             splitter: LineSplitter::new(self.config.max_line_bytes, offset),
             format: Format::Unknown,
             cri: Assembler::new(self.config.max_line_bytes),
+            joiner: Joiner::default(),
             last_read_ns: 0,
         });
         true
@@ -296,7 +307,7 @@ impl Tailer {
                 }
                 Format::Plain | Format::Unknown => (None, 0),
             };
-            let (bytes, truncated, mut flag_bits) = match part {
+            let (bytes, truncated, flag_bits) = match part {
                 Some(part) => {
                     let Some(merged) =
                         reading.cri.push(&part, line.start, line.end, line.truncated)
@@ -315,22 +326,47 @@ impl Tailer {
                     (line.bytes, line.truncated, malformed)
                 }
             };
-            let (mut message, decode_flags) = decode(bytes, truncated);
-            flag_bits |= decode_flags;
-            if !self.config.redact.is_empty() && self.config.redact.apply(&mut message) {
-                flag_bits |= flags::REDACTED;
-            }
-            for name in flags::names(flag_bits) {
-                metrics::counter!("sluice_agent_records_flagged_total", "flag" => name)
-                    .increment(1);
-            }
-            record.flags = flag_bits;
-            record.level = level::detect(&message).unwrap_or_default().to_owned();
+            let (message, decode_flags) = decode(bytes, truncated);
+            record.flags = flag_bits | decode_flags;
             record.message = message;
-            let resume_offset = reading.cri.pending_start().map_or(line.end, |p| p.min(line.end));
-            out.push(ReadRecord { record, resume_offset });
+            match &self.config.multiline {
+                Some(multiline) => {
+                    let done = reading.joiner.push(multiline, record, line.end, Instant::now());
+                    for (record, end) in done {
+                        out.push(self.finish(reading, record, end));
+                    }
+                }
+                None => out.push(self.finish(reading, record, line.end)),
+            }
         }
         out
+    }
+
+    /// Multi-line records that waited long enough for another line, or all of them when the
+    /// file is being let go.
+    fn flush_multiline(&self, f: &mut TrackedFile, all: bool) -> Chunk {
+        let (Some(multiline), Some(reading)) = (&self.config.multiline, f.reading.as_mut()) else {
+            return Vec::new();
+        };
+        let done = reading.joiner.flush(multiline, Instant::now(), all);
+        done.into_iter().map(|(record, end)| self.finish(reading, record, end)).collect()
+    }
+
+    /// Redaction, flags and level on a complete record, and the checkpoint its ack allows:
+    /// past its last line, but not past the first line of anything still being assembled.
+    fn finish(&self, reading: &Reading, mut record: LogRecord, end: u64) -> ReadRecord {
+        if !self.config.redact.is_empty() && self.config.redact.apply(&mut record.message) {
+            record.flags |= flags::REDACTED;
+        }
+        for name in flags::names(record.flags) {
+            metrics::counter!("sluice_agent_records_flagged_total", "flag" => name).increment(1);
+        }
+        record.level = level::detect(&record.message).unwrap_or_default().to_owned();
+        let resume_offset = [reading.cri.pending_start(), reading.joiner.pending_start()]
+            .into_iter()
+            .flatten()
+            .fold(end, u64::min);
+        ReadRecord { record, resume_offset }
     }
 }
 
