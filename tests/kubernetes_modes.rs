@@ -33,24 +33,24 @@ fn daemonset_selection_and_sidecar_identity() {
         .unwrap();
     }
     let node_dir = dir.path().join("node-agent");
-    let config = write_agent_config(&node_dir, grpc, &[format!("{}/*/*/*.log", pods.display())]);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(
+    let config = write_agent_config_with(
+        &node_dir,
+        grpc,
+        &[format!("{}/*/*/*.log", pods.display())],
         "select:\n  namespaces:\n    exclude: ['kube-*']\n  pods:\n    include: ['order-*', 'pay-*']\n  containers:\n    exclude: [istio-proxy]\n",
     );
-    std::fs::write(&config, text).unwrap();
     let _node_agent = start_agent(&config, &node_dir);
 
     let shared = dir.path().join("shared-volume");
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::write(shared.join("app.log"), "INFO from the sidecar's pod\n").unwrap();
     let sidecar_dir = dir.path().join("sidecar-agent");
-    let config = write_agent_config(&sidecar_dir, grpc, &[format!("{}/*.log", shared.display())]);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(
+    let config = write_agent_config_with(
+        &sidecar_dir,
+        grpc,
+        &[format!("{}/*.log", shared.display())],
         "pod:\n  namespace: ${POD_NAMESPACE}\n  name: ${POD_NAME}\n  uid: ${POD_UID}\n  container: app\n",
     );
-    std::fs::write(&config, text).unwrap();
     let _sidecar = Proc {
         child: Command::new(sluice_agent())
             .arg("--config")

@@ -71,10 +71,12 @@ fn java_stack_traces_are_one_record_and_survive_an_agent_crash() {
         })
         .collect();
     let agent_dir = dir.path().join("agent");
-    let config = write_agent_config(&agent_dir, grpc, &[format!("{}/*.log", logs.display())]);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("multiline:\n  preset: java\n  timeout_ms: 500\n");
-    std::fs::write(&config, text).unwrap();
+    let config = write_agent_config_with(
+        &agent_dir,
+        grpc,
+        &[format!("{}/*.log", logs.display())],
+        "multiline:\n  preset: java\n  timeout_ms: 500\n",
+    );
     let mut agent = start_agent(&config, &agent_dir);
 
     // Written in ten slices, cut at arbitrary bytes (inside lines and inside traces); the

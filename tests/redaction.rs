@@ -28,12 +28,12 @@ fn personal_data_and_secrets_never_reach_the_index() {
     )
     .unwrap();
     let agent_dir = dir.path().join("agent");
-    let config = write_agent_config(&agent_dir, grpc, &[log.display().to_string()]);
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(
+    let config = write_agent_config_with(
+        &agent_dir,
+        grpc,
+        &[log.display().to_string()],
         "redact:\n  builtin: [all]\n  rules:\n    - name: email\n      pattern: '[\\w.+-]+@[\\w-]+\\.[\\w.]+'\n      replacement: '<email>'\n",
     );
-    std::fs::write(&config, text).unwrap();
     let _agent = start_agent(&config, &agent_dir);
 
     wait_until(Duration::from_secs(30), "all 6 lines are indexed", || total(&base, "") >= 6);

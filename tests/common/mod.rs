@@ -131,6 +131,20 @@ pub fn start_collector_with(
     proc
 }
 
+/// `write_agent_config` with more YAML appended (`select:`, `redact:`, ...).
+pub fn write_agent_config_with(
+    dir: &Path,
+    grpc_port: u16,
+    watch: &[String],
+    extra: &str,
+) -> PathBuf {
+    let path = write_agent_config(dir, grpc_port, watch);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(extra);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub fn write_agent_config(dir: &Path, grpc_port: u16, watch: &[String]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("agent.yaml");
