@@ -74,6 +74,9 @@ pub struct RawConfig {
     /// Joining stack traces and other multi-line events into one record.
     #[serde(default)]
     pub multiline: Option<RawMultiline>,
+    /// Where to serve `/metrics` and `/healthz`, such as `0.0.0.0:9281`; off when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The `multiline:` section as written: exactly one of `preset`, `start_pattern` and
@@ -323,6 +326,7 @@ pub struct AgentConfig {
     pub pod: Option<PodMeta>,
     pub select: Select,
     pub multiline: Option<MultilineConfig>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -367,6 +371,7 @@ impl RawConfig {
             pod: None,
             select: RawSelect::default(),
             multiline: None,
+            metrics_listen: None,
         }
     }
 
@@ -490,6 +495,7 @@ impl RawConfig {
             pod,
             select,
             multiline,
+            metrics_listen: self.metrics_listen,
         })
     }
 }

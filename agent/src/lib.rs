@@ -17,6 +17,8 @@
 //! - [`redact`]: masking personal data and secrets before records leave the pod.
 //! - [`shipper`]: batching, pushing, retrying, checkpointing on ack.
 //! - [`checkpoint`]: acknowledged offsets on disk.
+//! - [`explain`]: what the agent knows of one file, for `sluice-agent explain`.
+//! - [`http`]: `/metrics` and `/healthz` when `metrics_listen` is set.
 //! - [`error`]: the crate's error type.
 
 pub mod checkpoint;
@@ -25,7 +27,9 @@ pub mod cri;
 pub mod decode;
 pub mod docker;
 pub mod error;
+pub mod explain;
 pub mod fingerprint;
+pub mod http;
 pub mod kube_path;
 pub mod level;
 pub mod line_reader;

@@ -38,6 +38,11 @@ impl LineSplitter {
         self.start
     }
 
+    /// Offset of the next byte to be read: how far the file has been read.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
     /// Feeds the next bytes of the file; calls `emit` for each line they complete.
     pub fn push(&mut self, mut chunk: &[u8], mut emit: impl FnMut(Line)) {
         while let Some(i) = chunk.iter().position(|&b| b == b'\n') {

@@ -3,20 +3,40 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use sluice_agent::AgentConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-agent", version, about = "Tail logs and ship them to a Sluice collector")]
+#[command(
+    name = "sluice-agent",
+    version,
+    about = "Tail logs and ship them to a Sluice collector",
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
-    /// The agent's config file (see agent.example.yaml).
-    #[arg(long, short = 'c')]
-    config: PathBuf,
-    /// Check the config and exit.
+    /// The agent's config file (see agent.example.yaml); runs the agent.
+    #[arg(long, short = 'c', required = true)]
+    config: Option<PathBuf>,
+    /// Check the config and exit (as `sluice-agent validate`).
     #[arg(long)]
     validate: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a config file and exit: unknown keys and bad values name the key and the file.
+    Validate { config: PathBuf },
+    /// Show how the agent sees a file: selection, pod, format, identity and checkpoint.
+    Explain {
+        #[arg(long, short = 'c')]
+        config: PathBuf,
+        path: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,17 +59,48 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    let config = AgentConfig::load(&args.config)?;
+    let path = match args.command {
+        Some(Command::Validate { config }) => return validate(&config),
+        Some(Command::Explain { config, path }) => {
+            print!("{}", sluice_agent::explain::explain(&AgentConfig::load(&config)?, &path)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => args.config.expect("clap requires --config without a subcommand"),
+    };
     if args.validate {
-        println!("{}: ok", args.config.display());
-        return Ok(ExitCode::SUCCESS);
+        return validate(&path);
     }
+    let config = AgentConfig::load(&path)?;
     // One thread: the reader has its own, and shipping one batch at a time needs no more.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(sluice_agent::run(config, shutdown_signal()))?;
+    runtime.block_on(async {
+        if let Some(addr) = config.metrics_listen {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("cannot install the metrics recorder")?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
+            tracing::info!(%addr, "serving /metrics and /healthz");
+            let render: sluice_agent::http::MetricsRender = Arc::new(move || handle.render());
+            tokio::spawn(async move {
+                if let Err(e) = sluice_agent::http::serve(listener, render).await {
+                    tracing::error!(error = %e, "metrics endpoint failed");
+                }
+            });
+        }
+        sluice_agent::run(config, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    AgentConfig::load(path)?;
+    println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -107,6 +107,7 @@ impl Tailer {
         while !stop.load(Ordering::Relaxed) {
             if last_scan.is_none_or(|t| t.elapsed() >= self.config.scan_interval) {
                 self.scan();
+                self.report_files();
                 last_scan = Some(Instant::now());
             }
             match self.read_all() {
@@ -114,6 +115,24 @@ impl Tailer {
                 Ok(false) => std::thread::sleep(self.config.poll_interval),
                 Err(Closed) => return,
             }
+        }
+    }
+
+    /// Per-file gauges: how far each file is read and acknowledged, and how far behind.
+    fn report_files(&self) {
+        metrics::gauge!("sluice_agent_open_files").set(self.files.len() as f64);
+        let checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
+        for f in self.files.values() {
+            let Some(reading) = &f.reading else { continue };
+            let size = f.file.metadata().map_or(0, |m| m.len());
+            let acked = checkpoints.offset(reading.source).unwrap_or(0);
+            let path = f.path_text.clone();
+            metrics::gauge!("sluice_agent_file_read_offset_bytes", "path" => path.clone())
+                .set(reading.splitter.position() as f64);
+            metrics::gauge!("sluice_agent_file_acked_offset_bytes", "path" => path.clone())
+                .set(acked as f64);
+            metrics::gauge!("sluice_agent_file_lag_bytes", "path" => path)
+                .set(size.saturating_sub(acked) as f64);
         }
     }
 
