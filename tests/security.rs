@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    Proc, assert_file_exactly_once, free_port, metric, start_agent, start_collector_with, total,
-    wait_until,
+    Proc, acked_offset, assert_file_exactly_once, free_port, metric, start_agent,
+    start_collector_with, total, wait_until,
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
@@ -77,19 +77,6 @@ fn agent(
     )
     .unwrap();
     config
-}
-
-/// The highest offset the agent in `dir` has had acknowledged (0 before any ack).
-fn acked_offset(dir: &Path) -> u64 {
-    let Ok(text) = std::fs::read_to_string(dir.join("state/checkpoints.json")) else { return 0 };
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["files"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter_map(|e| e["offset"].as_u64())
-        .max()
-        .unwrap_or(0)
 }
 
 fn logs(dir: &Path) -> String {

@@ -26,8 +26,9 @@ pub enum ReadFrom {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// The collector's gRPC endpoint, such as `http://127.0.0.1:7281`.
-    pub collector: String,
+    /// The collector's gRPC endpoint, such as `http://127.0.0.1:7281`, or a list of them:
+    /// the agent uses the first that answers and fails over in order.
+    pub collector: Collectors,
     /// Where the agent keeps its checkpoints.
     pub data_dir: PathBuf,
     /// Glob patterns of files to tail; `**` crosses directories.
@@ -255,6 +256,14 @@ fn default_replacement() -> String {
     "[REDACTED]".to_owned()
 }
 
+/// One collector endpoint or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Collectors {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// The `tls:` section as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,7 +317,8 @@ fn default_scan_interval_ms() -> u64 {
 /// The checked config.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    pub collector: String,
+    /// Collector endpoints in failover order; never empty.
+    pub collectors: Vec<String>,
     pub data_dir: PathBuf,
     pub watch: Vec<glob::Pattern>,
     pub cluster: String,
@@ -354,7 +364,7 @@ impl RawConfig {
     /// A config with defaults for everything but the essentials, as `sluice up` builds it.
     pub fn new(collector: String, data_dir: PathBuf, watch: Vec<String>) -> Self {
         Self {
-            collector,
+            collector: Collectors::One(collector),
             data_dir,
             watch,
             cluster: default_cluster(),
@@ -384,11 +394,21 @@ impl RawConfig {
             .iter()
             .map(|p| glob::Pattern::new(p).map_err(|e| format!("watch: pattern {p:?}: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
-        if !(self.collector.starts_with("http://") || self.collector.starts_with("https://")) {
-            return Err(format!(
-                "collector: {:?} must start with http:// or https://",
-                self.collector
-            ));
+        let collectors = match &self.collector {
+            Collectors::One(c) => vec![c.clone()],
+            Collectors::Many(list) => list.clone(),
+        };
+        if collectors.is_empty() {
+            return Err("collector: at least one endpoint is needed".to_owned());
+        }
+        for c in &collectors {
+            if !(c.starts_with("http://") || c.starts_with("https://")) {
+                return Err(format!("collector: {c:?} must start with http:// or https://"));
+            }
+        }
+        let https = collectors[0].starts_with("https://");
+        if collectors.iter().any(|c| c.starts_with("https://") != https) {
+            return Err("collector: mix of http:// and https:// endpoints; use one".to_owned());
         }
         if self.max_line_bytes < 1024 {
             return Err(format!(
@@ -410,15 +430,12 @@ impl RawConfig {
                 return Err(format!("{key}: must be above 0"));
             }
         }
-        let tls = match (&self.tls, self.collector.starts_with("https://")) {
+        let tls = match (&self.tls, https) {
             (None, true) => {
                 return Err("tls.ca_file: required for an https:// collector".to_owned());
             }
             (Some(_), false) => {
-                return Err(format!(
-                    "tls: set, but collector {:?} is not https://",
-                    self.collector
-                ));
+                return Err(format!("tls: set, but collector {:?} is not https://", collectors[0]));
             }
             (Some(tls), true) => Some(TlsSettings {
                 ca_pem: std::fs::read(&tls.ca_file).map_err(|e| {
@@ -478,7 +495,7 @@ impl RawConfig {
         };
         let node = if self.node.is_empty() { hostname() } else { self.node };
         Ok(AgentConfig {
-            collector: self.collector,
+            collectors,
             data_dir: self.data_dir,
             watch,
             cluster: self.cluster,
@@ -596,6 +613,23 @@ mod tests {
         assert!(err.contains("select.pods.include"), "{err}");
         let err = load(&format!("{base}select:\n  namespace: {{}}\n")).unwrap_err().to_string();
         assert!(err.contains("unknown field `namespace`"), "{err}");
+    }
+
+    #[test]
+    fn one_or_several_collectors() {
+        let base = "data_dir: /tmp\nwatch: ['*.log']\n";
+        let one = load(&format!("{base}collector: http://a:1\n")).unwrap();
+        assert_eq!(one.collectors, ["http://a:1"]);
+        let two = load(&format!("{base}collector: [http://a:1, http://b:1]\n")).unwrap();
+        assert_eq!(two.collectors, ["http://a:1", "http://b:1"]);
+        for (text, wanted) in [
+            ("collector: []\n", "at least one endpoint"),
+            ("collector: [http://a:1, b:1]\n", "\"b:1\" must start with"),
+            ("collector: [http://a:1, https://b:1]\n", "mix of http:// and https://"),
+        ] {
+            let err = load(&format!("{base}{text}")).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
     }
 
     #[test]

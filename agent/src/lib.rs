@@ -71,7 +71,7 @@ pub async fn run(
         .spawn(move || tailer.run(&tailer_stop))
         .map_err(AgentError::io("start reader thread", &config.data_dir))?;
     let shipping = tokio::spawn(shipper.run(rx, stop_rx));
-    tracing::info!(collector = %config.collector, node = %config.node, "agent started");
+    tracing::info!(collectors = ?config.collectors, node = %config.node, "agent started");
 
     shutdown.await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

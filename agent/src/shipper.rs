@@ -43,9 +43,45 @@ impl Interceptor for BearerToken {
     }
 }
 
+type Client = IngestClient<InterceptedService<Channel, BearerToken>>;
+
+/// A lazily connecting client for one collector endpoint.
+fn client(config: &AgentConfig, address: &str) -> Result<Client, AgentError> {
+    let endpoint_error =
+        |message: String| AgentError::Endpoint { endpoint: address.to_owned(), message };
+    let mut endpoint = Endpoint::from_shared(address.to_owned())
+        .map_err(|e| endpoint_error(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .tcp_nodelay(true);
+    if let Some(tls) = &config.tls {
+        let mut tls_config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some(name) = &tls.server_name {
+            tls_config = tls_config.domain_name(name.clone());
+        }
+        endpoint = endpoint
+            .tls_config(tls_config)
+            .map_err(|e| endpoint_error(format!("TLS settings: {e}")))?;
+    }
+    let token = match &config.token {
+        Some(token) => Some(
+            format!("Bearer {}", token.0)
+                .parse::<MetadataValue<Ascii>>()
+                .map_err(|_| endpoint_error("the token is not printable ASCII".to_owned()))?,
+        ),
+        None => None,
+    };
+    Ok(IngestClient::with_interceptor(endpoint.connect_lazy(), BearerToken(token))
+        .send_compressed(CompressionEncoding::Zstd)
+        .accept_compressed(CompressionEncoding::Zstd))
+}
+
 pub struct Shipper {
     config: Arc<AgentConfig>,
-    client: IngestClient<InterceptedService<Channel, BearerToken>>,
+    /// Collector endpoints in failover order, and the one in use.
+    clients: Vec<(String, Client)>,
+    current: usize,
     checkpoints: Arc<Mutex<Checkpoints>>,
     sequence: u64,
 }
@@ -55,35 +91,11 @@ impl Shipper {
         config: Arc<AgentConfig>,
         checkpoints: Arc<Mutex<Checkpoints>>,
     ) -> Result<Self, AgentError> {
-        let endpoint_error =
-            |message: String| AgentError::Endpoint { endpoint: config.collector.clone(), message };
-        let mut endpoint = Endpoint::from_shared(config.collector.clone())
-            .map_err(|e| endpoint_error(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true);
-        if let Some(tls) = &config.tls {
-            let mut tls_config =
-                ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
-            if let Some(name) = &tls.server_name {
-                tls_config = tls_config.domain_name(name.clone());
-            }
-            endpoint = endpoint
-                .tls_config(tls_config)
-                .map_err(|e| endpoint_error(format!("TLS settings: {e}")))?;
+        let mut clients = Vec::with_capacity(config.collectors.len());
+        for address in &config.collectors {
+            clients.push((address.clone(), client(&config, address)?));
         }
-        let token = match &config.token {
-            Some(token) => Some(
-                format!("Bearer {}", token.0)
-                    .parse::<MetadataValue<Ascii>>()
-                    .map_err(|_| endpoint_error("the token is not printable ASCII".to_owned()))?,
-            ),
-            None => None,
-        };
-        let client = IngestClient::with_interceptor(endpoint.connect_lazy(), BearerToken(token))
-            .send_compressed(CompressionEncoding::Zstd)
-            .accept_compressed(CompressionEncoding::Zstd);
-        Ok(Self { config, client, checkpoints, sequence: 0 })
+        Ok(Self { config, clients, current: 0, checkpoints, sequence: 0 })
     }
 
     /// Ships until the tailer hangs up or `stop` turns true.
@@ -128,8 +140,11 @@ impl Shipper {
         let request =
             LogBatch { agent: self.config.source_identity(), sequence: self.sequence, records };
         let mut backoff = BACKOFF_START;
+        // Endpoints tried since the last pause: each gets a turn before the agent backs off.
+        let mut tried = 0;
         loop {
-            match self.client.push(request.clone()).await {
+            let (address, client) = &mut self.clients[self.current];
+            match client.push(request.clone()).await {
                 Ok(ack) => {
                     let ack = ack.into_inner();
                     tracing::debug!(
@@ -142,11 +157,23 @@ impl Shipper {
                 Err(status) => {
                     metrics::counter!("sluice_agent_push_failures_total").increment(1);
                     if status.code() == tonic::Code::Unauthenticated {
-                        tracing::error!(
-                            "the collector refused this agent's token; check token_file"
-                        );
+                        tracing::error!(collector = %address, "the collector refused this agent's token; check token_file");
                     }
-                    tracing::warn!(code = ?status.code(), message = status.message(), retry_in_ms = backoff.as_millis() as u64, "push to collector failed");
+                    tracing::warn!(collector = %address, code = ?status.code(), message = status.message(), "push to collector failed");
+                    tried += 1;
+                    if self.clients.len() > 1 {
+                        self.current = (self.current + 1) % self.clients.len();
+                        metrics::counter!("sluice_agent_failovers_total").increment(1);
+                        tracing::info!(collector = %self.clients[self.current].0, "failing over");
+                        if tried < self.clients.len() {
+                            continue;
+                        }
+                    }
+                    tried = 0;
+                    tracing::info!(
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "every collector failed; waiting"
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(jitter(backoff)) => {}
                         _ = stop.wait_for(|s| *s) => return false,

@@ -307,3 +307,16 @@ pub fn assert_file_exactly_once(base: &str, path: &Path, expected: &[String]) {
         panic!("{name}: messages differ; first missing: {missing:?}");
     }
 }
+
+/// The highest offset the agent in `dir` has had acknowledged (0 before any ack).
+pub fn acked_offset(dir: &Path) -> u64 {
+    let Ok(text) = std::fs::read_to_string(dir.join("state/checkpoints.json")) else { return 0 };
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["files"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|e| e["offset"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
