@@ -12,9 +12,7 @@ use common::*;
 #[test]
 fn daemonset_selection_and_sidecar_identity() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let _collector = start_collector(&dir.path().join("collector"), grpc, http);
-    let base = format!("http://127.0.0.1:{http}");
+    let (_collector, grpc, base) = start_test_collector(&dir.path().join("collector"));
 
     let pods = dir.path().join("var/log/pods");
     for (pod_dir, container) in [

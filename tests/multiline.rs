@@ -58,9 +58,7 @@ fn expected_events(path: &Path) -> Vec<String> {
 #[test]
 fn java_stack_traces_are_one_record_and_survive_an_agent_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let _collector = start_collector(&dir.path().join("collector"), grpc, http);
-    let base = format!("http://127.0.0.1:{http}");
+    let (_collector, grpc, base) = start_test_collector(&dir.path().join("collector"));
 
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();

@@ -11,9 +11,7 @@ use common::*;
 #[test]
 fn personal_data_and_secrets_never_reach_the_index() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let _collector = start_collector(&dir.path().join("collector"), grpc, http);
-    let base = format!("http://127.0.0.1:{http}");
+    let (_collector, grpc, base) = start_test_collector(&dir.path().join("collector"));
 
     let log = dir.path().join("logs/app.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();

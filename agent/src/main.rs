@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_agent::AgentConfig;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,7 +71,7 @@ fn run() -> anyhow::Result<ExitCode> {
     if args.validate {
         return validate(&path);
     }
-    let config = AgentConfig::load(&path)?;
+    let mut config = AgentConfig::load(&path)?;
     // One thread: the reader has its own, and shipping one batch at a time needs no more.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,23 +93,47 @@ fn run() -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        sluice_agent::run(config, shutdown_signal()).await?;
-        anyhow::Ok(())
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        // A reload stops the agent and starts it again with the new config: all state that
+        // matters is in the checkpoints, and what was read but not acknowledged is read again
+        // (and deduplicated by the collector).
+        loop {
+            let next = std::cell::RefCell::new(None);
+            let stop = async {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                    new = reloaded(&path, &mut hangup) => *next.borrow_mut() = Some(new),
+                }
+            };
+            sluice_agent::run(config, stop).await?;
+            match next.into_inner() {
+                Some(new) => {
+                    tracing::info!(config = %path.display(), "config reloaded");
+                    config = new;
+                }
+                None => return anyhow::Ok(()),
+            }
+        }
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The config after the next SIGHUP that finds it valid; an invalid one is logged and the
+/// running config kept.
+async fn reloaded(path: &std::path::Path, hangup: &mut Signal) -> AgentConfig {
+    loop {
+        hangup.recv().await;
+        match AgentConfig::load(path) {
+            Ok(config) => return config,
+            Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
+        }
+    }
 }
 
 fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     AgentConfig::load(path)?;
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -106,6 +106,12 @@ pub fn start_collector(data_dir: &Path, grpc_port: u16, http_port: u16) -> Proc 
     start_collector_with(data_dir, grpc_port, http_port, &[])
 }
 
+/// A collector on fresh ports: the process, its gRPC port and its HTTP base URL.
+pub fn start_test_collector(data_dir: &Path) -> (Proc, u16, String) {
+    let (grpc, http) = (free_port(), free_port());
+    (start_collector(data_dir, grpc, http), grpc, format!("http://127.0.0.1:{http}"))
+}
+
 /// `start_collector` with more arguments, such as TLS and token files.
 pub fn start_collector_with(
     data_dir: &Path,
