@@ -4,7 +4,7 @@
 //! Only the shipper advances them, and only after an ack, so a crash at any moment re-reads
 //! (and the collector deduplicates) rather than loses. The file is replaced atomically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,12 @@ pub struct Entry {
     pub path: String,
     /// The first byte not yet acknowledged: reading resumes here.
     pub offset: u64,
+    /// The file's fingerprint, so a restart finds the latest generation of a file.
+    #[serde(default)]
+    pub fingerprint: Option<u64>,
+    /// How many times the file was truncated in place before this content.
+    #[serde(default)]
+    pub generation: u32,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -37,6 +43,8 @@ pub struct Checkpoints {
     path: PathBuf,
     state: OnDisk,
     first_start: bool,
+    /// Fingerprint and generation of each source being read, for the entries `advance` makes.
+    identities: HashMap<u64, (u64, u32)>,
 }
 
 impl Checkpoints {
@@ -51,7 +59,7 @@ impl Checkpoints {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (OnDisk::default(), true),
             Err(e) => return Err(AgentError::io("read", &path)(e)),
         };
-        Ok(Self { path, state, first_start })
+        Ok(Self { path, state, first_start, identities: HashMap::new() })
     }
 
     /// True when no checkpoint file existed: the agent's very first start in this data dir.
@@ -63,13 +71,34 @@ impl Checkpoints {
         self.state.files.get(&key(source)).map(|e| e.offset)
     }
 
+    /// Notes which file and generation `source` is, before any of it is acknowledged.
+    pub fn register(&mut self, source: u64, fingerprint: u64, generation: u32) {
+        self.identities.insert(source, (fingerprint, generation));
+    }
+
+    /// The newest generation recorded for a fingerprint, and its offset.
+    pub fn latest_generation(&self, fingerprint: u64) -> Option<(u32, u64)> {
+        self.state
+            .files
+            .values()
+            .filter(|e| e.fingerprint == Some(fingerprint))
+            .map(|e| (e.generation, e.offset))
+            .max()
+    }
+
     /// Moves a file's checkpoint forward (never back) to `offset`.
     pub fn advance(&mut self, source: u64, path: &str, offset: u64) {
-        let entry = self
-            .state
-            .files
-            .entry(key(source))
-            .or_insert_with(|| Entry { path: path.to_owned(), offset });
+        let identity = self.identities.get(&source).copied();
+        let entry = self.state.files.entry(key(source)).or_insert_with(|| Entry {
+            path: path.to_owned(),
+            offset,
+            fingerprint: None,
+            generation: 0,
+        });
+        if let Some((fingerprint, generation)) = identity {
+            entry.fingerprint = Some(fingerprint);
+            entry.generation = generation;
+        }
         entry.offset = entry.offset.max(offset);
         if entry.path != path {
             path.clone_into(&mut entry.path);
@@ -114,6 +143,22 @@ mod tests {
         assert_eq!(c.offset(1), Some(100));
         assert_eq!(c.offset(2), Some(7));
         assert_eq!(c.offset(3), None);
+    }
+
+    #[test]
+    fn the_latest_generation_of_a_fingerprint_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Checkpoints::load(dir.path()).unwrap();
+        c.register(10, 7, 0);
+        c.advance(10, "/a.log", 500);
+        c.register(11, 7, 1);
+        c.advance(11, "/a.log", 40);
+        c.advance(12, "/b.log", 9);
+        c.save().unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!(c.latest_generation(7), Some((1, 40)));
+        assert_eq!(c.latest_generation(8), None);
+        assert_eq!(c.offset(12), Some(9), "entries without an identity still load");
     }
 
     #[test]

@@ -40,11 +40,31 @@ pub fn fingerprint(file: &File) -> io::Result<Option<u64>> {
     Ok(Some(hasher.digest()))
 }
 
+/// The identity of a file's `generation`-th content: a file truncated in place (copytruncate)
+/// keeps its inode and often its first line, so each truncation starts a new generation, and
+/// its records new ids rather than ids the old content already used.
+pub fn with_generation(fingerprint: u64, generation: u32) -> u64 {
+    if generation == 0 {
+        return fingerprint;
+    }
+    let mut hasher = Xxh3::new();
+    hasher.update(&fingerprint.to_le_bytes());
+    hasher.update(&generation.to_le_bytes());
+    hasher.digest()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
     use super::*;
+
+    #[test]
+    fn generations_differ_and_the_first_is_the_fingerprint() {
+        assert_eq!(with_generation(42, 0), 42);
+        assert_ne!(with_generation(42, 1), 42);
+        assert_ne!(with_generation(42, 1), with_generation(42, 2));
+    }
 
     #[test]
     fn needs_a_first_line_and_then_stays_put() {

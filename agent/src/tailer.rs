@@ -21,7 +21,7 @@ use crate::config::{AgentConfig, ReadFrom};
 use crate::cri::{self, Assembler, CriLine};
 use crate::decode::decode;
 use crate::docker;
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::{fingerprint, with_generation};
 use crate::kube_path::PodMeta;
 use crate::level;
 use crate::line_reader::{Line, LineSplitter};
@@ -53,6 +53,9 @@ enum Format {
 /// A file being read, once it has a fingerprint.
 struct Reading {
     source: u64,
+    fingerprint: u64,
+    /// Truncations in place so far (see [`with_generation`]).
+    generation: u32,
     splitter: LineSplitter,
     format: Format,
     cri: Assembler,
@@ -70,6 +73,9 @@ struct TrackedFile {
     ino: u64,
     /// Read from the end: an existing file at the very first start with `read_from: end`.
     from_end: bool,
+    /// Fingerprint and generation of the content before an in-place truncation, until the
+    /// new content has a first line to compare.
+    after_truncation: Option<(u64, u32)>,
     reading: Option<Reading>,
 }
 
@@ -218,6 +224,13 @@ impl Tailer {
         if f.reading.is_none() && !self.start_reading(f) {
             return Ok(false);
         }
+        let size = f.file.metadata().map_or(u64::MAX, |m| m.len());
+        if f.reading.as_ref().is_some_and(|r| size < r.splitter.position()) {
+            self.truncated(f)?;
+            if !self.start_reading(f) {
+                return Ok(false);
+            }
+        }
         let mut budget = READ_BUDGET_BYTES;
         let mut any = false;
         while budget > 0 {
@@ -247,6 +260,26 @@ impl Tailer {
         Ok(any)
     }
 
+    /// The file shrank under the reader (copytruncate): what was read of the old content is
+    /// finished, and the new content is read from 0 once it has a first line. With the same
+    /// first line it is the next generation of the file, so its records get new ids rather
+    /// than ids the old content already used.
+    fn truncated(&mut self, f: &mut TrackedFile) -> Result<(), Closed> {
+        let last = self.flush_multiline(f, true);
+        if !last.is_empty() && self.tx.blocking_send(last).is_err() {
+            return Err(Closed);
+        }
+        let reading = f.reading.take().expect("called while reading");
+        tracing::warn!(path = %f.path.display(), read = reading.splitter.position(), "file truncated in place; reading it again from the start");
+        metrics::counter!("sluice_agent_truncations_total").increment(1);
+        f.after_truncation = Some((reading.fingerprint, reading.generation));
+        f.from_end = false;
+        if let Err(e) = f.file.seek(SeekFrom::Start(0)) {
+            tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
+        }
+        Ok(())
+    }
+
     /// Fingerprints the file and seeks to its checkpoint; false while it is too short.
     fn start_reading(&self, f: &mut TrackedFile) -> bool {
         let fp = match fingerprint(&f.file) {
@@ -257,24 +290,40 @@ impl Tailer {
                 return false;
             }
         };
-        let source = source_key(&self.identity, fp);
         let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
-        let checkpoint = self.checkpoints.lock().expect("checkpoints poisoned").offset(source);
-        let offset = match checkpoint {
-            Some(offset) if offset <= size => offset,
-            Some(offset) => {
-                tracing::warn!(path = %f.path.display(), offset, size, "file shorter than its checkpoint; reading from the start");
-                0
+        let mut checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
+        let (generation, offset) = match f.after_truncation.take() {
+            // Seen shrinking while read: the same first line is the file's next content.
+            Some((old_fp, old_generation)) if old_fp == fp => (old_generation + 1, 0),
+            _ => {
+                // Checkpoints written before generations existed are found by the plain key.
+                let (generation, checkpoint) = match checkpoints.latest_generation(fp) {
+                    Some((generation, offset)) => (generation, Some(offset)),
+                    None => (0, checkpoints.offset(source_key(&self.identity, fp))),
+                };
+                match checkpoint {
+                    Some(offset) if offset <= size => (generation, offset),
+                    Some(offset) => {
+                        tracing::warn!(path = %f.path.display(), offset, size, "file shorter than its checkpoint (truncated while the agent was away); reading it from the start");
+                        metrics::counter!("sluice_agent_truncations_total").increment(1);
+                        (generation + 1, 0)
+                    }
+                    None if f.from_end => (0, end_of_last_line(&f.file, size)),
+                    None => (0, 0),
+                }
             }
-            None if f.from_end => end_of_last_line(&f.file, size),
-            None => 0,
         };
+        let source = source_key(&self.identity, with_generation(fp, generation));
+        checkpoints.register(source, fp, generation);
+        drop(checkpoints);
         if let Err(e) = f.file.seek(SeekFrom::Start(offset)) {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
             return false;
         }
         f.reading = Some(Reading {
             source,
+            fingerprint: fp,
+            generation,
             splitter: LineSplitter::new(self.config.max_line_bytes, offset),
             format: Format::Unknown,
             cri: Assembler::new(self.config.max_line_bytes),
@@ -411,6 +460,7 @@ impl TrackedFile {
             dev,
             ino,
             from_end,
+            after_truncation: None,
             reading: None,
         }
     }
