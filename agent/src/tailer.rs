@@ -109,6 +109,9 @@ impl Tailer {
 
     /// Reads until `stop` is set or the shipper is gone.
     pub fn run(mut self, stop: &AtomicBool) {
+        if self.recover_rotated().is_err() {
+            return;
+        }
         let mut last_scan: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             if last_scan.is_none_or(|t| t.elapsed() >= self.config.scan_interval) {
@@ -122,6 +125,54 @@ impl Tailer {
                 Err(Closed) => return,
             }
         }
+    }
+
+    /// Files rotated while the agent was away (kubelet's `0.log` → `0.log.<time>`, logrotate's
+    /// `app.log` → `app.log.1`) are no longer under their watched name, but their unread tail
+    /// is still in them. Each checkpointed file whose name now holds other content is looked
+    /// for among its siblings by fingerprint (device, inode and first line survive a rename)
+    /// and read to its end under its old identity, so its records keep their ids.
+    fn recover_rotated(&mut self) -> Result<(), Closed> {
+        let entries: Vec<(PathBuf, u64, u32, u64)> = {
+            let checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
+            let mut latest: HashMap<u64, (PathBuf, u32, u64)> = HashMap::new();
+            for (_, entry) in checkpoints.entries() {
+                let Some(fp) = entry.fingerprint else { continue };
+                let newer = latest.get(&fp).is_none_or(|(_, g, _)| entry.generation > *g);
+                if newer {
+                    latest.insert(fp, (PathBuf::from(&entry.path), entry.generation, entry.offset));
+                }
+            }
+            latest.into_iter().map(|(fp, (path, g, offset))| (path, fp, g, offset)).collect()
+        };
+        for (path, fp, _, offset) in entries {
+            let still_there =
+                File::open(&path).ok().and_then(|f| fingerprint(&f).ok().flatten()) == Some(fp);
+            let Some(dir) = path.parent().filter(|_| !still_there) else { continue };
+            let Ok(siblings) = std::fs::read_dir(dir) else { continue };
+            for sibling in siblings.flatten().map(|e| e.path()) {
+                let Ok(file) = File::open(&sibling) else { continue };
+                let meta = match file.metadata() {
+                    Ok(m) if m.is_file() && m.len() > offset => m,
+                    _ => continue,
+                };
+                if fingerprint(&file).ok().flatten() != Some(fp) {
+                    continue;
+                }
+                tracing::info!(path = %sibling.display(), was = %path.display(), offset, "reading the unread tail of a file rotated while the agent was away");
+                metrics::counter!("sluice_agent_rotated_tails_read_total").increment(1);
+                let pod = self.config.pod_meta(&path);
+                let mut tracked =
+                    TrackedFile::new(sibling, pod, file, meta.dev(), meta.ino(), false);
+                while self.read_file(&mut tracked)? {}
+                let last = self.flush_multiline(&mut tracked, true);
+                if !last.is_empty() && self.tx.blocking_send(last).is_err() {
+                    return Err(Closed);
+                }
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Per-file gauges: how far each file is read and acknowledged, and how far behind.

@@ -1,0 +1,78 @@
+//! Rename rotation, kubelet style (`0.log` → `0.log.<time>`, a new `0.log`), while the agent
+//! runs and while it is down with an unread tail: every line exactly once. Real processes on
+//! loopback.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+fn append(path: &Path, lines: &[String]) -> u64 {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    for line in lines {
+        writeln!(file, "{line}").unwrap();
+    }
+    file.flush().unwrap();
+    std::fs::metadata(path).unwrap().len()
+}
+
+fn lines(name: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("INFO {name} line {i}")).collect()
+}
+
+#[test]
+fn renamed_files_are_read_to_their_end_even_after_an_agent_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_collector, grpc, base) = start_test_collector(&dir.path().join("collector"));
+    let container = dir.path().join("pods/shop_api-1_u1/app");
+    std::fs::create_dir_all(&container).unwrap();
+    let live = container.join("0.log");
+    let agent_dir = dir.path().join("agent");
+    let config =
+        write_agent_config(&agent_dir, grpc, &[format!("{}/pods/*/*/*.log", dir.path().display())]);
+    let mut agent = start_agent(&config, &agent_dir);
+
+    // Rotation while the agent runs; the application still holds the old file for a moment.
+    let size = append(&live, &lines("first", 0..100));
+    wait_until(Duration::from_secs(30), "the first file is acknowledged", || {
+        acked_offset(&agent_dir) == size
+    });
+    let mut old_handle = std::fs::OpenOptions::new().append(true).open(&live).unwrap();
+    std::fs::rename(&live, container.join("0.log.20261124-101010")).unwrap();
+    for line in lines("first", 100..120) {
+        writeln!(old_handle, "{line}").unwrap();
+    }
+    drop(old_handle);
+    append(&live, &lines("second", 0..50));
+    wait_until(Duration::from_secs(30), "both files arrive", || {
+        total(&base, "first") >= 120 && total(&base, "second") >= 50
+    });
+
+    // Rotation while the agent is down, with 40 lines it never read.
+    wait_until(Duration::from_secs(30), "the second file is acknowledged", || {
+        total(&base, "second") == 50
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    agent.kill9();
+    append(&live, &lines("second", 50..90));
+    std::fs::rename(&live, container.join("0.log.20261124-111111")).unwrap();
+    append(&live, &lines("third", 0..30));
+    let _agent = start_agent(&config, &agent_dir);
+    wait_until(Duration::from_secs(30), "the unread tail and the new file arrive", || {
+        total(&base, "second") >= 90 && total(&base, "third") >= 30
+    });
+
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(total(&base, "first"), 120);
+    assert_eq!(total(&base, "second"), 90);
+    assert_eq!(total(&base, "third"), 30);
+    let hits = search(&base, "", 1000).hits;
+    let mut messages: Vec<&str> = hits.iter().map(|h| h.message.as_str()).collect();
+    messages.sort_unstable();
+    messages.dedup();
+    assert_eq!(messages.len(), 240, "no line twice");
+    assert!(hits.iter().all(|h| h.namespace == "shop" && h.pod == "api-1"));
+}
