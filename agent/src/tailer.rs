@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -112,9 +112,13 @@ impl Tailer {
         if self.recover_rotated().is_err() {
             return;
         }
+        let changed = Arc::new(AtomicBool::new(false));
+        // Kept alive for the loop; without it, the periodic rescan still finds every file.
+        let _watcher = self.watch_directories(changed.clone());
         let mut last_scan: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            if last_scan.is_none_or(|t| t.elapsed() >= self.config.scan_interval) {
+            let due = last_scan.is_none_or(|t| t.elapsed() >= self.config.scan_interval);
+            if due || changed.swap(false, Ordering::Relaxed) {
                 self.scan();
                 self.report_files();
                 last_scan = Some(Instant::now());
@@ -125,6 +129,46 @@ impl Tailer {
                 Err(Closed) => return,
             }
         }
+    }
+
+    /// Watches the fixed directories of the patterns (what precedes their first wildcard), so
+    /// a created, renamed or deleted file is noticed at once rather than at the next rescan.
+    fn watch_directories(&self, changed: Arc<AtomicBool>) -> Option<notify::RecommendedWatcher> {
+        use notify::{EventKind, RecursiveMode, Watcher, event::ModifyKind};
+        let handler = move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event
+                && matches!(
+                    event.kind,
+                    EventKind::Create(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Modify(ModifyKind::Name(_))
+                )
+            {
+                changed.store(true, Ordering::Relaxed);
+            }
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch directories; relying on the periodic rescan");
+                return None;
+            }
+        };
+        for pattern in &self.config.watch {
+            let fixed: PathBuf = Path::new(pattern.as_str())
+                .components()
+                .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+                .collect();
+            let dir = if fixed.as_os_str() == pattern.as_str() {
+                fixed.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                fixed
+            };
+            if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; relying on the periodic rescan");
+            }
+        }
+        Some(watcher)
     }
 
     /// Files rotated while the agent was away (kubelet's `0.log` → `0.log.<time>`, logrotate's
