@@ -49,10 +49,12 @@ impl Rule {
     }
 }
 
-/// The rules an agent applies to every message, in order.
+/// The rules an agent applies to every message: the number rules in one pass over the digit
+/// runs, then the regex rules in order.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
-    rules: Vec<Rule>,
+    numbers: Vec<Rule>,
+    patterns: Vec<Rule>,
 }
 
 impl Redactor {
@@ -94,34 +96,38 @@ impl Redactor {
                 replacement: replacement.clone(),
             });
         }
-        Ok(Self { rules })
+        let (numbers, patterns) = rules
+            .into_iter()
+            .partition(|r| matches!(r, Rule::CnMobile | Rule::CnIdCard | Rule::BankCard));
+        Ok(Self { numbers, patterns })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.numbers.is_empty() && self.patterns.is_empty()
     }
 
     /// Redacts `text` in place; true when anything was replaced.
     pub fn apply(&self, text: &mut String) -> bool {
         let mut changed = false;
-        let numbers: Vec<&Rule> = self
-            .rules
-            .iter()
-            .filter(|r| matches!(r, Rule::CnMobile | Rule::CnIdCard | Rule::BankCard))
-            .collect();
-        if !numbers.is_empty() && text.bytes().any(|b| b.is_ascii_digit()) {
-            changed |= redact_numbers(text, &numbers);
+        if !self.numbers.is_empty() && text.bytes().any(|b| b.is_ascii_digit()) {
+            changed |= redact_numbers(text, &self.numbers);
         }
-        for rule in &self.rules {
+        for rule in &self.patterns {
             let (pattern, replacement): (&Regex, &str) = match rule {
                 Rule::Bearer => (&BEARER, "${1}[REDACTED]"),
                 Rule::Password => (&PASSWORD, "${1}${2}[REDACTED]"),
                 Rule::Custom { pattern, replacement, .. } => (pattern, replacement),
                 Rule::CnMobile | Rule::CnIdCard | Rule::BankCard => continue,
             };
-            let count = pattern.find_iter(text).count();
-            if count > 0 {
-                *text = pattern.replace_all(text, replacement).into_owned();
+            let mut count = 0;
+            let replaced = pattern.replace_all(text, |caps: &regex::Captures<'_>| {
+                count += 1;
+                let mut out = String::new();
+                caps.expand(replacement, &mut out);
+                out
+            });
+            if let std::borrow::Cow::Owned(replaced) = replaced {
+                *text = replaced;
                 count_rule(rule.name(), count);
                 changed = true;
             }
@@ -135,7 +141,7 @@ fn count_rule(name: &str, count: usize) {
         .increment(count as u64);
 }
 
-fn redact_numbers(text: &mut String, rules: &[&Rule]) -> bool {
+fn redact_numbers(text: &mut String, rules: &[Rule]) -> bool {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     let bytes = text.as_bytes();
@@ -148,9 +154,9 @@ fn redact_numbers(text: &mut String, rules: &[&Rule]) -> bool {
         }
         let run = m.as_str();
         let Some((rule, keep_start, keep_end)) = rules.iter().find_map(|r| match r {
-            Rule::CnMobile if is_cn_mobile(run) => Some((*r, 3, 4)),
-            Rule::CnIdCard if is_cn_id_card(run) => Some((*r, 6, 4)),
-            Rule::BankCard if is_bank_card(run) => Some((*r, 6, 4)),
+            Rule::CnMobile if is_cn_mobile(run) => Some((r, 3, 4)),
+            Rule::CnIdCard if is_cn_id_card(run) => Some((r, 6, 4)),
+            Rule::BankCard if is_bank_card(run) => Some((r, 6, 4)),
             _ => None,
         }) else {
             continue;

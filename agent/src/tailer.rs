@@ -430,6 +430,7 @@ impl Tailer {
 
     fn records(&self, f: &mut TrackedFile, lines: Vec<Line>) -> Chunk {
         let now = now_ns();
+        let read_at = Instant::now();
         let reading = f.reading.as_mut().expect("reading");
 
         let mut out = Vec::with_capacity(lines.len());
@@ -494,7 +495,7 @@ impl Tailer {
             record.message = message;
             match &self.config.multiline {
                 Some(multiline) => {
-                    let done = reading.joiner.push(multiline, record, line.end, Instant::now());
+                    let done = reading.joiner.push(multiline, record, line.end, read_at);
                     for (record, end) in done {
                         out.push(self.finish(reading, record, end));
                     }
