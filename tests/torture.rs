@@ -31,7 +31,7 @@ fn checkpoints(agent_dir: &Path) -> HashMap<String, Vec<(u64, u64)>> {
     for entry in json["files"].as_object().cloned().unwrap_or_default().values() {
         let path = entry["path"].as_str().unwrap_or_default().to_owned();
         let generation = entry["generation"].as_u64().unwrap_or(0);
-        out.entry(path).or_default().push((generation, entry["offset"].as_u64().unwrap_or(0)));
+        out.entry(path).or_default().push((generation, entry["acked"].as_u64().unwrap_or(0)));
     }
     out
 }

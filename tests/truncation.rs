@@ -18,7 +18,7 @@ fn acked_newest(agent_dir: &std::path::Path) -> u64 {
     entries
         .values()
         .max_by_key(|e| e["generation"].as_u64().unwrap_or(0))
-        .and_then(|e| e["offset"].as_u64())
+        .and_then(|e| e["acked"].as_u64())
         .unwrap_or(0)
 }
 

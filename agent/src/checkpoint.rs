@@ -1,8 +1,10 @@
-//! Per-file read positions that the collector has acknowledged, kept in
-//! `<data_dir>/checkpoints.json`.
+//! Per-file positions, kept in `<data_dir>/checkpoints.json`: where reading resumes (the
+//! records before it are synced into the spool, or acknowledged by the collector) and what
+//! the collector has acknowledged; and how far the spool has been acknowledged.
 //!
-//! Only the shipper advances them, and only after an ack, so a crash at any moment re-reads
-//! (and the collector deduplicates) rather than loses. The file is replaced atomically.
+//! Only the spool advances the resume offsets, after an fsync, and only the shipper the
+//! acknowledged ones, after an ack, so a crash at any moment re-reads (and the collector
+//! deduplicates) rather than loses. The file is replaced atomically.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -20,8 +22,11 @@ const FILE_NAME: &str = "checkpoints.json";
 pub struct Entry {
     /// Where the file was last seen; for people reading the file, not for lookups.
     pub path: String,
-    /// The first byte not yet acknowledged: reading resumes here.
+    /// Reading resumes here: the records before it are safe in the spool.
     pub offset: u64,
+    /// The first byte the collector has not acknowledged.
+    #[serde(default)]
+    pub acked: u64,
     /// The file's fingerprint, so a restart finds the latest generation of a file.
     #[serde(default)]
     pub fingerprint: Option<u64>,
@@ -36,6 +41,9 @@ struct OnDisk {
     version: u32,
     /// Keyed by the file's source key in hex (see `sluice_proto::id`).
     files: BTreeMap<String, Entry>,
+    /// The spool position up to which the collector has acknowledged.
+    #[serde(default)]
+    spool_acked: u64,
 }
 
 #[derive(Debug)]
@@ -67,8 +75,18 @@ impl Checkpoints {
         self.first_start
     }
 
+    /// Where reading `source` resumes.
     pub fn offset(&self, source: u64) -> Option<u64> {
         self.state.files.get(&key(source)).map(|e| e.offset)
+    }
+
+    /// How far the collector has acknowledged `source`.
+    pub fn acked(&self, source: u64) -> Option<u64> {
+        self.state.files.get(&key(source)).map(|e| e.acked)
+    }
+
+    pub fn spool_acked(&self) -> u64 {
+        self.state.spool_acked
     }
 
     /// Notes which file and generation `source` is, before any of it is acknowledged.
@@ -86,12 +104,30 @@ impl Checkpoints {
             .max()
     }
 
-    /// Moves a file's checkpoint forward (never back) to `offset`.
+    /// Moves a file's resume offset forward (never back) to `offset`.
     pub fn advance(&mut self, source: u64, path: &str, offset: u64) {
+        let entry = self.entry(source, path);
+        entry.offset = entry.offset.max(offset);
+    }
+
+    /// Records the collector's ack of a file up to `offset` (never moving back).
+    pub fn acknowledge(&mut self, source: u64, path: &str, offset: u64) {
+        let entry = self.entry(source, path);
+        entry.acked = entry.acked.max(offset);
+        entry.offset = entry.offset.max(offset);
+    }
+
+    /// Records the collector's ack of the spool up to `position`.
+    pub fn acknowledge_spool(&mut self, position: u64) {
+        self.state.spool_acked = self.state.spool_acked.max(position);
+    }
+
+    fn entry(&mut self, source: u64, path: &str) -> &mut Entry {
         let identity = self.identities.get(&source).copied();
         let entry = self.state.files.entry(key(source)).or_insert_with(|| Entry {
             path: path.to_owned(),
-            offset,
+            offset: 0,
+            acked: 0,
             fingerprint: None,
             generation: 0,
         });
@@ -99,10 +135,10 @@ impl Checkpoints {
             entry.fingerprint = Some(fingerprint);
             entry.generation = generation;
         }
-        entry.offset = entry.offset.max(offset);
         if entry.path != path {
             path.clone_into(&mut entry.path);
         }
+        entry
     }
 
     pub fn save(&self) -> Result<(), AgentError> {
@@ -143,6 +179,26 @@ mod tests {
         assert_eq!(c.offset(1), Some(100));
         assert_eq!(c.offset(2), Some(7));
         assert_eq!(c.offset(3), None);
+    }
+
+    #[test]
+    fn acks_and_the_spool_position_are_kept_apart_from_resume_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Checkpoints::load(dir.path()).unwrap();
+        c.advance(1, "/a.log", 900);
+        c.acknowledge(1, "/a.log", 300);
+        c.acknowledge(2, "/b.log", 40);
+        c.acknowledge_spool(77);
+        c.acknowledge_spool(5);
+        c.save().unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        assert_eq!((c.offset(1), c.acked(1)), (Some(900), Some(300)));
+        assert_eq!(
+            (c.offset(2), c.acked(2)),
+            (Some(40), Some(40)),
+            "an ack is also a resume point"
+        );
+        assert_eq!(c.spool_acked(), 77);
     }
 
     #[test]

@@ -78,7 +78,69 @@ pub struct RawConfig {
     /// Where to serve `/metrics` and `/healthz`, such as `0.0.0.0:9281`; off when unset.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The disk spool between reading and shipping.
+    #[serde(default)]
+    pub spool: RawSpool,
 }
+
+/// What the spool does when it holds `max_bytes` and the collector has not caught up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Stop reading until the collector acknowledges: nothing is lost, the unread data waits
+    /// in the source files.
+    Backpressure,
+    /// Delete the oldest unacknowledged records to make room (counted as dropped).
+    DropOldest,
+    /// Discard what was just read (counted as dropped).
+    DropNewest,
+}
+
+/// The `spool:` section as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    /// The most disk the spool may use, compressed.
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+    #[serde(default = "default_when_full")]
+    pub when_full: WhenFull,
+    /// Records are synced to disk at least this often; a file's checkpoint moves when its
+    /// records are synced, and the shipper sends only synced records.
+    #[serde(default = "default_spool_sync_interval_ms")]
+    pub sync_interval_ms: u64,
+}
+
+impl Default for RawSpool {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_spool_max_bytes(),
+            when_full: default_when_full(),
+            sync_interval_ms: default_spool_sync_interval_ms(),
+        }
+    }
+}
+
+fn default_spool_max_bytes() -> u64 {
+    256 << 20
+}
+fn default_when_full() -> WhenFull {
+    WhenFull::Backpressure
+}
+fn default_spool_sync_interval_ms() -> u64 {
+    100
+}
+
+/// The checked `spool:` section.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub max_bytes: u64,
+    pub when_full: WhenFull,
+    pub sync_interval: Duration,
+}
+
+/// The smallest spool allowed: a few segments of a few batches.
+const MIN_SPOOL_BYTES: u64 = 1 << 20;
 
 /// The `multiline:` section as written: exactly one of `preset`, `start_pattern` and
 /// `continue_pattern`.
@@ -337,6 +399,7 @@ pub struct AgentConfig {
     pub select: Select,
     pub multiline: Option<MultilineConfig>,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub spool: SpoolConfig,
 }
 
 impl AgentConfig {
@@ -382,6 +445,7 @@ impl RawConfig {
             select: RawSelect::default(),
             multiline: None,
             metrics_listen: None,
+            spool: RawSpool::default(),
         }
     }
 
@@ -422,9 +486,16 @@ impl RawConfig {
                 self.batch_max_bytes, self.max_line_bytes
             ));
         }
+        if self.spool.max_bytes < MIN_SPOOL_BYTES {
+            return Err(format!(
+                "spool.max_bytes: {} is below the minimum of {MIN_SPOOL_BYTES}",
+                self.spool.max_bytes
+            ));
+        }
         for (key, value) in [
             ("poll_interval_ms", self.poll_interval_ms),
             ("scan_interval_ms", self.scan_interval_ms),
+            ("spool.sync_interval_ms", self.spool.sync_interval_ms),
         ] {
             if value == 0 {
                 return Err(format!("{key}: must be above 0"));
@@ -513,6 +584,11 @@ impl RawConfig {
             select,
             multiline,
             metrics_listen: self.metrics_listen,
+            spool: SpoolConfig {
+                max_bytes: self.spool.max_bytes,
+                when_full: self.spool.when_full,
+                sync_interval: Duration::from_millis(self.spool.sync_interval_ms),
+            },
         })
     }
 }
@@ -613,6 +689,27 @@ mod tests {
         assert!(err.contains("select.pods.include"), "{err}");
         let err = load(&format!("{base}select:\n  namespace: {{}}\n")).unwrap_err().to_string();
         assert!(err.contains("unknown field `namespace`"), "{err}");
+    }
+
+    #[test]
+    fn spool_settings_are_checked() {
+        let base = "collector: http://x:1\ndata_dir: /tmp\nwatch: ['*']\n";
+        let config = load(base).unwrap();
+        assert_eq!(config.spool.max_bytes, 256 << 20);
+        assert_eq!(config.spool.when_full, WhenFull::Backpressure);
+        let config =
+            load(&format!("{base}spool: {{max_bytes: 4194304, when_full: drop_oldest}}\n"))
+                .unwrap();
+        assert_eq!(
+            (config.spool.max_bytes, config.spool.when_full),
+            (4 << 20, WhenFull::DropOldest)
+        );
+        let err = load(&format!("{base}spool: {{when_full: drop_all}}\n")).unwrap_err().to_string();
+        assert!(err.contains("drop_all") && err.contains("backpressure"), "{err}");
+        let err = load(&format!("{base}spool: {{max_bytes: 10}}\n")).unwrap_err().to_string();
+        assert!(err.contains("spool.max_bytes"), "{err}");
+        let err = load(&format!("{base}spool: {{max_byte: 10}}\n")).unwrap_err().to_string();
+        assert!(err.contains("max_byte"), "{err}");
     }
 
     #[test]

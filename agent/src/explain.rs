@@ -1,5 +1,6 @@
 //! `sluice-agent explain PATH`: how the agent sees one file — whether it is selected, its
-//! pod, identity, format, and how far the collector has acknowledged it.
+//! pod, identity, format, how far it is read into the spool and acknowledged by the
+//! collector, and where the spool stands.
 
 use std::fmt::Write;
 use std::fs::File;
@@ -12,7 +13,7 @@ use crate::AgentError;
 use crate::checkpoint::Checkpoints;
 use crate::config::AgentConfig;
 use crate::fingerprint::fingerprint;
-use crate::{cri, docker};
+use crate::{cri, docker, spool};
 
 /// A report of `path` for people, one `key: value` per line.
 pub fn explain(config: &AgentConfig, path: &Path) -> Result<String, AgentError> {
@@ -68,16 +69,26 @@ pub fn explain(config: &AgentConfig, path: &Path) -> Result<String, AgentError> 
         format!("{source:016x} (fingerprint {fp:016x}, identity {})", config.source_identity()),
     );
     let checkpoints = Checkpoints::load(&config.data_dir)?;
-    match checkpoints.offset(source) {
-        Some(offset) => line(
-            "checkpoint",
-            format!(
-                "{offset} acknowledged by the collector; {} bytes behind",
-                meta.len().saturating_sub(offset)
-            ),
-        ),
-        None => line("checkpoint", "none: the agent has not shipped from this file".into()),
+    match (checkpoints.acked(source), checkpoints.offset(source)) {
+        (Some(acked), Some(spooled)) => {
+            line(
+                "checkpoint",
+                format!(
+                    "{acked} acknowledged by the collector; {} bytes behind",
+                    meta.len().saturating_sub(acked)
+                ),
+            );
+            line(
+                "spooled",
+                format!(
+                    "{spooled} read into the spool; {} bytes of it wait there for the collector",
+                    spooled.saturating_sub(acked)
+                ),
+            );
+        }
+        _ => line("checkpoint", "none: the agent has not read this file yet".into()),
     }
+    line("spool", spool::status(&config.data_dir, checkpoints.spool_acked())?.to_string());
     Ok(out)
 }
 
@@ -118,13 +129,19 @@ mod tests {
         std::fs::create_dir_all(&config.data_dir).unwrap();
         let fp = fingerprint(&File::open(&file).unwrap()).unwrap().unwrap();
         let mut checkpoints = Checkpoints::load(&config.data_dir).unwrap();
-        checkpoints.advance(source_key(&config.source_identity(), fp), "x", 36);
+        let source = source_key(&config.source_identity(), fp);
+        checkpoints.advance(source, "x", 50);
+        checkpoints.acknowledge(source, "x", 36);
+        checkpoints.acknowledge_spool(4096);
         checkpoints.save().unwrap();
         let report = explain(&config, &file).unwrap();
-        assert!(
-            report.contains("checkpoint:  36 acknowledged by the collector; 32 bytes behind"),
-            "{report}"
-        );
+        for wanted in [
+            "checkpoint:  36 acknowledged by the collector; 32 bytes behind",
+            "spooled:     50 read into the spool; 14 bytes of it wait there",
+            "spool:       0 bytes in 0 segments; written up to position 4096, acknowledged up to 4096",
+        ] {
+            assert!(report.contains(wanted), "{wanted:?} in\n{report}");
+        }
 
         let empty = dir.path().join("empty.log");
         std::fs::write(&empty, "no newline yet").unwrap();

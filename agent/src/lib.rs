@@ -1,11 +1,12 @@
 //! `sluice-agent`: tails log files and CRI container logs and ships them to the collector
 //! without losing a line.
 //!
-//! A reader thread ([`tailer`]) turns new lines into records; the [`shipper`] batches them,
-//! pushes them over gRPC with zstd, and moves each file's [`checkpoint`] only when the
-//! collector acknowledges that the batch is durable. A crash anywhere therefore re-reads
-//! from the last acknowledged line, and the collector drops what it already has by the
-//! records' stable ids.
+//! A reader thread ([`tailer`]) turns new lines into records and appends them to the disk
+//! [`spool`]; a file's [`checkpoint`] moves once its records are synced there. The
+//! [`shipper`] batches records from the spool, pushes them over gRPC with zstd, and moves the
+//! spool's position only when the collector acknowledges that the batch is durable. A crash
+//! anywhere therefore resends from the spool and re-reads from the last synced line, and the
+//! collector drops what it already has by the records' stable ids.
 //!
 //! # Layout
 //! - [`config`]: `agent.yaml`, checked.
@@ -15,7 +16,8 @@
 //!   [`fingerprint`] (file identity).
 //! - [`multiline`]: joining stack traces and other multi-line events into one record.
 //! - [`redact`]: masking personal data and secrets before records leave the pod.
-//! - [`shipper`]: batching, pushing, retrying, checkpointing on ack.
+//! - [`spool`]: the bounded, crash-safe disk buffer between reading and shipping.
+//! - [`shipper`]: batching, pushing, retrying, recording acks.
 //! - [`checkpoint`]: acknowledged offsets on disk.
 //! - [`explain`]: what the agent knows of one file, for `sluice-agent explain`.
 //! - [`http`]: `/metrics` and `/healthz` when `metrics_listen` is set.
@@ -36,6 +38,7 @@ pub mod line_reader;
 pub mod multiline;
 pub mod redact;
 pub mod shipper;
+pub mod spool;
 pub mod tailer;
 
 use std::future::Future;
@@ -44,11 +47,7 @@ use std::sync::{Arc, Mutex};
 
 pub use config::{AgentConfig, RawConfig};
 pub use error::AgentError;
-use tokio::sync::{mpsc, watch};
-
-/// Chunks of records between the reader and the shipper; each is at most one read
-/// (64 KiB) of lines, so this bounds the agent's in-memory backlog.
-const CHANNEL_CHUNKS: usize = 32;
+use tokio::sync::watch;
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run(
@@ -59,26 +58,26 @@ pub async fn run(
         .map_err(AgentError::io("create data dir", &config.data_dir))?;
     let config = Arc::new(config);
     let checkpoints = Arc::new(Mutex::new(checkpoint::Checkpoints::load(&config.data_dir)?));
+    let acked = checkpoints.lock().expect("checkpoints poisoned").spool_acked();
+    let (spool_writer, spool_reader) =
+        spool::open(&config.data_dir, config.spool.clone(), acked, checkpoints.clone())?;
     let shipper = shipper::Shipper::new(config.clone(), checkpoints.clone())?;
-    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop = Arc::new(AtomicBool::new(false));
 
-    let tailer = tailer::Tailer::new(config.clone(), checkpoints, tx);
-    let tailer_stop = stop.clone();
+    let tailer = tailer::Tailer::new(config.clone(), checkpoints, spool_writer, stop.clone());
     let reader = std::thread::Builder::new()
         .name("sluice-tailer".to_owned())
-        .spawn(move || tailer.run(&tailer_stop))
+        .spawn(move || tailer.run())
         .map_err(AgentError::io("start reader thread", &config.data_dir))?;
-    let shipping = tokio::spawn(shipper.run(rx, stop_rx));
+    let shipping = tokio::spawn(shipper.run(spool_reader, stop_rx));
     tracing::info!(collectors = ?config.collectors, node = %config.node, "agent started");
 
     shutdown.await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
     let _ = shipping.await;
-    // The reader sees the flag within a poll interval, or its send fails now that the
-    // shipper is gone.
+    // The reader sees the flag within a poll interval, or while it waits for spool room.
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     tracing::info!("agent stopped");
     Ok(())

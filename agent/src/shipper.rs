@@ -1,9 +1,10 @@
-//! Batches records, pushes them to the collector, and moves checkpoints on its ack.
+//! Takes batches of records from the spool, pushes them to the collector, and records its
+//! ack: the files' acknowledged offsets and the spool's position, whose segments can go.
 //!
-//! One batch is in flight at a time, so acks arrive in read order and a file's checkpoint is
-//! simply the resume offset of its last acknowledged record. A failed push is retried, with
-//! capped exponential backoff and jitter, until it succeeds or the agent stops: nothing is
-//! ever dropped here.
+//! One batch is in flight at a time, so acks arrive in spool order and a file's acknowledged
+//! offset is simply the resume offset of its last acknowledged record. A failed push is
+//! retried, with capped exponential backoff and jitter, until it succeeds or the agent stops:
+//! nothing is ever dropped here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,7 @@ use std::time::Duration;
 
 use sluice_proto::LogBatch;
 use sluice_proto::ingest_client::IngestClient;
-use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
+use tokio::sync::watch;
 use tonic::Status;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -23,12 +23,11 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use crate::AgentError;
 use crate::checkpoint::Checkpoints;
 use crate::config::AgentConfig;
-use crate::tailer::{Chunk, ReadRecord};
+use crate::spool::SpoolReader;
+use crate::tailer::ReadRecord;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Rough per-record overhead of the wire format, for batch sizing.
-const RECORD_OVERHEAD_BYTES: usize = 128;
 
 /// Adds the agent's bearer token, when it has one, to every push.
 #[derive(Clone)]
@@ -98,33 +97,25 @@ impl Shipper {
         Ok(Self { config, clients, current: 0, checkpoints, sequence: 0 })
     }
 
-    /// Ships until the tailer hangs up or `stop` turns true.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Chunk>, mut stop: watch::Receiver<bool>) {
-        loop {
-            let first = tokio::select! {
-                chunk = rx.recv() => chunk,
-                _ = stop.wait_for(|s| *s) => None,
-            };
-            let Some(mut batch) = first else { return };
-            let mut bytes = size(&batch);
-            let deadline = Instant::now() + self.config.batch_linger;
-            while bytes < self.config.batch_max_bytes {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(chunk)) => {
-                        bytes += size(&chunk);
-                        batch.extend(chunk);
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            if !self.deliver(batch, &mut stop).await {
+    /// Ships until `stop` turns true.
+    pub async fn run(mut self, mut spool: SpoolReader, mut stop: watch::Receiver<bool>) {
+        let (max_bytes, linger) = (self.config.batch_max_bytes, self.config.batch_linger);
+        while let Some((batch, end)) = spool.next_batch(max_bytes, linger, &mut stop).await {
+            if !self.deliver(batch, end, &mut stop).await {
                 return;
             }
+            spool.acknowledge(end);
         }
     }
 
-    /// Pushes one batch until acknowledged; false if the agent stopped first.
-    async fn deliver(&mut self, batch: Vec<ReadRecord>, stop: &mut watch::Receiver<bool>) -> bool {
+    /// Pushes one batch, which ends at spool position `end`, until acknowledged; false if the
+    /// agent stopped first.
+    async fn deliver(
+        &mut self,
+        batch: Vec<ReadRecord>,
+        end: u64,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
         self.sequence += 1;
         let mut resume: HashMap<u64, (u64, String)> = HashMap::new();
         let mut records = Vec::with_capacity(batch.len());
@@ -188,8 +179,9 @@ impl Shipper {
         let saved = tokio::task::spawn_blocking(move || {
             let mut c = checkpoints.lock().expect("checkpoints poisoned");
             for (source, (offset, path)) in resume {
-                c.advance(source, &path, offset);
+                c.acknowledge(source, &path, offset);
             }
+            c.acknowledge_spool(end);
             c.save()
         })
         .await;
@@ -202,10 +194,6 @@ impl Shipper {
         }
         true
     }
-}
-
-fn size(chunk: &[ReadRecord]) -> usize {
-    chunk.iter().map(|r| r.record.message.len() + RECORD_OVERHEAD_BYTES).sum()
 }
 
 /// ±25 % so agents that failed together do not retry together.

@@ -1,10 +1,10 @@
 //! Finds the files the watch patterns match and reads their new lines into records.
 //!
 //! Runs on its own thread with plain blocking reads (file reads do not benefit from async).
-//! Records go to the shipper through a bounded channel: when the shipper cannot keep up, the
-//! send blocks and reading pauses, with the unread data still safe in the files.
+//! Records go to the disk spool: when it is full, the append blocks and reading pauses, with
+//! the unread data still safe in the files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_proto::{LogRecord, Stream, flags, id::source_key};
-use tokio::sync::mpsc;
 
 use crate::checkpoint::Checkpoints;
 use crate::config::{AgentConfig, ReadFrom};
@@ -26,6 +25,7 @@ use crate::kube_path::PodMeta;
 use crate::level;
 use crate::line_reader::{Line, LineSplitter};
 use crate::multiline::Joiner;
+use crate::spool::SpoolWriter;
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read from one file before moving to the next, so one busy file cannot starve others.
@@ -77,6 +77,8 @@ struct TrackedFile {
     /// new content has a first line to compare.
     after_truncation: Option<(u64, u32)>,
     reading: Option<Reading>,
+    /// Sizes the file was seen with and when, oldest first, for its lag in seconds.
+    sizes: VecDeque<(u64, Instant)>,
 }
 
 pub struct Tailer {
@@ -84,7 +86,8 @@ pub struct Tailer {
     identity: String,
     checkpoints: Arc<Mutex<Checkpoints>>,
     files: HashMap<PathBuf, TrackedFile>,
-    tx: mpsc::Sender<Chunk>,
+    spool: SpoolWriter,
+    stop: Arc<AtomicBool>,
     first_scan: bool,
     buf: Vec<u8>,
 }
@@ -93,7 +96,8 @@ impl Tailer {
     pub fn new(
         config: Arc<AgentConfig>,
         checkpoints: Arc<Mutex<Checkpoints>>,
-        tx: mpsc::Sender<Chunk>,
+        spool: SpoolWriter,
+        stop: Arc<AtomicBool>,
     ) -> Self {
         let first_scan = checkpoints.lock().expect("checkpoints poisoned").first_start();
         Self {
@@ -101,14 +105,15 @@ impl Tailer {
             config,
             checkpoints,
             files: HashMap::new(),
-            tx,
+            spool,
+            stop,
             first_scan,
             buf: vec![0; READ_CHUNK_BYTES],
         }
     }
 
-    /// Reads until `stop` is set or the shipper is gone.
-    pub fn run(mut self, stop: &AtomicBool) {
+    /// Reads until the stop flag is set.
+    pub fn run(mut self) {
         if self.recover_rotated().is_err() {
             return;
         }
@@ -116,7 +121,7 @@ impl Tailer {
         // Kept alive for the loop; without it, the periodic rescan still finds every file.
         let _watcher = self.watch_directories(changed.clone());
         let mut last_scan: Option<Instant> = None;
-        while !stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed) {
             let due = last_scan.is_none_or(|t| t.elapsed() >= self.config.scan_interval);
             if due || changed.swap(false, Ordering::Relaxed) {
                 self.scan();
@@ -125,7 +130,10 @@ impl Tailer {
             }
             match self.read_all() {
                 Ok(true) => {}
-                Ok(false) => std::thread::sleep(self.config.poll_interval),
+                Ok(false) => {
+                    self.spool.flush();
+                    std::thread::sleep(self.config.poll_interval);
+                }
                 Err(Closed) => return,
             }
         }
@@ -210,7 +218,7 @@ impl Tailer {
                     TrackedFile::new(sibling, pod, file, meta.dev(), meta.ino(), false);
                 while self.read_file(&mut tracked)? {}
                 let last = self.flush_multiline(&mut tracked, true);
-                if !last.is_empty() && self.tx.blocking_send(last).is_err() {
+                if !last.is_empty() && self.send(last).is_err() {
                     return Err(Closed);
                 }
                 break;
@@ -219,21 +227,37 @@ impl Tailer {
         Ok(())
     }
 
-    /// Per-file gauges: how far each file is read and acknowledged, and how far behind.
-    fn report_files(&self) {
+    /// Hands a chunk to the spool; `Err` when the agent stops while the spool is full.
+    fn send(&mut self, chunk: Chunk) -> Result<(), Closed> {
+        self.spool.append(chunk, &self.stop).map_err(|_| Closed)
+    }
+
+    /// Per-file gauges: how far each file is read, spooled and acknowledged, and how far
+    /// behind in bytes and in seconds.
+    fn report_files(&mut self) {
         metrics::gauge!("sluice_agent_open_files").set(self.files.len() as f64);
         let checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
-        for f in self.files.values() {
+        let now = Instant::now();
+        for f in self.files.values_mut() {
             let Some(reading) = &f.reading else { continue };
             let size = f.file.metadata().map_or(0, |m| m.len());
-            let acked = checkpoints.offset(reading.source).unwrap_or(0);
+            let acked = checkpoints.acked(reading.source).unwrap_or(0);
+            let spooled = checkpoints.offset(reading.source).unwrap_or(0);
             let path = f.path_text.clone();
             metrics::gauge!("sluice_agent_file_read_offset_bytes", "path" => path.clone())
                 .set(reading.splitter.position() as f64);
+            metrics::gauge!("sluice_agent_file_spooled_offset_bytes", "path" => path.clone())
+                .set(spooled as f64);
             metrics::gauge!("sluice_agent_file_acked_offset_bytes", "path" => path.clone())
                 .set(acked as f64);
-            metrics::gauge!("sluice_agent_file_lag_bytes", "path" => path)
+            metrics::gauge!("sluice_agent_file_lag_bytes", "path" => path.clone())
                 .set(size.saturating_sub(acked) as f64);
+            metrics::gauge!("sluice_agent_file_lag_seconds", "path" => path).set(lag_seconds(
+                &mut f.sizes,
+                size,
+                acked,
+                now,
+            ));
         }
     }
 
@@ -292,7 +316,7 @@ impl Tailer {
         for mut old in gone {
             while let Ok(true) = self.read_file(&mut old) {}
             let last = self.flush_multiline(&mut old, true);
-            if !last.is_empty() && self.tx.blocking_send(last).is_err() {
+            if !last.is_empty() && self.send(last).is_err() {
                 return;
             }
         }
@@ -308,7 +332,7 @@ impl Tailer {
             let timed_out = self.flush_multiline(&mut file, false);
             self.files.insert(path, file);
             any |= result?;
-            if !timed_out.is_empty() && self.tx.blocking_send(timed_out).is_err() {
+            if !timed_out.is_empty() && self.send(timed_out).is_err() {
                 return Err(Closed);
             }
         }
@@ -348,7 +372,7 @@ impl Tailer {
             }
             metrics::counter!("sluice_agent_lines_read_total").increment(lines.len() as u64);
             let chunk = self.records(f, lines);
-            if !chunk.is_empty() && self.tx.blocking_send(chunk).is_err() {
+            if !chunk.is_empty() && self.send(chunk).is_err() {
                 return Err(Closed);
             }
         }
@@ -361,7 +385,7 @@ impl Tailer {
     /// than ids the old content already used.
     fn truncated(&mut self, f: &mut TrackedFile) -> Result<(), Closed> {
         let last = self.flush_multiline(f, true);
-        if !last.is_empty() && self.tx.blocking_send(last).is_err() {
+        if !last.is_empty() && self.send(last).is_err() {
             return Err(Closed);
         }
         let reading = f.reading.take().expect("called while reading");
@@ -558,8 +582,28 @@ impl TrackedFile {
             from_end,
             after_truncation: None,
             reading: None,
+            sizes: VecDeque::new(),
         }
     }
+}
+
+/// Samples kept per file for [`lag_seconds`]; beyond it the samples are thinned.
+const LAG_SAMPLES: usize = 64;
+
+/// How long the oldest unacknowledged byte has been in the file, within the sampling
+/// interval: the time since the file was first seen longer than what is acknowledged.
+fn lag_seconds(sizes: &mut VecDeque<(u64, Instant)>, size: u64, acked: u64, now: Instant) -> f64 {
+    if sizes.back().is_none_or(|&(s, _)| s != size) {
+        sizes.push_back((size, now));
+    }
+    while sizes.front().is_some_and(|&(s, _)| s <= acked) {
+        sizes.pop_front();
+    }
+    if sizes.len() > LAG_SAMPLES {
+        // The oldest sample is the one that matters; drop the one after it.
+        sizes.remove(1);
+    }
+    sizes.front().map_or(0.0, |&(_, seen)| now.duration_since(seen).as_secs_f64())
 }
 
 /// Where the last complete line of the first `size` bytes ends: the start when tailing from

@@ -11,11 +11,12 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use sluice_proto::frame;
 use tokio::sync::watch;
 
 use crate::CollectorError;
 
-const HEADER_BYTES: u64 = 8;
+const HEADER_BYTES: u64 = frame::HEADER_BYTES as u64;
 /// Frames larger than this are refused on append and taken as corruption on read.
 pub const MAX_FRAME_BYTES: u64 = 256 << 20;
 
@@ -78,10 +79,8 @@ impl Wal {
         if active.len >= self.segment_bytes {
             self.roll(&mut active)?;
         }
-        let mut frame = Vec::with_capacity(payload.len() + HEADER_BYTES as usize);
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        frame.extend_from_slice(payload);
+        let mut frame = Vec::new();
+        frame::encode(payload, &mut frame);
         let path = segment_path(&self.dir, active.base);
         if let Err(e) = active.file.write_all(&frame).and_then(|()| active.file.sync_data()) {
             // Whatever part reached the file must not count; cut back to the last whole frame.
@@ -171,17 +170,16 @@ impl WalReader {
         self.open_segment_for_position()?;
         let (base, file) = self.segment.as_mut().expect("segment just opened");
         let path = segment_path(&self.dir, *base);
-        let mut header = [0u8; HEADER_BYTES as usize];
+        let mut header = [0u8; frame::HEADER_BYTES];
         file.read_exact(&mut header).map_err(CollectorError::io("read WAL frame", &path))?;
-        let len = u64::from(u32::from_le_bytes(header[..4].try_into().expect("4 bytes")));
-        let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        let (len, crc) = frame::header(&header);
         if len > MAX_FRAME_BYTES || self.position + HEADER_BYTES + len > end {
             self.segment = None;
             return Err(self.corrupt(&path, format!("frame length {len} runs past the log")));
         }
         let mut payload = vec![0; len as usize];
         file.read_exact(&mut payload).map_err(CollectorError::io("read WAL frame", &path))?;
-        if crc32fast::hash(&payload) != crc {
+        if !frame::verify(&payload, crc) {
             self.segment = None;
             return Err(self.corrupt(&path, "checksum mismatch".to_owned()));
         }
@@ -256,17 +254,7 @@ fn valid_length(file: &mut File, path: &Path) -> Result<u64, CollectorError> {
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0)).map_err(CollectorError::io("seek", path))?;
     file.read_to_end(&mut bytes).map_err(CollectorError::io("read", path))?;
-    let mut at = 0usize;
-    while bytes.len() - at >= HEADER_BYTES as usize {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        let Some(payload) = bytes.get(at + 8..at + 8 + len) else { break };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        at += 8 + len;
-    }
-    Ok(at as u64)
+    Ok(frame::valid_prefix(&bytes) as u64)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), CollectorError> {

@@ -9,8 +9,10 @@
 //! - [`id`]: the stable record id that makes delivery exactly-once where it can be.
 //! - [`flags`]: the bits a record carries when the agent had to alter it.
 //! - [`level`]: the canonical level names, shared by detection and filtering.
+//! - [`frame`]: checksummed frames, as the collector's WAL and the agent's spool store them.
 
 pub mod flags;
+pub mod frame;
 pub mod id;
 pub mod level;
 

@@ -322,7 +322,7 @@ pub fn acked_offset(dir: &Path) -> u64 {
         .as_object()
         .unwrap()
         .values()
-        .filter_map(|e| e["offset"].as_u64())
+        .filter_map(|e| e["acked"].as_u64())
         .max()
         .unwrap_or(0)
 }
