@@ -76,7 +76,8 @@ fn spooled_offsets(agent_dir: &Path) -> Vec<u64> {
 
 #[test]
 fn a_long_outage_fills_the_spool_pauses_reading_and_loses_nothing() {
-    let mib: u64 = std::env::var("SLUICE_OUTAGE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(48);
+    let mib: u64 =
+        std::env::var("SLUICE_OUTAGE_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(48);
     let dir = tempfile::tempdir().unwrap();
     let (grpc, http, agent_http) = (free_port(), free_port(), free_port());
     let logs = dir.path().join("logs");

@@ -23,8 +23,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use crate::AgentError;
 use crate::checkpoint::Checkpoints;
 use crate::config::AgentConfig;
-use crate::spool::SpoolReader;
-use crate::tailer::ReadRecord;
+use crate::spool::{SpoolEntry, SpoolReader};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -71,8 +70,8 @@ fn client(config: &AgentConfig, address: &str) -> Result<Client, AgentError> {
         ),
         None => None,
     };
+    // Requests are not compressed again: their records are zstd blocks from the spool.
     Ok(IngestClient::with_interceptor(endpoint.connect_lazy(), BearerToken(token))
-        .send_compressed(CompressionEncoding::Zstd)
         .accept_compressed(CompressionEncoding::Zstd))
 }
 
@@ -112,31 +111,36 @@ impl Shipper {
     /// agent stopped first.
     async fn deliver(
         &mut self,
-        batch: Vec<ReadRecord>,
+        batch: Vec<SpoolEntry>,
         end: u64,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         self.sequence += 1;
         let mut resume: HashMap<u64, (u64, String)> = HashMap::new();
-        let mut records = Vec::with_capacity(batch.len());
+        let mut blocks = Vec::with_capacity(batch.len());
+        let mut count = 0;
         for item in batch {
-            let entry = resume.entry(item.record.source).or_insert((0, String::new()));
+            let entry = resume.entry(item.source).or_insert((0, String::new()));
             entry.0 = entry.0.max(item.resume_offset);
-            if entry.1 != item.record.file_path {
-                entry.1.clone_from(&item.record.file_path);
+            if entry.1 != item.path {
+                entry.1 = item.path;
             }
-            records.push(item.record);
+            count += u64::from(item.records);
+            blocks.push(item.zstd_block);
         }
-        let count = records.len() as u64;
-        let request =
-            LogBatch { agent: self.config.source_identity(), sequence: self.sequence, records };
+        let request = LogBatch {
+            agent: self.config.source_identity(),
+            sequence: self.sequence,
+            records: Vec::new(),
+            zstd_blocks: blocks,
+        };
         let mut backoff = BACKOFF_START;
         // Endpoints tried since the last pause: each gets a turn before the agent backs off.
         let mut tried = 0;
         loop {
             let (address, client) = &mut self.clients[self.current];
-            match client.push(request.clone()).await {
-                Ok(ack) => {
+            let failure = match client.push(request.clone()).await {
+                Ok(ack) if u64::from(ack.get_ref().records) == count => {
                     let ack = ack.into_inner();
                     tracing::debug!(
                         sequence = ack.sequence,
@@ -145,33 +149,45 @@ impl Shipper {
                     );
                     break;
                 }
-                Err(status) => {
-                    metrics::counter!("sluice_agent_push_failures_total").increment(1);
-                    if status.code() == tonic::Code::Unauthenticated {
-                        tracing::error!(collector = %address, "the collector refused this agent's token; check token_file");
-                    }
-                    tracing::warn!(collector = %address, code = ?status.code(), message = status.message(), "push to collector failed");
-                    tried += 1;
-                    if self.clients.len() > 1 {
-                        self.current = (self.current + 1) % self.clients.len();
-                        metrics::counter!("sluice_agent_failovers_total").increment(1);
-                        tracing::info!(collector = %self.clients[self.current].0, "failing over");
-                        if tried < self.clients.len() {
-                            continue;
-                        }
-                    }
-                    tried = 0;
-                    tracing::info!(
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "every collector failed; waiting"
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(jitter(backoff)) => {}
-                        _ = stop.wait_for(|s| *s) => return false,
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                // A collector that ignored the blocks would lose them while saying yes.
+                Ok(ack) => Status::failed_precondition(format!(
+                    "the collector acknowledged {} of {count} records; is it older than this agent?",
+                    ack.get_ref().records
+                )),
+                // The collector cannot decode the batch: sending it again cannot help, and
+                // must not stop everything behind it.
+                Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                    tracing::error!(collector = %address, records = count, message = status.message(), "the collector refused a batch as malformed; its records are lost");
+                    metrics::counter!("sluice_agent_records_rejected_total").increment(count);
+                    break;
+                }
+                Err(status) => status,
+            };
+            let status = failure;
+            metrics::counter!("sluice_agent_push_failures_total").increment(1);
+            if status.code() == tonic::Code::Unauthenticated {
+                tracing::error!(collector = %address, "the collector refused this agent's token; check token_file");
+            }
+            tracing::warn!(collector = %address, code = ?status.code(), message = status.message(), "push to collector failed");
+            tried += 1;
+            if self.clients.len() > 1 {
+                self.current = (self.current + 1) % self.clients.len();
+                metrics::counter!("sluice_agent_failovers_total").increment(1);
+                tracing::info!(collector = %self.clients[self.current].0, "failing over");
+                if tried < self.clients.len() {
+                    continue;
                 }
             }
+            tried = 0;
+            tracing::info!(
+                retry_in_ms = backoff.as_millis() as u64,
+                "every collector failed; waiting"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(jitter(backoff)) => {}
+                _ = stop.wait_for(|s| *s) => return false,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
         metrics::counter!("sluice_agent_batches_acked_total").increment(1);
         metrics::counter!("sluice_agent_records_acked_total").increment(count);

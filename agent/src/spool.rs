@@ -9,7 +9,9 @@
 //! unread data is still in its files), or, opt-in and counted, dropping the oldest or newest.
 //!
 //! Segment files `<base>.spool` in `<data_dir>/spool/` hold [`frame`]s whose payload is
-//! `[records u32][zstd(SpoolBlock)]`: one frame per chunk the reader produced. As in the
+//! `[records u32][SpoolEntry]`: one frame per chunk the reader produced, its records a zstd
+//! [`sluice_proto::RecordBlock`] that the shipper sends to the collector as it is, so records are encoded
+//! and compressed once. As in the
 //! collector's WAL, a position is a byte offset in the whole spool and a segment is named by
 //! the position of its first byte. On open, a torn tail is cut; a frame that fails its
 //! checksum later ends its segment: the rest of it is skipped, logged and counted as lost,
@@ -25,13 +27,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use sluice_proto::{LogRecord, frame};
+use sluice_proto::frame;
 use tokio::sync::watch;
 
 use crate::AgentError;
 use crate::checkpoint::Checkpoints;
 use crate::config::{SpoolConfig, WhenFull};
-use crate::tailer::ReadRecord;
+use crate::tailer::Chunk;
 
 const SUFFIX: &str = ".spool";
 /// zstd's fastest regular level: the spool is written at reading speed.
@@ -40,17 +42,26 @@ const ZSTD_LEVEL: i32 = 1;
 const MAX_FRAME_BYTES: u64 = 256 << 20;
 /// How long the reader waits for room before it checks whether the agent is stopping.
 const FULL_WAIT: Duration = Duration::from_millis(100);
-/// Rough per-record overhead of the wire format, for batch sizing.
-pub(crate) const RECORD_OVERHEAD_BYTES: usize = 128;
-
-/// What one frame holds.
+/// What one frame holds: a chunk's records, compressed, and what the shipper needs to know
+/// of them without decompressing.
 #[derive(Clone, PartialEq, Message)]
-struct SpoolBlock {
-    #[prost(message, repeated, tag = "1")]
-    records: Vec<LogRecord>,
-    /// Each record's resume offset (see [`ReadRecord`]), in the same order.
-    #[prost(uint64, repeated, tag = "2")]
-    resume_offsets: Vec<u64>,
+pub struct SpoolEntry {
+    /// The file's source key.
+    #[prost(fixed64, tag = "1")]
+    pub source: u64,
+    #[prost(string, tag = "2")]
+    pub path: String,
+    /// The file's checkpoint once these records are acknowledged.
+    #[prost(uint64, tag = "3")]
+    pub resume_offset: u64,
+    #[prost(uint32, tag = "4")]
+    pub records: u32,
+    /// The encoded block's size before compression, for batch sizing.
+    #[prost(uint64, tag = "5")]
+    pub raw_bytes: u64,
+    /// A zstd frame of the encoded [`sluice_proto::RecordBlock`].
+    #[prost(bytes = "vec", tag = "6")]
+    pub zstd_block: Vec<u8>,
 }
 
 /// One segment file: its length in whole frames and the records in them.
@@ -217,10 +228,10 @@ pub fn open(
         }
     }
     let position = shared.state().taken;
-    let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
         .map_err(AgentError::io("start zstd", &shared.dir))?;
-    let decompressor =
-        zstd::bulk::Decompressor::new().map_err(AgentError::io("start zstd", &shared.dir))?;
+    // The collector sizes its buffer from the frame header.
+    compressor.include_contentsize(true).map_err(AgentError::io("configure zstd", &shared.dir))?;
     let writer = SpoolWriter {
         shared: shared.clone(),
         file,
@@ -231,9 +242,10 @@ pub fn open(
         pending: HashMap::new(),
         checkpoints,
         compressor,
+        encoded: Vec::new(),
         frame: Vec::new(),
     };
-    let reader = SpoolReader { shared, synced: synced_rx, position, file: None, decompressor };
+    let reader = SpoolReader { shared, synced: synced_rx, position, file: None };
     Ok((writer, reader))
 }
 
@@ -250,6 +262,8 @@ pub struct SpoolWriter {
     pending: HashMap<u64, (u64, String)>,
     checkpoints: Arc<Mutex<Checkpoints>>,
     compressor: zstd::bulk::Compressor<'static>,
+    /// Buffers reused from chunk to chunk.
+    encoded: Vec<u8>,
     frame: Vec<u8>,
 }
 
@@ -260,19 +274,18 @@ pub struct Stopping;
 impl SpoolWriter {
     /// Appends a chunk. With the spool full it waits for room (backpressure), or drops by
     /// the configured policy; `Err` when `stop` is set while waiting.
-    pub fn append(&mut self, chunk: Vec<ReadRecord>, stop: &AtomicBool) -> Result<(), Stopping> {
+    pub fn append(&mut self, chunk: Chunk, stop: &AtomicBool) -> Result<(), Stopping> {
         if chunk.is_empty() {
             return Ok(());
         }
         let count = chunk.len() as u64;
-        for item in &chunk {
-            let entry = self.pending.entry(item.record.source).or_insert((0, String::new()));
-            entry.0 = entry.0.max(item.resume_offset);
-            if entry.1 != item.record.file_path {
-                entry.1.clone_from(&item.record.file_path);
-            }
+        let common = chunk.common();
+        let entry = self.pending.entry(common.source).or_insert((0, String::new()));
+        entry.0 = entry.0.max(chunk.resume_offset);
+        if entry.1 != common.file_path {
+            entry.1.clone_from(&common.file_path);
         }
-        self.encode(chunk);
+        self.encode(&chunk);
         let need = self.frame.len() as u64;
         let mut waited: Option<Instant> = None;
         loop {
@@ -342,20 +355,21 @@ impl SpoolWriter {
         }
     }
 
-    fn encode(&mut self, chunk: Vec<ReadRecord>) {
-        let mut block = SpoolBlock {
-            records: Vec::with_capacity(chunk.len()),
-            resume_offsets: Vec::with_capacity(chunk.len()),
+    fn encode(&mut self, chunk: &Chunk) {
+        self.encoded.clear();
+        chunk.block.encode(&mut self.encoded).expect("a Vec grows as needed");
+        let common = chunk.common();
+        let entry = SpoolEntry {
+            source: common.source,
+            path: common.file_path.clone(),
+            resume_offset: chunk.resume_offset,
+            records: chunk.len() as u32,
+            raw_bytes: self.encoded.len() as u64,
+            zstd_block: self.compressor.compress(&self.encoded).expect("zstd compresses a Vec"),
         };
-        for item in chunk {
-            block.resume_offsets.push(item.resume_offset);
-            block.records.push(item.record);
-        }
-        let encoded = block.encode_to_vec();
-        let mut payload = Vec::with_capacity(4 + encoded.len() / 2);
-        payload.extend_from_slice(&(block.records.len() as u32).to_le_bytes());
-        let compressed = self.compressor.compress(&encoded).expect("zstd compresses into a Vec");
-        payload.extend_from_slice(&compressed);
+        let mut payload = Vec::with_capacity(4 + entry.encoded_len());
+        payload.extend_from_slice(&entry.records.to_le_bytes());
+        entry.encode(&mut payload).expect("a Vec grows as needed");
         self.frame.clear();
         frame::encode(&payload, &mut self.frame);
     }
@@ -469,19 +483,18 @@ pub struct SpoolReader {
     position: u64,
     /// The segment last read from, kept open.
     file: Option<(u64, File)>,
-    decompressor: zstd::bulk::Decompressor<'static>,
 }
 
 impl SpoolReader {
-    /// The next synced records, about `max_bytes` of them, waiting up to `linger` for more
-    /// once there are some; with the spool position just past them. `None` when `stop`
-    /// turns true first.
+    /// The next synced entries, about `max_bytes` of records in them, waiting up to
+    /// `linger` for more once there are some; with the spool position just past them.
+    /// `None` when `stop` turns true first.
     pub async fn next_batch(
         &mut self,
         max_bytes: usize,
         linger: Duration,
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<(Vec<ReadRecord>, u64)> {
+    ) -> Option<(Vec<SpoolEntry>, u64)> {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut deadline = None;
@@ -489,12 +502,10 @@ impl SpoolReader {
             // Reads come from the page cache, written moments ago: short enough to do inline
             // on the shipper's runtime.
             while bytes < max_bytes && self.position < *self.synced.borrow_and_update() {
-                let records = self.read_frame();
-                bytes += records
-                    .iter()
-                    .map(|r| r.record.message.len() + RECORD_OVERHEAD_BYTES)
-                    .sum::<usize>();
-                out.extend(records);
+                if let Some(entry) = self.read_frame() {
+                    bytes += entry.raw_bytes as usize;
+                    out.push(entry);
+                }
             }
             if bytes >= max_bytes {
                 break;
@@ -519,9 +530,9 @@ impl SpoolReader {
         self.shared.release(&mut state);
     }
 
-    /// The records of the frame at the reader's position; on corruption, none, and the
+    /// The entry of the frame at the reader's position; on corruption, none, and the
     /// position moves past the damaged part.
-    fn read_frame(&mut self) -> Vec<ReadRecord> {
+    fn read_frame(&mut self) -> Option<SpoolEntry> {
         let (base, segment, next) = {
             let state = self.shared.state();
             // Dropped segments (drop_oldest) are gone from under the position.
@@ -541,33 +552,33 @@ impl SpoolReader {
         if self.position >= base + segment.len {
             // The end of a closed segment: the next one starts at a later base.
             self.position = next.unwrap_or(base + segment.len);
-            return Vec::new();
+            return None;
         }
         let path = segment_path(&self.shared.dir, base);
         let frame_end = base + segment.len;
         match self.read_at(&path, base, self.position - base, frame_end - self.position) {
-            Ok((records, len)) => {
+            Ok((entry, len)) => {
                 self.position += len;
-                records
+                Some(entry)
             }
             Err(reason) => {
                 let lost_to = next.unwrap_or(frame_end).max(frame_end);
                 corrupt(&path, self.position, lost_to - self.position, &reason);
                 self.position = lost_to;
-                Vec::new()
+                None
             }
         }
     }
 
     /// Reads and decodes the frame at `offset` in segment `base`, which has `room` bytes
-    /// after it; returns its records and its length.
+    /// after it; returns its entry and its length.
     fn read_at(
         &mut self,
         path: &Path,
         base: u64,
         offset: u64,
         room: u64,
-    ) -> Result<(Vec<ReadRecord>, u64), String> {
+    ) -> Result<(SpoolEntry, u64), String> {
         if self.file.as_ref().is_none_or(|(b, _)| *b != base) {
             let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
             self.file = Some((base, file));
@@ -586,25 +597,9 @@ impl SpoolReader {
         if !frame::verify(&payload, crc) {
             return Err("checksum mismatch".to_owned());
         }
-        let encoded = zstd::bulk::Decompressor::upper_bound(&payload[4..])
-            .ok_or("undecodable zstd frame".to_owned())
-            .and_then(|capacity| {
-                self.decompressor
-                    .decompress(&payload[4..], capacity)
-                    .map_err(|e| format!("undecodable zstd frame: {e}"))
-            })?;
-        let block = SpoolBlock::decode(encoded.as_slice())
-            .map_err(|e| format!("undecodable spool block: {e}"))?;
-        if block.records.len() != block.resume_offsets.len() {
-            return Err("records and offsets differ in number".to_owned());
-        }
-        let records = block
-            .records
-            .into_iter()
-            .zip(block.resume_offsets)
-            .map(|(record, resume_offset)| ReadRecord { record, resume_offset })
-            .collect();
-        Ok((records, total))
+        let entry = SpoolEntry::decode(&payload[4..])
+            .map_err(|e| format!("undecodable spool entry: {e}"))?;
+        Ok((entry, total))
     }
 }
 
@@ -683,39 +678,50 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, AgentError> {
 
 #[cfg(test)]
 mod tests {
+    use sluice_proto::LogRecord;
+    use sluice_proto::block::decode_block;
+
     use super::*;
 
     fn config(max_bytes: u64, when_full: WhenFull) -> SpoolConfig {
         SpoolConfig { max_bytes, when_full, sync_interval: Duration::from_secs(3600) }
     }
 
-    fn chunk(source: u64, from: u64, n: u64) -> Vec<ReadRecord> {
-        (from..from + n)
-            .map(|i| ReadRecord {
-                record: LogRecord {
-                    source,
-                    offset: i * 100,
-                    message: format!("line {i} 订单 {}", "x".repeat((i % 7) as usize * 50)),
-                    file_path: "/var/log/a.log".into(),
-                    ..LogRecord::default()
-                },
-                resume_offset: (i + 1) * 100,
-            })
-            .collect()
+    fn chunk(source: u64, from: u64, n: u64) -> Chunk {
+        let common =
+            LogRecord { source, file_path: "/var/log/a.log".into(), ..LogRecord::default() };
+        let mut chunk = Chunk::new(&common);
+        for i in from..from + n {
+            let message = format!("line {i} 订单 {}", "x".repeat((i % 7) as usize * 50));
+            chunk.push(
+                LogRecord { offset: i * 100, message, ..LogRecord::default() },
+                (i + 1) * 100,
+            );
+        }
+        chunk
     }
 
     /// Records whose messages barely compress, so that a few thousand fill a small spool.
-    fn noisy_chunk(source: u64, from: u64, n: u64) -> Vec<ReadRecord> {
-        let mut records = chunk(source, from, n);
-        for r in &mut records {
-            r.record.message = (0..8u64)
+    fn noisy_chunk(source: u64, from: u64, n: u64) -> Chunk {
+        let mut chunk = chunk(source, from, n);
+        for r in &mut chunk.block.records {
+            r.message = (0..8u64)
                 .map(|k| {
-                    let seed = (r.record.offset * 8 + k + source * 1_000_003).to_le_bytes();
+                    let seed = (r.offset * 8 + k + source * 1_000_003).to_le_bytes();
                     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&seed))
                 })
                 .collect();
         }
-        records
+        chunk
+    }
+
+    /// The record offsets (in hundreds) of spooled entries.
+    fn offsets_of(entries: &[SpoolEntry]) -> Vec<u64> {
+        entries
+            .iter()
+            .flat_map(|e| decode_block(&e.zstd_block).unwrap().into_records())
+            .map(|r| r.offset / 100)
+            .collect()
     }
 
     fn checkpoints(dir: &Path) -> Arc<Mutex<Checkpoints>> {
@@ -741,7 +747,7 @@ mod tests {
             while *reader.synced.borrow() > reader.position {
                 let (batch, end) =
                     reader.next_batch(4096, Duration::from_millis(1), &mut stop).await.unwrap();
-                offsets.extend(batch.iter().map(|r| r.record.offset / 100));
+                offsets.extend(offsets_of(&batch));
                 if ack {
                     let mut c = c.lock().unwrap();
                     c.acknowledge_spool(end);

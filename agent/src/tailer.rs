@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sluice_proto::{LogRecord, Stream, flags, id::source_key};
+use sluice_proto::{LogRecord, RecordBlock, Stream, flags, id::source_key};
 
 use crate::checkpoint::Checkpoints;
 use crate::config::{AgentConfig, ReadFrom};
@@ -31,16 +31,42 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read from one file before moving to the next, so one busy file cannot starve others.
 const READ_BUDGET_BYTES: usize = 4 << 20;
 
-/// A record and where its file must be re-read from if it is lost before the ack.
+/// Records of one file read in one go: what they share is sent once (see
+/// [`RecordBlock`]), with the checkpoint their ack allows.
 #[derive(Debug, Clone)]
-pub struct ReadRecord {
-    pub record: LogRecord,
-    /// The checkpoint once this record is acknowledged: past it, and not past any partial
-    /// CRI record still waiting for its final part.
+pub struct Chunk {
+    pub block: RecordBlock,
+    /// Past the last record, and not past any partial CRI record or multi-line event still
+    /// waiting for its end.
     pub resume_offset: u64,
 }
 
-pub type Chunk = Vec<ReadRecord>;
+impl Chunk {
+    pub(crate) fn new(common: &LogRecord) -> Self {
+        Self {
+            block: RecordBlock { common: Some(common.clone()), records: Vec::new() },
+            resume_offset: 0,
+        }
+    }
+
+    pub(crate) fn push(&mut self, record: LogRecord, resume_offset: u64) {
+        self.block.records.push(record);
+        self.resume_offset = self.resume_offset.max(resume_offset);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.block.records.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.block.records.len()
+    }
+
+    /// The fields the records share: source, pod identity, node and path.
+    pub fn common(&self) -> &LogRecord {
+        self.block.common.as_ref().expect("a chunk always has its shared fields")
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -53,6 +79,8 @@ enum Format {
 /// A file being read, once it has a fingerprint.
 struct Reading {
     source: u64,
+    /// What every record of the file shares, sent once per chunk.
+    common: LogRecord,
     fingerprint: u64,
     /// Truncations in place so far (see [`with_generation`]).
     generation: u32,
@@ -441,6 +469,17 @@ impl Tailer {
         }
         f.reading = Some(Reading {
             source,
+            common: LogRecord {
+                source,
+                cluster: self.config.cluster.clone(),
+                node: self.config.node.clone(),
+                namespace: f.meta.namespace.clone(),
+                pod: f.meta.pod.clone(),
+                pod_uid: f.meta.pod_uid.clone(),
+                container: f.meta.container.clone(),
+                file_path: f.path_text.clone(),
+                ..LogRecord::default()
+            },
             fingerprint: fp,
             generation,
             splitter: LineSplitter::new(self.config.max_line_bytes, offset),
@@ -457,7 +496,8 @@ impl Tailer {
         let read_at = Instant::now();
         let reading = f.reading.as_mut().expect("reading");
 
-        let mut out = Vec::with_capacity(lines.len());
+        let mut out = Chunk::new(&reading.common);
+        out.block.records.reserve(lines.len());
         for line in lines {
             if reading.format == Format::Unknown {
                 reading.format = if cri::parse(&line.bytes).is_some() {
@@ -468,18 +508,8 @@ impl Tailer {
                     Format::Plain
                 };
             }
-            let mut record = LogRecord {
-                source: reading.source,
-                ingest_time_ns: now,
-                cluster: self.config.cluster.clone(),
-                node: self.config.node.clone(),
-                namespace: f.meta.namespace.clone(),
-                pod: f.meta.pod.clone(),
-                pod_uid: f.meta.pod_uid.clone(),
-                container: f.meta.container.clone(),
-                file_path: f.path_text.clone(),
-                ..LogRecord::default()
-            };
+            // The shared fields stay in the chunk's common record.
+            let mut record = LogRecord { ingest_time_ns: now, ..LogRecord::default() };
             let docker_line;
             let (part, malformed) = match reading.format {
                 Format::Cri => (cri::parse(&line.bytes), flags::CRI_MALFORMED),
@@ -521,10 +551,10 @@ impl Tailer {
                 Some(multiline) => {
                     let done = reading.joiner.push(multiline, record, line.end, read_at);
                     for (record, end) in done {
-                        out.push(self.finish(reading, record, end));
+                        self.finish(reading, record, end, &mut out);
                     }
                 }
-                None => out.push(self.finish(reading, record, line.end)),
+                None => self.finish(reading, record, line.end, &mut out),
             }
         }
         out
@@ -534,15 +564,19 @@ impl Tailer {
     /// file is being let go.
     fn flush_multiline(&self, f: &mut TrackedFile, all: bool) -> Chunk {
         let (Some(multiline), Some(reading)) = (&self.config.multiline, f.reading.as_mut()) else {
-            return Vec::new();
+            return Chunk::new(&LogRecord::default());
         };
-        let done = reading.joiner.flush(multiline, Instant::now(), all);
-        done.into_iter().map(|(record, end)| self.finish(reading, record, end)).collect()
+        let mut out = Chunk::new(&reading.common);
+        for (record, end) in reading.joiner.flush(multiline, Instant::now(), all) {
+            self.finish(reading, record, end, &mut out);
+        }
+        out
     }
 
-    /// Redaction, flags and level on a complete record, and the checkpoint its ack allows:
-    /// past its last line, but not past the first line of anything still being assembled.
-    fn finish(&self, reading: &Reading, mut record: LogRecord, end: u64) -> ReadRecord {
+    /// Redaction, flags and level on a complete record, added to `out` with the checkpoint
+    /// its ack allows: past its last line, but not past the first line of anything still
+    /// being assembled.
+    fn finish(&self, reading: &Reading, mut record: LogRecord, end: u64, out: &mut Chunk) {
         if !self.config.redact.is_empty() && self.config.redact.apply(&mut record.message) {
             record.flags |= flags::REDACTED;
         }
@@ -554,7 +588,7 @@ impl Tailer {
             .into_iter()
             .flatten()
             .fold(end, u64::min);
-        ReadRecord { record, resume_offset }
+        out.push(record, resume_offset);
     }
 }
 

@@ -3,8 +3,10 @@
 //! `pipeline` generates logs from the shapes in `shared/testdata`, runs `sluice-agent` →
 //! `sluice collector` → local index over them, and reports throughput, CPU seconds and peak
 //! RSS per process, and how long a freshly written line takes to become searchable.
-//! `generate` only writes the logs (the demo uses it).
+//! `agent` measures the agent alone: idle memory, and one large CRI file shipped to a
+//! collector that only makes it durable. `generate` only writes the logs (the demo uses it).
 
+mod agent;
 mod generate;
 mod procstat;
 
@@ -31,6 +33,8 @@ struct Cli {
 enum Cmd {
     /// Agent → collector → index over generated logs.
     Pipeline(PipelineArgs),
+    /// The agent alone: idle RSS, and a large CRI file to a WAL-only collector.
+    Agent(agent::AgentArgs),
     /// Write generated logs only.
     Generate {
         #[arg(long)]
@@ -122,23 +126,12 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Pipeline(args) => pipeline(args),
+        Cmd::Agent(args) => agent::agent(args),
     }
 }
 
 fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
-    let bin_dir = match args.bin_dir {
-        Some(d) => d,
-        None => std::env::current_exe()?.parent().context("binary has a directory")?.to_owned(),
-    };
-    let sluice = bin_dir.join("sluice");
-    let agent_bin = bin_dir.join("sluice-agent");
-    for b in [&sluice, &agent_bin] {
-        anyhow::ensure!(
-            b.exists(),
-            "{} is missing: cargo build --release --workspace --bins",
-            b.display()
-        );
-    }
+    let (sluice, agent_bin) = binaries(args.bin_dir)?;
     let work = tempfile::tempdir()?;
     let logs = work.path().join("logs");
     eprintln!("generating {} MiB of logs...", args.mib);
@@ -148,24 +141,8 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let (grpc, http) = (free_port()?, free_port()?);
     let base = format!("http://127.0.0.1:{http}");
     let data = work.path().join("collector");
-    let collector = Killed(
-        Command::new(&sluice)
-            .args(["collector", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{http}"),
-                "--grpc-listen",
-                &format!("127.0.0.1:{grpc}"),
-                "--commit-interval",
-                &args.commit_interval,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start the collector")?,
-    );
-    wait_for(Duration::from_secs(30), || get(&format!("{base}/healthz")).is_some())?;
+    let collector =
+        start_collector(&sluice, &data, grpc, http, &["--commit-interval", &args.commit_interval])?;
 
     let agent_dir = work.path().join("agent");
     std::fs::create_dir_all(&agent_dir)?;
@@ -238,13 +215,61 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         index_bytes_by_kind,
     };
     print_table(&report);
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
-    println!("\nwrote {}", args.out.display());
     drop(agent);
     drop(collector);
+    write_report(&args.out, &report)
+}
+
+/// `sluice` and `sluice-agent` in `bin_dir`, by default beside this binary.
+fn binaries(bin_dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let bin_dir = match bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().context("binary has a directory")?.to_owned(),
+    };
+    let sluice = bin_dir.join("sluice");
+    let agent_bin = bin_dir.join("sluice-agent");
+    for b in [&sluice, &agent_bin] {
+        anyhow::ensure!(
+            b.exists(),
+            "{} is missing: cargo build --release --workspace --bins",
+            b.display()
+        );
+    }
+    Ok((sluice, agent_bin))
+}
+
+/// Starts `sluice collector` on the given ports and waits until it answers.
+fn start_collector(
+    sluice: &Path,
+    data: &Path,
+    grpc: u16,
+    http: u16,
+    extra: &[&str],
+) -> anyhow::Result<Killed> {
+    let collector = Killed(
+        Command::new(sluice)
+            .args(["collector", "--data-dir"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{http}")])
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start the collector")?,
+    );
+    wait_for(Duration::from_secs(30), || {
+        get(&format!("http://127.0.0.1:{http}/healthz")).is_some()
+    })?;
+    Ok(collector)
+}
+
+fn write_report(out: &Path, report: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(report)? + "\n")?;
+    println!("\nwrote {}", out.display());
     Ok(())
 }
 

@@ -24,8 +24,14 @@ impl IngestService {
 impl Ingest for IngestService {
     async fn push(&self, request: Request<LogBatch>) -> Result<Response<Ack>, Status> {
         let batch = request.into_inner();
-        let records = batch.records.len() as u32;
         let sequence = batch.sequence;
+        // Blocks are kept compressed in the WAL, but only after they are known to decode:
+        // a batch the sinks could not read must be refused now, while the agent still has it.
+        let records = batch.checked_record_count().map_err(|e| {
+            metrics::counter!("sluice_collector_batches_refused_total").increment(1);
+            tracing::warn!(agent = %batch.agent, sequence, error = %e, "refusing a malformed batch");
+            Status::invalid_argument(format!("malformed batch: {e}"))
+        })? as u32;
         if records == 0 {
             return Ok(Response::new(Ack { sequence, wal_position: self.wal.end(), records }));
         }

@@ -10,7 +10,7 @@
 //! - [`ingest`]: the gRPC receiver for agents; [`auth`]: TLS and per-agent bearer tokens.
 //! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds.
 //! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
-//! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks, one folder each (`index`).
+//! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks (`index`, the local store; `blackhole`, for benchmarks).
 //! - [`error`]: the crate's error type.
 
 pub mod auth;

@@ -77,8 +77,10 @@ pub async fn run_sink(
                     break;
                 }
             };
-            let records = match wal_frame::decode_batch(&payload) {
-                Ok(batch) => batch.records,
+            let records = match wal_frame::decode_batch(&payload)
+                .and_then(|batch| batch.into_records().map_err(|e| e.to_string()))
+            {
+                Ok(records) => records,
                 Err(reason) => {
                     tracing::error!(sink = %name, position = reader.position(), reason, "skipping an undecodable WAL frame");
                     metrics::counter!("sluice_collector_wal_undecodable_frames_total").increment(1);

@@ -17,6 +17,8 @@ use crate::CollectorError;
 use crate::auth::{AgentTokens, TlsFiles, TokenCheck};
 use crate::ingest::IngestService;
 use crate::runner::{Cursors, run_sink};
+use crate::sink::Sink;
+use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::index::IndexSinkConfig;
 use crate::wal::Wal;
 
@@ -33,6 +35,8 @@ pub struct CollectorConfig {
     pub tls: Option<TlsFiles>,
     /// Accept only agents presenting one of these tokens.
     pub agent_tokens: Option<AgentTokens>,
+    /// Discard records once they are in the WAL instead of indexing them (benchmarks).
+    pub blackhole: bool,
 }
 
 impl CollectorConfig {
@@ -43,6 +47,7 @@ impl CollectorConfig {
             index: IndexSinkConfig::default(),
             tls: None,
             agent_tokens: None,
+            blackhole: false,
         }
     }
 }
@@ -69,10 +74,14 @@ pub async fn run(
         .map_err(|e| CollectorError::Sink { sink: "index".to_owned(), message: e.to_string() })?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let sink = config.index.build(store.clone());
-    let flush_interval = sink.commit_interval();
+    let flush_interval = config.index.commit_interval;
+    let sink: Box<dyn Sink> = if config.blackhole {
+        Box::new(BlackholeSink::new(wal.end()))
+    } else {
+        Box::new(config.index.build(store.clone()))
+    };
     let runner = tokio::spawn(run_sink(
-        Box::new(sink),
+        sink,
         flush_interval,
         wal.clone(),
         Arc::new(Cursors::default()),

@@ -36,6 +36,7 @@ mod tests {
             agent: "a".into(),
             sequence: 3,
             records: vec![LogRecord { message: "订单".into(), ..LogRecord::default() }],
+            zstd_blocks: vec![b"kept as sent".to_vec()],
         };
         assert_eq!(decode_batch(&encode_batch(&batch)).unwrap(), batch);
         let mut truncated = encode_batch(&batch);

@@ -9,7 +9,7 @@ use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use sluice_collector::server::{CollectorConfig, run};
 use sluice_proto::ingest_client::IngestClient;
-use sluice_proto::{Ack, LogBatch, LogRecord};
+use sluice_proto::{Ack, LogBatch, LogRecord, RecordBlock};
 use sluice_query::{SearchRequest, Store};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
@@ -78,6 +78,19 @@ fn batch(sequence: u64, messages: &[&str]) -> LogBatch {
                 ..LogRecord::default()
             })
             .collect(),
+        zstd_blocks: Vec::new(),
+    }
+}
+
+/// `batch`, with its records sent as one zstd record block, as agents send them.
+fn block_batch(sequence: u64, messages: &[&str]) -> LogBatch {
+    let records = batch(sequence, messages).records;
+    let block = RecordBlock { common: None, records }.encode_to_vec();
+    LogBatch {
+        agent: "test".into(),
+        sequence,
+        records: Vec::new(),
+        zstd_blocks: vec![zstd::bulk::compress(&block, 1).unwrap()],
     }
 }
 
@@ -111,7 +124,25 @@ async fn malformed_batches_are_refused_and_the_collector_keeps_going() {
         assert!(status.message().contains("decode"), "{what}: {}", status.message());
     }
 
+    // Blocks that are not what they claim are refused as malformed, before the WAL.
+    let mut garbage_block = block_batch(5, &["never stored"]);
+    garbage_block.zstd_blocks.push(b"not zstd at all".to_vec());
+    let mut not_records = block_batch(6, &["never stored"]);
+    not_records.zstd_blocks[0] = zstd::bulk::compress(&[0xff; 32], 1).unwrap();
+    for (what, bad) in [("garbage block", garbage_block), ("block of no records", not_records)] {
+        let status = push_raw(channel.clone(), bad.encode_to_vec()).await.expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(
+            status.message().contains("malformed batch: block"),
+            "{what}: {}",
+            status.message()
+        );
+    }
+
     let mut client = IngestClient::new(channel.clone());
+    let ack =
+        push_raw(channel.clone(), block_batch(7, &["a block line"]).encode_to_vec()).await.unwrap();
+    assert_eq!(ack.records, 1);
     let ack = client.push(batch(3, &["second good line", "third"])).await.unwrap().into_inner();
     assert_eq!((ack.sequence, ack.records), (3, 2));
     let ack = push_raw(channel, batch(4, &["fourth"]).encode_to_vec()).await.unwrap();
@@ -123,12 +154,12 @@ async fn malformed_batches_are_refused_and_the_collector_keeps_going() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         if let Ok(store) = Store::open_read_only(&index) {
             found = store.search(&SearchRequest::new("")).unwrap().total;
-            if found >= 3 {
+            if found >= 4 {
                 break;
             }
         }
     }
-    assert_eq!(found, 3, "the three good records, and nothing else");
+    assert_eq!(found, 4, "the four good records, and nothing else");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

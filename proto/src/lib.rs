@@ -9,8 +9,10 @@
 //! - [`id`]: the stable record id that makes delivery exactly-once where it can be.
 //! - [`flags`]: the bits a record carries when the agent had to alter it.
 //! - [`level`]: the canonical level names, shared by detection and filtering.
+//! - [`block`]: record blocks, the compressed form in which agents send records.
 //! - [`frame`]: checksummed frames, as the collector's WAL and the agent's spool store them.
 
+pub mod block;
 pub mod flags;
 pub mod frame;
 pub mod id;
@@ -21,7 +23,7 @@ mod generated {
     tonic::include_proto!("sluice.v1");
 }
 
-pub use generated::{Ack, LogBatch, LogRecord, Stream, ingest_client, ingest_server};
+pub use generated::{Ack, LogBatch, LogRecord, RecordBlock, Stream, ingest_client, ingest_server};
 pub use id::RecordId;
 
 impl LogRecord {

@@ -26,6 +26,10 @@ pub(crate) struct CollectorArgs {
     /// How often the index commits: the longest a record waits to become searchable.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     commit_interval: std::time::Duration,
+    /// Acknowledge and keep batches in the WAL, then discard them instead of indexing: for
+    /// measuring agents and ingest.
+    #[arg(long)]
+    blackhole: bool,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +145,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
     out.flush()?;
     let mut config = CollectorConfig::new(args.data_dir.clone());
     config.index.commit_interval = args.commit_interval;
+    config.blackhole = args.blackhole;
     Ok((grpc, http, config))
 }
 

@@ -1,3 +1,4 @@
-//! The sinks, one folder each.
+//! The sinks: a folder each, or one file for one as small as `blackhole`.
 
+pub mod blackhole;
 pub mod index;

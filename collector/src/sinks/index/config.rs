@@ -5,7 +5,7 @@ use sluice_query::Store;
 
 use super::IndexSink;
 
-/// How the index sink commits.
+/// How the index sink commits: the runner flushes it every `commit_interval`.
 #[derive(Debug, Clone)]
 pub struct IndexSinkConfig {
     /// Records become searchable at most this long after they reach the WAL. Each commit
@@ -21,6 +21,6 @@ impl Default for IndexSinkConfig {
 
 impl IndexSinkConfig {
     pub fn build(&self, store: Arc<Store>) -> IndexSink {
-        IndexSink::new(store, self.commit_interval)
+        IndexSink::new(store)
     }
 }

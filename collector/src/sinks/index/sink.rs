@@ -1,5 +1,4 @@
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_proto::LogRecord;
@@ -12,22 +11,12 @@ pub struct IndexSink {
     writer: Arc<Mutex<StoreWriter>>,
     resume: u64,
     end: u64,
-    commit_interval: Duration,
 }
 
 impl IndexSink {
-    pub fn new(store: Arc<Store>, commit_interval: Duration) -> Self {
+    pub fn new(store: Arc<Store>) -> Self {
         let resume = store.committed_position();
-        Self {
-            writer: Arc::new(Mutex::new(StoreWriter::new(store))),
-            resume,
-            end: resume,
-            commit_interval,
-        }
-    }
-
-    pub fn commit_interval(&self) -> Duration {
-        self.commit_interval
+        Self { writer: Arc::new(Mutex::new(StoreWriter::new(store))), resume, end: resume }
     }
 
     /// Runs tantivy work off the async threads: it is CPU and disk bound.

@@ -1,0 +1,147 @@
+//! Record blocks: records of one file with their shared fields sent once, compressed with
+//! zstd. Agents compress each block once, into their spool, and send it from there unchanged;
+//! the collector checks blocks when a batch arrives and expands them when its sinks read.
+
+use prost::Message;
+
+use crate::{LogBatch, LogRecord, RecordBlock};
+
+/// The most a block may expand to; a larger announced size is refused (no zip bombs).
+pub const MAX_BLOCK_BYTES: u64 = 64 << 20;
+
+/// Why a batch's blocks cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("block {index}: {reason}")]
+pub struct BlockError {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Decompresses and decodes one zstd block.
+pub fn decode_block(compressed: &[u8]) -> Result<RecordBlock, String> {
+    let size = match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(size)) if size <= MAX_BLOCK_BYTES => size,
+        Ok(Some(size)) => return Err(format!("expands to {size} bytes, over {MAX_BLOCK_BYTES}")),
+        Ok(None) => return Err("zstd frame without a content size".to_owned()),
+        Err(_) => return Err("not a zstd frame".to_owned()),
+    };
+    let encoded = zstd::bulk::decompress(compressed, size as usize)
+        .map_err(|e| format!("undecodable zstd frame: {e}"))?;
+    RecordBlock::decode(encoded.as_slice()).map_err(|e| format!("undecodable record block: {e}"))
+}
+
+impl RecordBlock {
+    /// The block's records with the shared fields filled in.
+    pub fn into_records(self) -> Vec<LogRecord> {
+        let common = self.common.unwrap_or_default();
+        let fill = |own: &mut String, shared: &String| {
+            if own.is_empty() {
+                own.clone_from(shared);
+            }
+        };
+        self.records
+            .into_iter()
+            .map(|mut r| {
+                if r.source == 0 {
+                    r.source = common.source;
+                }
+                fill(&mut r.cluster, &common.cluster);
+                fill(&mut r.node, &common.node);
+                fill(&mut r.namespace, &common.namespace);
+                fill(&mut r.pod, &common.pod);
+                fill(&mut r.pod_uid, &common.pod_uid);
+                fill(&mut r.container, &common.container);
+                fill(&mut r.file_path, &common.file_path);
+                r
+            })
+            .collect()
+    }
+}
+
+impl LogBatch {
+    /// How many records the batch carries, checking that every block decodes.
+    pub fn checked_record_count(&self) -> Result<usize, BlockError> {
+        let mut count = self.records.len();
+        for (index, block) in self.zstd_blocks.iter().enumerate() {
+            count +=
+                decode_block(block).map_err(|reason| BlockError { index, reason })?.records.len();
+        }
+        Ok(count)
+    }
+
+    /// Every record of the batch: its plain records, then those of its blocks in order.
+    pub fn into_records(self) -> Result<Vec<LogRecord>, BlockError> {
+        let mut records = self.records;
+        for (index, block) in self.zstd_blocks.iter().enumerate() {
+            let block = decode_block(block).map_err(|reason| BlockError { index, reason })?;
+            records.extend(block.into_records());
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block() -> RecordBlock {
+        RecordBlock {
+            common: Some(LogRecord {
+                source: 9,
+                cluster: "c".into(),
+                namespace: "shop".into(),
+                pod: "api-1".into(),
+                file_path: "/var/log/pods/x/0.log".into(),
+                ..LogRecord::default()
+            }),
+            records: vec![
+                LogRecord {
+                    offset: 0, message: "订单创建失败".into(), ..LogRecord::default()
+                },
+                LogRecord {
+                    offset: 40,
+                    pod: "own".into(),
+                    message: "b".into(),
+                    ..LogRecord::default()
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn blocks_expand_with_their_shared_fields() {
+        let compressed = zstd::bulk::compress(&block().encode_to_vec(), 1).unwrap();
+        let batch = LogBatch {
+            records: vec![LogRecord { message: "plain".into(), ..LogRecord::default() }],
+            zstd_blocks: vec![compressed],
+            ..LogBatch::default()
+        };
+        assert_eq!(batch.checked_record_count(), Ok(3));
+        let records = batch.into_records().unwrap();
+        assert_eq!(records[0].message, "plain");
+        assert_eq!((records[1].source, records[1].pod.as_str()), (9, "api-1"));
+        assert_eq!(records[1].message, "订单创建失败");
+        assert_eq!(records[2].pod, "own", "a record's own value wins");
+        assert_eq!(records[2].file_path, "/var/log/pods/x/0.log");
+    }
+
+    #[test]
+    fn damaged_blocks_are_named_errors() {
+        let good = zstd::bulk::compress(&block().encode_to_vec(), 1).unwrap();
+        let mut truncated = good.clone();
+        truncated.truncate(good.len() - 3);
+        let bomb = zstd::bulk::compress(&vec![0u8; (MAX_BLOCK_BYTES + 1) as usize], 1).unwrap();
+        let not_proto = zstd::bulk::compress(&[0xff; 20], 1).unwrap();
+        for (bad, wanted) in [
+            (b"garbage".to_vec(), "not a zstd frame"),
+            (truncated, "undecodable zstd frame"),
+            (bomb, "over"),
+            (not_proto, "undecodable record block"),
+        ] {
+            let batch = LogBatch { zstd_blocks: vec![good.clone(), bad], ..LogBatch::default() };
+            let err = batch.checked_record_count().unwrap_err();
+            assert_eq!(err.index, 1);
+            assert!(err.to_string().contains(wanted), "{err} should say {wanted}");
+        }
+    }
+}
