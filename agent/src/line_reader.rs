@@ -45,7 +45,7 @@ impl LineSplitter {
 
     /// Feeds the next bytes of the file; calls `emit` for each line they complete.
     pub fn push(&mut self, mut chunk: &[u8], mut emit: impl FnMut(Line)) {
-        while let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+        while let Some(i) = memchr::memchr(b'\n', chunk) {
             self.keep(&chunk[..i]);
             self.next += i as u64 + 1;
             let mut bytes = std::mem::take(&mut self.partial);

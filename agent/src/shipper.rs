@@ -1,18 +1,20 @@
 //! Takes batches of records from the spool, pushes them to the collector, and records its
 //! ack: the files' acknowledged offsets and the spool's position, whose segments can go.
 //!
-//! One batch is in flight at a time, so acks arrive in spool order and a file's acknowledged
-//! offset is simply the resume offset of its last acknowledged record. A failed push is
-//! retried, with capped exponential backoff and jitter, until it succeeds or the agent stops:
-//! nothing is ever dropped here.
+//! A few batches are in flight at a time, and their acks are taken in spool order, so a
+//! file's acknowledged offset is simply the resume offset of its last acknowledged record. A
+//! failed push is retried, with capped exponential backoff and jitter, until it succeeds or
+//! the agent stops: nothing is dropped here, except a batch the collector refuses as
+//! malformed, which is counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_proto::LogBatch;
 use sluice_proto::ingest_client::IngestClient;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -27,6 +29,8 @@ use crate::spool::{SpoolEntry, SpoolReader};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Batches pushed before the first of them is acknowledged.
+const IN_FLIGHT: usize = 4;
 
 /// Adds the agent's bearer token, when it has one, to every push.
 #[derive(Clone)]
@@ -84,6 +88,54 @@ pub struct Shipper {
     sequence: u64,
 }
 
+/// A batch on its way, and what its ack moves.
+struct Outgoing {
+    request: LogBatch,
+    /// The spool position just past the batch.
+    end: u64,
+    /// Per source: the checkpoint the ack allows, and the file's path.
+    resume: HashMap<u64, (u64, String)>,
+    records: u64,
+}
+
+/// How one push ended.
+enum Outcome {
+    Acked,
+    /// The collector cannot decode the batch: sending it again cannot help, and must not
+    /// stop everything behind it.
+    Rejected(Status),
+    Failed(Status),
+}
+
+/// One push of `request`, which carries `records` records.
+async fn push(mut client: Client, request: LogBatch, records: u64) -> Outcome {
+    match client.push(request).await {
+        Ok(ack) if u64::from(ack.get_ref().records) == records => {
+            let ack = ack.into_inner();
+            tracing::debug!(
+                sequence = ack.sequence,
+                wal_position = ack.wal_position,
+                "batch acknowledged"
+            );
+            Outcome::Acked
+        }
+        // A collector that ignored the blocks would lose them while saying yes.
+        Ok(ack) => Outcome::Failed(Status::failed_precondition(format!(
+            "the collector acknowledged {} of {records} records; is it older than this agent?",
+            ack.get_ref().records
+        ))),
+        Err(status) if status.code() == tonic::Code::InvalidArgument => Outcome::Rejected(status),
+        Err(status) => Outcome::Failed(status),
+    }
+}
+
+/// What the shipper's loop waits for.
+enum Event {
+    Batch(Option<(Vec<SpoolEntry>, u64)>),
+    Done(Outcome),
+    Stop,
+}
+
 impl Shipper {
     pub fn new(
         config: Arc<AgentConfig>,
@@ -96,36 +148,73 @@ impl Shipper {
         Ok(Self { config, clients, current: 0, checkpoints, sequence: 0 })
     }
 
-    /// Ships until `stop` turns true.
+    /// Ships until `stop` turns true. Up to `IN_FLIGHT` batches are pushed at once, so the
+    /// collector's fsync per batch does not set the pace; their acks are taken in spool
+    /// order, and a batch whose push failed is retried (with backoff and failover) before
+    /// any ack behind it counts.
     pub async fn run(mut self, mut spool: SpoolReader, mut stop: watch::Receiver<bool>) {
         let (max_bytes, linger) = (self.config.batch_max_bytes, self.config.batch_linger);
-        while let Some((batch, end)) = spool.next_batch(max_bytes, linger, &mut stop).await {
-            if !self.deliver(batch, end, &mut stop).await {
-                return;
+        let mut reader_stop = stop.clone();
+        let mut in_flight: VecDeque<(Outgoing, JoinHandle<Outcome>)> = VecDeque::new();
+        loop {
+            let can_send = in_flight.len() < IN_FLIGHT;
+            let event = tokio::select! {
+                batch = spool.next_batch(max_bytes, linger, &mut reader_stop), if can_send => {
+                    Event::Batch(batch)
+                }
+                done = async { (&mut in_flight.front_mut().expect("not empty").1).await },
+                    if !in_flight.is_empty() =>
+                {
+                    Event::Done(done.unwrap_or_else(|e| {
+                        Outcome::Failed(Status::internal(format!("push task failed: {e}")))
+                    }))
+                }
+                _ = stop.wait_for(|s| *s), if !can_send => Event::Stop,
+            };
+            match event {
+                Event::Batch(None) | Event::Stop => return,
+                Event::Batch(Some((entries, end))) => {
+                    let out = self.prepare(entries, end);
+                    let client = self.clients[self.current].1.clone();
+                    let task = tokio::spawn(push(client, out.request.clone(), out.records));
+                    in_flight.push_back((out, task));
+                }
+                Event::Done(outcome) => {
+                    let (out, _) = in_flight.pop_front().expect("not empty");
+                    let delivered = match outcome {
+                        Outcome::Acked => true,
+                        Outcome::Rejected(status) => {
+                            self.rejected(&out, &status);
+                            true
+                        }
+                        Outcome::Failed(status) => {
+                            self.failed(&status);
+                            self.retry(&out, &mut stop).await
+                        }
+                    };
+                    if !delivered {
+                        return;
+                    }
+                    let end = out.end;
+                    self.acknowledged(out).await;
+                    spool.acknowledge(end);
+                }
             }
-            spool.acknowledge(end);
         }
     }
 
-    /// Pushes one batch, which ends at spool position `end`, until acknowledged; false if the
-    /// agent stopped first.
-    async fn deliver(
-        &mut self,
-        batch: Vec<SpoolEntry>,
-        end: u64,
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
+    fn prepare(&mut self, batch: Vec<SpoolEntry>, end: u64) -> Outgoing {
         self.sequence += 1;
         let mut resume: HashMap<u64, (u64, String)> = HashMap::new();
         let mut blocks = Vec::with_capacity(batch.len());
-        let mut count = 0;
+        let mut records = 0;
         for item in batch {
             let entry = resume.entry(item.source).or_insert((0, String::new()));
             entry.0 = entry.0.max(item.resume_offset);
             if entry.1 != item.path {
                 entry.1 = item.path;
             }
-            count += u64::from(item.records);
+            records += u64::from(item.records);
             blocks.push(item.zstd_block);
         }
         let request = LogBatch {
@@ -134,81 +223,89 @@ impl Shipper {
             records: Vec::new(),
             zstd_blocks: blocks,
         };
-        let mut backoff = BACKOFF_START;
-        // Endpoints tried since the last pause: each gets a turn before the agent backs off.
-        let mut tried = 0;
-        loop {
-            let (address, client) = &mut self.clients[self.current];
-            let failure = match client.push(request.clone()).await {
-                Ok(ack) if u64::from(ack.get_ref().records) == count => {
-                    let ack = ack.into_inner();
-                    tracing::debug!(
-                        sequence = ack.sequence,
-                        wal_position = ack.wal_position,
-                        "batch acknowledged"
-                    );
-                    break;
-                }
-                // A collector that ignored the blocks would lose them while saying yes.
-                Ok(ack) => Status::failed_precondition(format!(
-                    "the collector acknowledged {} of {count} records; is it older than this agent?",
-                    ack.get_ref().records
-                )),
-                // The collector cannot decode the batch: sending it again cannot help, and
-                // must not stop everything behind it.
-                Err(status) if status.code() == tonic::Code::InvalidArgument => {
-                    tracing::error!(collector = %address, records = count, message = status.message(), "the collector refused a batch as malformed; its records are lost");
-                    metrics::counter!("sluice_agent_records_rejected_total").increment(count);
-                    break;
-                }
-                Err(status) => status,
-            };
-            let status = failure;
-            metrics::counter!("sluice_agent_push_failures_total").increment(1);
-            if status.code() == tonic::Code::Unauthenticated {
-                tracing::error!(collector = %address, "the collector refused this agent's token; check token_file");
-            }
-            tracing::warn!(collector = %address, code = ?status.code(), message = status.message(), "push to collector failed");
-            tried += 1;
-            if self.clients.len() > 1 {
-                self.current = (self.current + 1) % self.clients.len();
-                metrics::counter!("sluice_agent_failovers_total").increment(1);
-                tracing::info!(collector = %self.clients[self.current].0, "failing over");
-                if tried < self.clients.len() {
-                    continue;
-                }
-            }
-            tried = 0;
-            tracing::info!(
-                retry_in_ms = backoff.as_millis() as u64,
-                "every collector failed; waiting"
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(jitter(backoff)) => {}
-                _ = stop.wait_for(|s| *s) => return false,
-            }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+        Outgoing { request, end, resume, records }
+    }
+
+    fn rejected(&self, out: &Outgoing, status: &Status) {
+        let collector = &self.clients[self.current].0;
+        tracing::error!(%collector, records = out.records, message = status.message(), "the collector refused a batch as malformed; its records are lost");
+        metrics::counter!("sluice_agent_records_rejected_total").increment(out.records);
+    }
+
+    /// Logs a failed push and moves to the next endpoint, if there is one.
+    fn failed(&mut self, status: &Status) {
+        let collector = &self.clients[self.current].0;
+        metrics::counter!("sluice_agent_push_failures_total").increment(1);
+        if status.code() == tonic::Code::Unauthenticated {
+            tracing::error!(%collector, "the collector refused this agent's token; check token_file");
         }
+        tracing::warn!(%collector, code = ?status.code(), message = status.message(), "push to collector failed");
+        if self.clients.len() > 1 {
+            self.current = (self.current + 1) % self.clients.len();
+            metrics::counter!("sluice_agent_failovers_total").increment(1);
+            tracing::info!(collector = %self.clients[self.current].0, "failing over");
+        }
+    }
+
+    /// Pushes a batch whose push failed until it is delivered; each endpoint gets a turn
+    /// before the agent backs off. False if the agent stopped first.
+    async fn retry(&mut self, out: &Outgoing, stop: &mut watch::Receiver<bool>) -> bool {
+        let mut backoff = BACKOFF_START;
+        // The endpoint that just failed had its turn.
+        let mut tried = 1;
+        loop {
+            if tried >= self.clients.len() {
+                tried = 0;
+                tracing::info!(
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "every collector failed; waiting"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(jitter(backoff)) => {}
+                    _ = stop.wait_for(|s| *s) => return false,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            let client = self.clients[self.current].1.clone();
+            let outcome = tokio::select! {
+                outcome = push(client, out.request.clone(), out.records) => outcome,
+                _ = stop.wait_for(|s| *s) => return false,
+            };
+            match outcome {
+                Outcome::Acked => return true,
+                Outcome::Rejected(status) => {
+                    self.rejected(out, &status);
+                    return true;
+                }
+                Outcome::Failed(status) => {
+                    self.failed(&status);
+                    tried += 1;
+                }
+            }
+        }
+    }
+
+    /// Records the ack of `out`: the files' acknowledged offsets and the spool position.
+    async fn acknowledged(&self, out: Outgoing) {
         metrics::counter!("sluice_agent_batches_acked_total").increment(1);
-        metrics::counter!("sluice_agent_records_acked_total").increment(count);
+        metrics::counter!("sluice_agent_records_acked_total").increment(out.records);
         let checkpoints = self.checkpoints.clone();
         let saved = tokio::task::spawn_blocking(move || {
             let mut c = checkpoints.lock().expect("checkpoints poisoned");
-            for (source, (offset, path)) in resume {
+            for (source, (offset, path)) in out.resume {
                 c.acknowledge(source, &path, offset);
             }
-            c.acknowledge_spool(end);
+            c.acknowledge_spool(out.end);
             c.save()
         })
         .await;
         match saved {
             Ok(Ok(())) => {}
-            // The data is delivered; a checkpoint that failed to persist only means a re-read
+            // The data is delivered; a checkpoint that failed to persist only means a resend
             // after a restart, which the collector deduplicates.
             Ok(Err(e)) => tracing::error!(error = %e, "cannot save checkpoints"),
             Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
         }
-        true
     }
 }
 

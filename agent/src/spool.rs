@@ -245,7 +245,15 @@ pub fn open(
         encoded: Vec::new(),
         frame: Vec::new(),
     };
-    let reader = SpoolReader { shared, synced: synced_rx, position, file: None };
+    let reader = SpoolReader {
+        shared,
+        synced: synced_rx,
+        position,
+        file: None,
+        pending: Vec::new(),
+        pending_bytes: 0,
+        deadline: None,
+    };
     Ok((writer, reader))
 }
 
@@ -483,36 +491,40 @@ pub struct SpoolReader {
     position: u64,
     /// The segment last read from, kept open.
     file: Option<(u64, File)>,
+    /// Entries read for the batch being gathered, their records' size, and when it must go.
+    pending: Vec<SpoolEntry>,
+    pending_bytes: usize,
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl SpoolReader {
     /// The next synced entries, about `max_bytes` of records in them, waiting up to
     /// `linger` for more once there are some; with the spool position just past them.
-    /// `None` when `stop` turns true first.
+    /// `None` when `stop` turns true first. Cancel-safe: entries read before a cancellation
+    /// are kept for the next call.
     pub async fn next_batch(
         &mut self,
         max_bytes: usize,
         linger: Duration,
         stop: &mut watch::Receiver<bool>,
     ) -> Option<(Vec<SpoolEntry>, u64)> {
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        let mut deadline = None;
         loop {
             // Reads come from the page cache, written moments ago: short enough to do inline
             // on the shipper's runtime.
-            while bytes < max_bytes && self.position < *self.synced.borrow_and_update() {
+            while self.pending_bytes < max_bytes && self.position < *self.synced.borrow_and_update()
+            {
                 if let Some(entry) = self.read_frame() {
-                    bytes += entry.raw_bytes as usize;
-                    out.push(entry);
+                    self.pending_bytes += entry.raw_bytes as usize;
+                    self.pending.push(entry);
                 }
             }
-            if bytes >= max_bytes {
+            if self.pending_bytes >= max_bytes {
                 break;
             }
-            if !out.is_empty() {
-                deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
+            if !self.pending.is_empty() {
+                self.deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger);
             }
+            let deadline = self.deadline;
             tokio::select! {
                 _ = self.synced.changed() => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => break,
@@ -520,7 +532,9 @@ impl SpoolReader {
             }
         }
         self.shared.state().taken = self.position;
-        Some((out, self.position))
+        self.deadline = None;
+        self.pending_bytes = 0;
+        Some((std::mem::take(&mut self.pending), self.position))
     }
 
     /// The collector has everything before `position`: its segments can go.
