@@ -76,3 +76,50 @@ fn renamed_files_are_read_to_their_end_even_after_an_agent_outage() {
     assert_eq!(messages.len(), 240, "no line twice");
     assert!(hits.iter().all(|h| h.namespace == "shop" && h.pod == "api-1"));
 }
+
+/// Kubelet compresses older rotations: a file rotated while the agent was down and then
+/// gzipped (the uncompressed copy deleted) still gives up its unread tail, read from the
+/// `.gz` under its old identity — every line once.
+#[test]
+fn the_unread_tail_of_a_compressed_rotation_is_read_from_the_gz() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_collector, grpc, base) = start_test_collector(&dir.path().join("collector"));
+    let container = dir.path().join("pods/shop_api-2_u2/app");
+    std::fs::create_dir_all(&container).unwrap();
+    let live = container.join("0.log");
+    let agent_dir = dir.path().join("agent");
+    let config =
+        write_agent_config(&agent_dir, grpc, &[format!("{}/pods/*/*/*.log", dir.path().display())]);
+    let mut agent = start_agent(&config, &agent_dir);
+    let size = append(&live, &lines("zipped", 0..100));
+    wait_until(Duration::from_secs(30), "the file is acknowledged", || {
+        acked_offset(&agent_dir) == size
+    });
+    agent.kill9();
+    append(&live, &lines("zipped", 100..160));
+    let rotated = container.join("0.log.20261201-101010");
+    std::fs::rename(&live, &rotated).unwrap();
+    let gz = container.join("0.log.20261201-101010.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    encoder.write_all(&std::fs::read(&rotated).unwrap()).unwrap();
+    encoder.finish().unwrap();
+    std::fs::remove_file(&rotated).unwrap();
+    append(&live, &lines("fresh", 0..25));
+
+    let _agent = start_agent(&config, &agent_dir);
+    wait_until(Duration::from_secs(30), "the compressed tail and the new file arrive", || {
+        total(&base, "zipped") >= 160 && total(&base, "fresh") >= 25
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(total(&base, "zipped"), 160, "the unread tail once, the read part not again");
+    assert_eq!(total(&base, "fresh"), 25);
+    let tail = search(&base, "zipped AND line AND 130", 10).hits;
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].pod, "api-2");
+    assert!(tail[0].file.ends_with(".gz"), "{}", tail[0].file);
+    let log = std::fs::read_to_string(agent_dir.join("agent.log")).unwrap();
+    assert!(log.contains("from its compressed copy"), "{log}");
+}

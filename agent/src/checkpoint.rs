@@ -33,6 +33,10 @@ pub struct Entry {
     /// How many times the file was truncated in place before this content.
     #[serde(default)]
     pub generation: u32,
+    /// The hash of the file's head alone (see `fingerprint::content_hash`), to find it again
+    /// once compressed.
+    #[serde(default)]
+    pub content: Option<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -51,8 +55,9 @@ pub struct Checkpoints {
     path: PathBuf,
     state: OnDisk,
     first_start: bool,
-    /// Fingerprint and generation of each source being read, for the entries `advance` makes.
-    identities: HashMap<u64, (u64, u32)>,
+    /// Fingerprint, generation and content hash of each source being read, for the entries
+    /// `advance` makes.
+    identities: HashMap<u64, (u64, u32, u64)>,
 }
 
 impl Checkpoints {
@@ -90,8 +95,8 @@ impl Checkpoints {
     }
 
     /// Notes which file and generation `source` is, before any of it is acknowledged.
-    pub fn register(&mut self, source: u64, fingerprint: u64, generation: u32) {
-        self.identities.insert(source, (fingerprint, generation));
+    pub fn register(&mut self, source: u64, fingerprint: u64, generation: u32, content: u64) {
+        self.identities.insert(source, (fingerprint, generation, content));
     }
 
     /// The newest generation recorded for a fingerprint, and its offset.
@@ -130,10 +135,12 @@ impl Checkpoints {
             acked: 0,
             fingerprint: None,
             generation: 0,
+            content: None,
         });
-        if let Some((fingerprint, generation)) = identity {
+        if let Some((fingerprint, generation, content)) = identity {
             entry.fingerprint = Some(fingerprint);
             entry.generation = generation;
+            entry.content = Some(content);
         }
         if entry.path != path {
             path.clone_into(&mut entry.path);
@@ -205,9 +212,9 @@ mod tests {
     fn the_latest_generation_of_a_fingerprint_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Checkpoints::load(dir.path()).unwrap();
-        c.register(10, 7, 0);
+        c.register(10, 7, 0, 70);
         c.advance(10, "/a.log", 500);
-        c.register(11, 7, 1);
+        c.register(11, 7, 1, 70);
         c.advance(11, "/a.log", 40);
         c.advance(12, "/b.log", 9);
         c.save().unwrap();

@@ -17,6 +17,11 @@ pub const FINGERPRINT_BYTES: usize = 1024;
 /// The fingerprint of `file`, or `None` while it is too short to have one: neither a whole
 /// first line nor [`FINGERPRINT_BYTES`] bytes yet.
 pub fn fingerprint(file: &File) -> io::Result<Option<u64>> {
+    Ok(identify(file)?.map(|(fingerprint, _)| fingerprint))
+}
+
+/// The fingerprint of `file` and the [`content_hash`] of its head.
+pub fn identify(file: &File) -> io::Result<Option<(u64, u64)>> {
     let meta = file.metadata()?;
     // Positional reads leave the cursor of a file being tailed where it is.
     let mut head = vec![0; FINGERPRINT_BYTES];
@@ -28,16 +33,29 @@ pub fn fingerprint(file: &File) -> io::Result<Option<u64>> {
         }
     }
     head.truncate(filled);
-    let head = match head.iter().position(|&b| b == b'\n') {
-        Some(i) => &head[..=i],
-        None if head.len() == FINGERPRINT_BYTES => &head[..],
-        None => return Ok(None),
-    };
+    let Some(head) = first_line(&head) else { return Ok(None) };
     let mut hasher = Xxh3::new();
     hasher.update(&meta.dev().to_le_bytes());
     hasher.update(&meta.ino().to_le_bytes());
     hasher.update(head);
-    Ok(Some(hasher.digest()))
+    Ok(Some((hasher.digest(), content_hash(head))))
+}
+
+/// What the fingerprint hashes of a file that starts with `bytes`: its first line with the
+/// `\n`, or its first [`FINGERPRINT_BYTES`]; `None` while there is neither.
+pub fn first_line(bytes: &[u8]) -> Option<&[u8]> {
+    let bytes = &bytes[..bytes.len().min(FINGERPRINT_BYTES)];
+    match memchr::memchr(b'\n', bytes) {
+        Some(i) => Some(&bytes[..=i]),
+        None if bytes.len() == FINGERPRINT_BYTES => Some(bytes),
+        None => None,
+    }
+}
+
+/// A hash of a file's head alone, without device and inode: it survives what changes the
+/// inode, such as kubelet compressing a rotated log into `0.log.<time>.gz`.
+pub fn content_hash(head: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(head)
 }
 
 /// The identity of a file's `generation`-th content: a file truncated in place (copytruncate)
@@ -86,6 +104,21 @@ mod tests {
             f.write_all(b"same\n").unwrap();
         }
         assert_ne!(fingerprint(&a).unwrap(), fingerprint(&b).unwrap());
+    }
+
+    #[test]
+    fn the_content_hash_ignores_the_inode() {
+        let mut a = tempfile::tempfile().unwrap();
+        let mut b = tempfile::tempfile().unwrap();
+        for f in [&mut a, &mut b] {
+            f.write_all(b"same\nthen different").unwrap();
+        }
+        let (fa, ca) = identify(&a).unwrap().unwrap();
+        let (fb, cb) = identify(&b).unwrap().unwrap();
+        assert_ne!(fa, fb);
+        assert_eq!(ca, cb);
+        assert_eq!(ca, content_hash(first_line(b"same\nother").unwrap()));
+        assert_eq!(first_line(b"no newline"), None);
     }
 
     #[test]

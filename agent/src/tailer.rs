@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +20,7 @@ use crate::config::{AgentConfig, ReadFrom};
 use crate::cri::{self, Assembler, CriLine};
 use crate::decode::decode;
 use crate::docker;
-use crate::fingerprint::{fingerprint, with_generation};
+use crate::fingerprint::{content_hash, fingerprint, first_line, identify, with_generation};
 use crate::kube_path::PodMeta;
 use crate::level;
 use crate::line_reader::{Line, LineSplitter};
@@ -107,6 +107,9 @@ struct TrackedFile {
     reading: Option<Reading>,
     /// Sizes the file was seen with and when, oldest first, for its lag in seconds.
     sizes: VecDeque<(u64, Instant)>,
+    /// Fingerprint and content hash to read under instead of the handle's own: a rotated
+    /// file recovered from its compressed copy keeps the identity it was read under.
+    known_identity: Option<(u64, u64)>,
 }
 
 pub struct Tailer {
@@ -213,19 +216,23 @@ impl Tailer {
     /// for among its siblings by fingerprint (device, inode and first line survive a rename)
     /// and read to its end under its old identity, so its records keep their ids.
     fn recover_rotated(&mut self) -> Result<(), Closed> {
-        let entries: Vec<(PathBuf, u64, u32, u64)> = {
+        let entries: Vec<(PathBuf, u64, Option<u64>, u64)> = {
             let checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
-            let mut latest: HashMap<u64, (PathBuf, u32, u64)> = HashMap::new();
+            let mut latest: HashMap<u64, (PathBuf, u32, Option<u64>, u64)> = HashMap::new();
             for (_, entry) in checkpoints.entries() {
                 let Some(fp) = entry.fingerprint else { continue };
-                let newer = latest.get(&fp).is_none_or(|(_, g, _)| entry.generation > *g);
+                let newer = latest.get(&fp).is_none_or(|(_, g, _, _)| entry.generation > *g);
                 if newer {
-                    latest.insert(fp, (PathBuf::from(&entry.path), entry.generation, entry.offset));
+                    let path = PathBuf::from(&entry.path);
+                    latest.insert(fp, (path, entry.generation, entry.content, entry.offset));
                 }
             }
-            latest.into_iter().map(|(fp, (path, g, offset))| (path, fp, g, offset)).collect()
+            latest
+                .into_iter()
+                .map(|(fp, (path, _, content, offset))| (path, fp, content, offset))
+                .collect()
         };
-        for (path, fp, _, offset) in entries {
+        'entries: for (path, fp, content, offset) in entries {
             let still_there =
                 File::open(&path).ok().and_then(|f| fingerprint(&f).ok().flatten()) == Some(fp);
             let Some(dir) = path.parent().filter(|_| !still_there) else { continue };
@@ -244,13 +251,80 @@ impl Tailer {
                 let pod = self.config.pod_meta(&path);
                 let mut tracked =
                     TrackedFile::new(sibling, pod, file, meta.dev(), meta.ino(), false);
-                while self.read_file(&mut tracked)? {}
-                let last = self.flush_multiline(&mut tracked, true);
-                if !last.is_empty() && self.send(last).is_err() {
-                    return Err(Closed);
-                }
-                break;
+                self.read_to_end(&mut tracked)?;
+                continue 'entries;
             }
+            if let Some(content) = content {
+                self.recover_compressed(&path, fp, content, offset)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kubelet compresses rotated logs (`0.log.<time>` → `0.log.<time>.gz`): a tail still
+    /// unread then is only in the compressed copy, found by the hash of its head among the
+    /// `.gz` siblings named after the file. It is read from a decompressed scratch copy under
+    /// the file's old identity, so its records keep their ids.
+    fn recover_compressed(
+        &mut self,
+        path: &Path,
+        fp: u64,
+        content: u64,
+        offset: u64,
+    ) -> Result<(), Closed> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
+        let name = name.to_string_lossy();
+        let Ok(siblings) = std::fs::read_dir(dir) else { return Ok(()) };
+        for gz in siblings.flatten().map(|e| e.path()) {
+            let gz_name =
+                gz.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !(gz_name.starts_with(&*name) && gz_name.ends_with(".gz")) {
+                continue;
+            }
+            let Ok(compressed) = File::open(&gz) else { continue };
+            let mut head = Vec::new();
+            let mut decoder = flate2::read::MultiGzDecoder::new(compressed);
+            let read = (&mut decoder)
+                .take(crate::fingerprint::FINGERPRINT_BYTES as u64)
+                .read_to_end(&mut head);
+            if read.is_err() || first_line(&head).map(content_hash) != Some(content) {
+                continue;
+            }
+            let scratch = self.config.data_dir.join("rotated.gz.tmp");
+            let copied = File::create(&scratch).and_then(|mut out| {
+                out.write_all(&head)?;
+                std::io::copy(&mut decoder, &mut out)
+            });
+            let file = match copied.and_then(|_| File::open(&scratch)) {
+                Ok(file) => file,
+                Err(e) => {
+                    tracing::warn!(path = %gz.display(), error = %e, "cannot decompress a rotated file");
+                    continue;
+                }
+            };
+            let meta = match file.metadata() {
+                Ok(m) if m.len() > offset => m,
+                _ => continue,
+            };
+            tracing::info!(path = %gz.display(), was = %path.display(), offset, "reading the unread tail of a rotated file from its compressed copy");
+            metrics::counter!("sluice_agent_rotated_tails_read_total").increment(1);
+            let pod = self.config.pod_meta(path);
+            let mut tracked =
+                TrackedFile::new(gz.clone(), pod, file, meta.dev(), meta.ino(), false);
+            tracked.known_identity = Some((fp, content));
+            let result = self.read_to_end(&mut tracked);
+            let _ = std::fs::remove_file(&scratch);
+            return result;
+        }
+        Ok(())
+    }
+
+    /// Reads a file that is being let go to its end, including a pending multi-line event.
+    fn read_to_end(&mut self, tracked: &mut TrackedFile) -> Result<(), Closed> {
+        while self.read_file(tracked)? {}
+        let last = self.flush_multiline(tracked, true);
+        if !last.is_empty() {
+            self.send(last)?;
         }
         Ok(())
     }
@@ -342,9 +416,7 @@ impl Tailer {
         // A rotated or deleted file may have been written to since the last round: read it to
         // its end through the handle still open, then let it go.
         for mut old in gone {
-            while let Ok(true) = self.read_file(&mut old) {}
-            let last = self.flush_multiline(&mut old, true);
-            if !last.is_empty() && self.send(last).is_err() {
+            if self.read_to_end(&mut old).is_err() {
                 return;
             }
         }
@@ -429,8 +501,12 @@ impl Tailer {
 
     /// Fingerprints the file and seeks to its checkpoint; false while it is too short.
     fn start_reading(&self, f: &mut TrackedFile) -> bool {
-        let fp = match fingerprint(&f.file) {
-            Ok(Some(fp)) => fp,
+        let identified = match f.known_identity {
+            Some(known) => Ok(Some(known)),
+            None => identify(&f.file),
+        };
+        let (fp, content) = match identified {
+            Ok(Some(identity)) => identity,
             Ok(None) => return false,
             Err(e) => {
                 tracing::warn!(path = %f.path.display(), error = %e, "cannot fingerprint");
@@ -461,7 +537,7 @@ impl Tailer {
             }
         };
         let source = source_key(&self.identity, with_generation(fp, generation));
-        checkpoints.register(source, fp, generation);
+        checkpoints.register(source, fp, generation, content);
         drop(checkpoints);
         if let Err(e) = f.file.seek(SeekFrom::Start(offset)) {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
@@ -617,6 +693,7 @@ impl TrackedFile {
             after_truncation: None,
             reading: None,
             sizes: VecDeque::new(),
+            known_identity: None,
         }
     }
 }
