@@ -81,6 +81,22 @@ pub struct RawConfig {
     /// The disk spool between reading and shipping.
     #[serde(default)]
     pub spool: RawSpool,
+    /// At most this many files are open at once; beyond it, files that are read to their
+    /// end and idle are closed (and reopened when they grow) to let waiting files in.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+    /// Deleted files stay open until read to their end; while the spool is full, once they
+    /// hold more disk than this, the largest are closed and their unread rest dropped
+    /// (counted), so a long outage cannot fill the node's disk with deleted logs.
+    #[serde(default = "default_max_deleted_bytes")]
+    pub max_deleted_bytes: u64,
+}
+
+fn default_max_open_files() -> usize {
+    1024
+}
+fn default_max_deleted_bytes() -> u64 {
+    1 << 30
 }
 
 /// What the spool does when it holds `max_bytes` and the collector has not caught up.
@@ -400,6 +416,8 @@ pub struct AgentConfig {
     pub multiline: Option<MultilineConfig>,
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub spool: SpoolConfig,
+    pub max_open_files: usize,
+    pub max_deleted_bytes: u64,
 }
 
 impl AgentConfig {
@@ -446,6 +464,8 @@ impl RawConfig {
             multiline: None,
             metrics_listen: None,
             spool: RawSpool::default(),
+            max_open_files: default_max_open_files(),
+            max_deleted_bytes: default_max_deleted_bytes(),
         }
     }
 
@@ -496,6 +516,7 @@ impl RawConfig {
             ("poll_interval_ms", self.poll_interval_ms),
             ("scan_interval_ms", self.scan_interval_ms),
             ("spool.sync_interval_ms", self.spool.sync_interval_ms),
+            ("max_open_files", self.max_open_files as u64),
         ] {
             if value == 0 {
                 return Err(format!("{key}: must be above 0"));
@@ -589,6 +610,8 @@ impl RawConfig {
                 when_full: self.spool.when_full,
                 sync_interval: Duration::from_millis(self.spool.sync_interval_ms),
             },
+            max_open_files: self.max_open_files,
+            max_deleted_bytes: self.max_deleted_bytes,
         })
     }
 }

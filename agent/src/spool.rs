@@ -275,24 +275,29 @@ pub struct SpoolWriter {
     frame: Vec<u8>,
 }
 
-/// The agent is stopping while the writer waited for room.
-#[derive(Debug)]
-pub struct Stopping;
+/// Why a chunk did not go into the spool while the writer waited for room.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The agent is stopping.
+    Stopping,
+    /// The caller's `waiting` check gave up on the chunk.
+    GaveUp,
+}
 
 impl SpoolWriter {
-    /// Appends a chunk. With the spool full it waits for room (backpressure), or drops by
-    /// the configured policy; `Err` when `stop` is set while waiting.
-    pub fn append(&mut self, chunk: Chunk, stop: &AtomicBool) -> Result<(), Stopping> {
+    /// Appends a chunk. With the spool full it waits for room (backpressure), calling
+    /// `waiting` every little while, or drops by the configured policy; `Err` when `stop` is
+    /// set or `waiting` returns true meanwhile.
+    pub fn append(
+        &mut self,
+        chunk: Chunk,
+        stop: &AtomicBool,
+        waiting: &mut dyn FnMut() -> bool,
+    ) -> Result<(), Refused> {
         if chunk.is_empty() {
             return Ok(());
         }
         let count = chunk.len() as u64;
-        let common = chunk.common();
-        let entry = self.pending.entry(common.source).or_insert((0, String::new()));
-        entry.0 = entry.0.max(chunk.resume_offset);
-        if entry.1 != common.file_path {
-            entry.1.clone_from(&common.file_path);
-        }
         self.encode(&chunk);
         let need = self.frame.len() as u64;
         let mut waited: Option<Instant> = None;
@@ -337,10 +342,14 @@ impl SpoolWriter {
                 self.sync();
             }
             if stop.load(Ordering::Relaxed) {
-                return Err(Stopping);
+                return Err(Refused::Stopping);
             }
             let state = self.shared.state();
             drop(self.shared.room.wait_timeout(state, FULL_WAIT).expect("spool state poisoned"));
+            if waiting() {
+                metrics::gauge!("sluice_agent_spool_full").set(0.0);
+                return Err(Refused::GaveUp);
+            }
         }
         if let Some(since) = waited {
             metrics::gauge!("sluice_agent_spool_full").set(0.0);
@@ -348,6 +357,7 @@ impl SpoolWriter {
                 .increment(since.elapsed().as_millis() as u64);
         }
         self.write_frame(count);
+        self.note_checkpoint(&chunk);
         if self.len >= self.shared.segment_bytes {
             self.roll();
         } else if self.last_sync.elapsed() >= self.shared.config.sync_interval {
@@ -360,6 +370,16 @@ impl SpoolWriter {
     pub fn flush(&mut self) {
         if self.dirty {
             self.sync();
+        }
+    }
+
+    /// The checkpoint the chunk allows, saved at the next sync.
+    fn note_checkpoint(&mut self, chunk: &Chunk) {
+        let common = chunk.common();
+        let entry = self.pending.entry(common.source).or_insert((0, String::new()));
+        entry.0 = entry.0.max(chunk.resume_offset);
+        if entry.1 != common.file_path {
+            entry.1.clone_from(&common.file_path);
         }
     }
 
@@ -788,7 +808,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let (mut w, mut r, c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         for i in 0..50 {
-            w.append(chunk(7, i * 10, 10), &stop).unwrap();
+            w.append(chunk(7, i * 10, 10), &stop, &mut || false).unwrap();
         }
         assert_eq!(c.lock().unwrap().offset(7), None, "nothing synced yet");
         assert!(drain(&mut r, &c, true).is_empty(), "the shipper sees only synced records");
@@ -805,7 +825,7 @@ mod tests {
         {
             let (mut w, mut r, c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
             for i in 0..30 {
-                w.append(chunk(1, i * 10, 10), &stop).unwrap();
+                w.append(chunk(1, i * 10, 10), &stop, &mut || false).unwrap();
                 w.flush();
             }
             let runtime =
@@ -838,7 +858,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         {
             let (mut w, _r, _c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
-            w.append(chunk(1, 0, 5), &stop).unwrap();
+            w.append(chunk(1, 0, 5), &stop, &mut || false).unwrap();
             w.flush();
         }
         let last = segment_files(dir.path()).pop().unwrap();
@@ -846,7 +866,7 @@ mod tests {
         OpenOptions::new().append(true).open(&last).unwrap().write_all(&[90, 0, 0, 0, 1]).unwrap();
         let (mut w, mut r, c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         assert_eq!(fs::metadata(&last).unwrap().len(), whole, "the torn frame is cut");
-        w.append(chunk(1, 5, 5), &stop).unwrap();
+        w.append(chunk(1, 5, 5), &stop, &mut || false).unwrap();
         w.flush();
         assert_eq!(drain(&mut r, &c, true), (0..10).collect::<Vec<_>>());
     }
@@ -858,7 +878,7 @@ mod tests {
         // 1 MiB spool: 128 KiB segments, so these chunks fill several.
         let (mut w, _r, _c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         for i in 0..200 {
-            w.append(noisy_chunk(1, i * 10, 10), &stop).unwrap();
+            w.append(noisy_chunk(1, i * 10, 10), &stop, &mut || false).unwrap();
         }
         w.flush();
         drop((w, _r));
@@ -884,7 +904,7 @@ mod tests {
         let writer_stop = stop.clone();
         let writer = std::thread::spawn(move || {
             for i in 0..3000 {
-                w.append(noisy_chunk(1, i * 10, 10), &writer_stop).unwrap();
+                w.append(noisy_chunk(1, i * 10, 10), &writer_stop, &mut || false).unwrap();
             }
             w.flush();
             w
@@ -903,12 +923,12 @@ mod tests {
         let mut w = writer.join().unwrap();
         // A stopping agent is not kept waiting by a full spool.
         while r.shared.state().disk_bytes() < (1 << 20) - 70_000 {
-            w.append(chunk(2, 0, 200), &stop).unwrap();
+            w.append(chunk(2, 0, 200), &stop, &mut || false).unwrap();
         }
         stop.store(true, Ordering::Relaxed);
         let mut refused = false;
         for _ in 0..100 {
-            if w.append(chunk(2, 0, 200), &stop).is_err() {
+            if w.append(chunk(2, 0, 200), &stop, &mut || false) == Err(Refused::Stopping) {
                 refused = true;
                 break;
             }
@@ -926,7 +946,7 @@ mod tests {
             for i in 0..2000u64 {
                 let records = noisy_chunk(1, i * 10, 10);
                 written += records.len();
-                w.append(records, &stop).unwrap();
+                w.append(records, &stop, &mut || false).unwrap();
             }
             w.flush();
             let disk = r.shared.state().disk_bytes();

@@ -25,7 +25,7 @@ use crate::kube_path::PodMeta;
 use crate::level;
 use crate::line_reader::{Line, LineSplitter};
 use crate::multiline::Joiner;
-use crate::spool::SpoolWriter;
+use crate::spool::{Refused, SpoolWriter};
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Bytes read from one file before moving to the next, so one busy file cannot starve others.
@@ -110,6 +110,8 @@ struct TrackedFile {
     /// Fingerprint and content hash to read under instead of the handle's own: a rotated
     /// file recovered from its compressed copy keeps the identity it was read under.
     known_identity: Option<(u64, u64)>,
+    /// When the file last gave new bytes.
+    last_read: Instant,
 }
 
 pub struct Tailer {
@@ -117,6 +119,10 @@ pub struct Tailer {
     identity: String,
     checkpoints: Arc<Mutex<Checkpoints>>,
     files: HashMap<PathBuf, TrackedFile>,
+    /// Files rotated away or deleted, still being read to their end.
+    draining: Vec<TrackedFile>,
+    /// Files closed at the open-file cap while idle: device, inode and size then.
+    parked: HashMap<PathBuf, (u64, u64, u64)>,
     spool: SpoolWriter,
     stop: Arc<AtomicBool>,
     first_scan: bool,
@@ -136,6 +142,8 @@ impl Tailer {
             config,
             checkpoints,
             files: HashMap::new(),
+            draining: Vec::new(),
+            parked: HashMap::new(),
             spool,
             stop,
             first_scan,
@@ -165,7 +173,8 @@ impl Tailer {
                     self.spool.flush();
                     std::thread::sleep(self.config.poll_interval);
                 }
-                Err(Closed) => return,
+                Err(Halt::Stopping) => return,
+                Err(Halt::GaveUp) => {}
             }
         }
     }
@@ -215,7 +224,7 @@ impl Tailer {
     /// is still in them. Each checkpointed file whose name now holds other content is looked
     /// for among its siblings by fingerprint (device, inode and first line survive a rename)
     /// and read to its end under its old identity, so its records keep their ids.
-    fn recover_rotated(&mut self) -> Result<(), Closed> {
+    fn recover_rotated(&mut self) -> Result<(), Halt> {
         let entries: Vec<(PathBuf, u64, Option<u64>, u64)> = {
             let checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
             let mut latest: HashMap<u64, (PathBuf, u32, Option<u64>, u64)> = HashMap::new();
@@ -251,7 +260,9 @@ impl Tailer {
                 let pod = self.config.pod_meta(&path);
                 let mut tracked =
                     TrackedFile::new(sibling, pod, file, meta.dev(), meta.ino(), false);
-                self.read_to_end(&mut tracked)?;
+                if let Err(Halt::Stopping) = self.read_to_end(&mut tracked) {
+                    return Err(Halt::Stopping);
+                }
                 continue 'entries;
             }
             if let Some(content) = content {
@@ -271,7 +282,7 @@ impl Tailer {
         fp: u64,
         content: u64,
         offset: u64,
-    ) -> Result<(), Closed> {
+    ) -> Result<(), Halt> {
         let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
         let name = name.to_string_lossy();
         let Ok(siblings) = std::fs::read_dir(dir) else { return Ok(()) };
@@ -314,24 +325,39 @@ impl Tailer {
             tracked.known_identity = Some((fp, content));
             let result = self.read_to_end(&mut tracked);
             let _ = std::fs::remove_file(&scratch);
-            return result;
+            return match result {
+                Err(Halt::Stopping) => Err(Halt::Stopping),
+                _ => Ok(()),
+            };
         }
         Ok(())
     }
 
     /// Reads a file that is being let go to its end, including a pending multi-line event.
-    fn read_to_end(&mut self, tracked: &mut TrackedFile) -> Result<(), Closed> {
+    fn read_to_end(&mut self, tracked: &mut TrackedFile) -> Result<(), Halt> {
         while self.read_file(tracked)? {}
         let last = self.flush_multiline(tracked, true);
         if !last.is_empty() {
-            self.send(last)?;
+            self.send(last, tracked)?;
         }
         Ok(())
     }
 
-    /// Hands a chunk to the spool; `Err` when the agent stops while the spool is full.
-    fn send(&mut self, chunk: Chunk) -> Result<(), Closed> {
-        self.spool.append(chunk, &self.stop).map_err(|_| Closed)
+    /// Hands a chunk of `current` to the spool. While the spool is full this waits, and
+    /// keeps the disk held by deleted files under `max_deleted_bytes` meanwhile.
+    fn send(&mut self, chunk: Chunk, current: &TrackedFile) -> Result<(), Halt> {
+        let cap = self.config.max_deleted_bytes;
+        let (files, draining) = (&mut self.files, &mut self.draining);
+        let mut waiting = || let_go_of_deleted(files, draining, current, cap);
+        match self.spool.append(chunk, &self.stop, &mut waiting) {
+            Ok(()) => Ok(()),
+            Err(Refused::Stopping) => Err(Halt::Stopping),
+            Err(Refused::GaveUp) => {
+                let size = current.file.metadata().map_or(0, |m| m.len());
+                count_dropped(current, size);
+                Err(Halt::GaveUp)
+            }
+        }
     }
 
     /// Per-file gauges: how far each file is read, spooled and acknowledged, and how far
@@ -379,7 +405,7 @@ impl Tailer {
                     continue;
                 }
                 match std::fs::metadata(&path) {
-                    Ok(m) if m.is_file() => seen.push((path, m.dev(), m.ino())),
+                    Ok(m) if m.is_file() => seen.push((path, m.dev(), m.ino(), m.len())),
                     _ => {}
                 }
             }
@@ -388,12 +414,24 @@ impl Tailer {
         self.first_scan = false;
         let mut gone = Vec::new();
         let mut live = HashMap::new();
-        for (path, dev, ino) in seen {
+        let mut waiting = 0;
+        for (path, dev, ino, size) in seen {
             let known = self.files.get(&path).is_some_and(|f| f.dev == dev && f.ino == ino);
             if !known {
                 if let Some(old) = self.files.remove(&path) {
                     tracing::info!(path = %old.path.display(), "file replaced; following the new one");
                     gone.push(old);
+                }
+                // A file closed at the open-file cap stays closed until it grows.
+                if self.parked.get(&path) == Some(&(dev, ino, size)) {
+                    live.insert(path, ());
+                    continue;
+                }
+                self.parked.remove(&path);
+                if self.files.len() >= self.config.max_open_files && !self.park_one_idle() {
+                    waiting += 1;
+                    live.insert(path, ());
+                    continue;
                 }
                 match File::open(&path) {
                     Ok(file) => {
@@ -408,6 +446,16 @@ impl Tailer {
             }
             live.insert(path, ());
         }
+        if waiting > 0 {
+            tracing::warn!(
+                waiting,
+                max_open_files = self.config.max_open_files,
+                "files wait for a slot: every open file is busy"
+            );
+        }
+        metrics::gauge!("sluice_agent_files_waiting").set(f64::from(waiting));
+        self.parked.retain(|path, _| live.contains_key(path));
+        metrics::gauge!("sluice_agent_files_parked").set(self.parked.len() as f64);
         let (kept, deleted): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(&mut self.files)
             .into_iter()
             .partition(|(path, _)| live.contains_key(path));
@@ -415,31 +463,66 @@ impl Tailer {
         gone.extend(deleted.into_values());
         // A rotated or deleted file may have been written to since the last round: read it to
         // its end through the handle still open, then let it go.
-        for mut old in gone {
-            if self.read_to_end(&mut old).is_err() {
+        self.draining.extend(gone);
+        while let Some(mut old) = self.draining.pop() {
+            if let Err(Halt::Stopping) = self.read_to_end(&mut old) {
                 return;
             }
         }
     }
 
+    /// At the open-file cap: closes the file idle longest, if one is read to its end with
+    /// nothing pending and idle for a scan interval; it is reopened once it grows.
+    fn park_one_idle(&mut self) -> bool {
+        let now = Instant::now();
+        let idle = self
+            .files
+            .iter()
+            .filter(|(_, f)| now.duration_since(f.last_read) >= self.config.scan_interval)
+            .filter_map(|(path, f)| {
+                let reading = f.reading.as_ref()?;
+                let size = f.file.metadata().ok()?.len();
+                (reading.idle() && reading.splitter.position() == size).then_some((
+                    f.last_read,
+                    path.clone(),
+                    size,
+                ))
+            })
+            .min();
+        let Some((_, path, size)) = idle else { return false };
+        let f = self.files.remove(&path).expect("listed from the map");
+        tracing::debug!(path = %path.display(), "closing an idle file to make room");
+        self.parked.insert(path, (f.dev, f.ino, size));
+        true
+    }
+
     /// One round over every file; `Ok(true)` when any of them had new bytes.
-    fn read_all(&mut self) -> Result<bool, Closed> {
+    fn read_all(&mut self) -> Result<bool, Halt> {
         let mut any = false;
         let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
         for path in paths {
-            let mut file = self.files.remove(&path).expect("path listed from the map");
-            let result = self.read_file(&mut file);
+            // Gone already when the spool's wait let go of it as a deleted file.
+            let Some(mut file) = self.files.remove(&path) else { continue };
+            let read = match self.read_file(&mut file) {
+                Ok(read) => read,
+                Err(Halt::GaveUp) => continue,
+                Err(Halt::Stopping) => return Err(Halt::Stopping),
+            };
+            any |= read;
             let timed_out = self.flush_multiline(&mut file, false);
-            self.files.insert(path, file);
-            any |= result?;
-            if !timed_out.is_empty() && self.send(timed_out).is_err() {
-                return Err(Closed);
+            if !timed_out.is_empty() {
+                match self.send(timed_out, &file) {
+                    Ok(()) => {}
+                    Err(Halt::GaveUp) => continue,
+                    Err(Halt::Stopping) => return Err(Halt::Stopping),
+                }
             }
+            self.files.insert(path, file);
         }
         Ok(any)
     }
 
-    fn read_file(&mut self, f: &mut TrackedFile) -> Result<bool, Closed> {
+    fn read_file(&mut self, f: &mut TrackedFile) -> Result<bool, Halt> {
         if f.reading.is_none() && !self.start_reading(f) {
             return Ok(false);
         }
@@ -462,6 +545,7 @@ impl Tailer {
                 }
             };
             any = true;
+            f.last_read = Instant::now();
             budget = budget.saturating_sub(n);
             metrics::counter!("sluice_agent_bytes_read_total").increment(n as u64);
             let mut lines = Vec::new();
@@ -472,8 +556,8 @@ impl Tailer {
             }
             metrics::counter!("sluice_agent_lines_read_total").increment(lines.len() as u64);
             let chunk = self.records(f, lines);
-            if !chunk.is_empty() && self.send(chunk).is_err() {
-                return Err(Closed);
+            if !chunk.is_empty() {
+                self.send(chunk, f)?;
             }
         }
         Ok(any)
@@ -483,10 +567,10 @@ impl Tailer {
     /// finished, and the new content is read from 0 once it has a first line. With the same
     /// first line it is the next generation of the file, so its records get new ids rather
     /// than ids the old content already used.
-    fn truncated(&mut self, f: &mut TrackedFile) -> Result<(), Closed> {
+    fn truncated(&mut self, f: &mut TrackedFile) -> Result<(), Halt> {
         let last = self.flush_multiline(f, true);
-        if !last.is_empty() && self.send(last).is_err() {
-            return Err(Closed);
+        if !last.is_empty() {
+            self.send(last, f)?;
         }
         let reading = f.reading.take().expect("called while reading");
         tracing::warn!(path = %f.path.display(), read = reading.splitter.position(), "file truncated in place; reading it again from the start");
@@ -669,6 +753,13 @@ impl Tailer {
 }
 
 impl Reading {
+    /// Nothing read is waiting for more: no partial line, CRI record or multi-line event.
+    fn idle(&self) -> bool {
+        self.splitter.pending_start() == self.splitter.position()
+            && self.cri.pending_start().is_none()
+            && self.joiner.pending_start().is_none()
+    }
+
     /// Lines without a time of their own get the read time, made strictly increasing per
     /// file (by nanoseconds) so that newest-first keeps their order.
     fn read_time(&mut self, now: i64) -> i64 {
@@ -677,8 +768,14 @@ impl Reading {
     }
 }
 
-/// The shipper hung up: the agent is stopping.
-struct Closed;
+/// Why reading a file stopped early.
+enum Halt {
+    /// The agent is stopping.
+    Stopping,
+    /// The file was deleted and, with the spool full, held more disk than
+    /// `max_deleted_bytes` allows: it is let go with its unread rest (counted).
+    GaveUp,
+}
 
 impl TrackedFile {
     fn new(path: PathBuf, meta: PodMeta, file: File, dev: u64, ino: u64, from_end: bool) -> Self {
@@ -694,6 +791,7 @@ impl TrackedFile {
             reading: None,
             sizes: VecDeque::new(),
             known_identity: None,
+            last_read: Instant::now(),
         }
     }
 }
@@ -715,6 +813,79 @@ fn lag_seconds(sizes: &mut VecDeque<(u64, Instant)>, size: u64, acked: u64, now:
         sizes.remove(1);
     }
     sizes.front().map_or(0.0, |&(_, seen)| now.duration_since(seen).as_secs_f64())
+}
+
+/// The size of a file that is deleted but still open; `None` for one that is not deleted.
+fn deleted_size(file: &File) -> Option<u64> {
+    file.metadata().ok().filter(|m| m.nlink() == 0).map(|m| m.len())
+}
+
+fn count_dropped(f: &TrackedFile, size: u64) {
+    let read = f.reading.as_ref().map_or(0, |r| r.splitter.position());
+    tracing::warn!(path = %f.path.display(), size, unread = size.saturating_sub(read), "letting go of a deleted file: deleted files hold more than max_deleted_bytes while the spool is full");
+    metrics::counter!("sluice_agent_deleted_files_closed_total").increment(1);
+    metrics::counter!("sluice_agent_deleted_bytes_dropped_total")
+        .increment(size.saturating_sub(read));
+}
+
+/// With the spool full, deleted files stay open and hold their disk; beyond `cap` bytes the
+/// largest go first, their unread rest counted as dropped. Returns whether `current` (the
+/// file whose chunk waits) must go too.
+fn let_go_of_deleted(
+    files: &mut HashMap<PathBuf, TrackedFile>,
+    draining: &mut Vec<TrackedFile>,
+    current: &TrackedFile,
+    cap: u64,
+) -> bool {
+    enum Held {
+        Tracked(PathBuf),
+        Draining(usize),
+        Current,
+    }
+    let mut held: Vec<(u64, Held)> = files
+        .iter()
+        .filter_map(|(path, f)| Some((deleted_size(&f.file)?, Held::Tracked(path.clone()))))
+        .chain(
+            draining
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| Some((deleted_size(&f.file)?, Held::Draining(i)))),
+        )
+        .collect();
+    if let Some(size) = deleted_size(&current.file) {
+        held.push((size, Held::Current));
+    }
+    let mut total: u64 = held.iter().map(|(size, _)| size).sum();
+    metrics::gauge!("sluice_agent_deleted_bytes_held").set(total as f64);
+    if total <= cap {
+        return false;
+    }
+    held.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+    let mut give_up_current = false;
+    let mut gone_from_draining = Vec::new();
+    for (size, which) in held {
+        if total <= cap {
+            break;
+        }
+        total -= size;
+        match which {
+            Held::Tracked(path) => {
+                if let Some(f) = files.remove(&path) {
+                    count_dropped(&f, size);
+                }
+            }
+            Held::Draining(i) => {
+                count_dropped(&draining[i], size);
+                gone_from_draining.push(i);
+            }
+            Held::Current => give_up_current = true,
+        }
+    }
+    gone_from_draining.sort_unstable_by(|a, b| b.cmp(a));
+    for i in gone_from_draining {
+        draining.remove(i);
+    }
+    give_up_current
 }
 
 /// Where the last complete line of the first `size` bytes ends: the start when tailing from
