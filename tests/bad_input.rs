@@ -96,3 +96,60 @@ fn a_wrong_config_key_names_the_key_and_the_file() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Binary garbage (long runs without a newline, NULs, invalid UTF-8) and a large file cut to
+/// zero while the agent is partway through it: nothing stops, the lines after both arrive.
+#[test]
+fn garbage_and_a_truncation_mid_read_cost_no_other_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let garbage: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let garbage_lines = garbage.iter().filter(|&&b| b == b'\n').count() as u64;
+    let mut binary = std::fs::File::create(logs.join("binary.log")).unwrap();
+    binary.write_all(&garbage).unwrap();
+    binary.write_all(b"\nafter garbage line\n").unwrap();
+    drop(binary);
+    let big = logs.join("big.log");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+    for i in 0..300_000 {
+        writeln!(file, "INFO before the cut {i} {}", "x".repeat(40)).unwrap();
+    }
+    drop(file);
+
+    let (mut up, base) = start_up(&dir.path().join("data"), &[format!("{}/*.log", logs.display())]);
+    wait_until(Duration::from_secs(60), "the agent is partway through the big file", || {
+        total(&base, "before") > 0
+    });
+    std::fs::File::create(&big).unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&big).unwrap();
+    for i in 0..100 {
+        writeln!(file, "INFO after the cut {i}").unwrap();
+    }
+    drop(file);
+    wait_until(Duration::from_secs(60), "the lines after the cut and the garbage arrive", || {
+        total(&base, "after AND cut") >= 100 && total(&base, "\"after garbage line\"") >= 1
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(up.is_running(), "sluice up must survive garbage and truncation");
+    assert_eq!(total(&base, "after AND cut"), 100);
+    assert_eq!(total(&base, "\"after garbage line\""), 1);
+    let before = total(&base, "before");
+    assert!(before <= 300_000, "{before}");
+    let hits = search(&base, "NOT before NOT cut", 10_000).hits;
+    let from_binary: Vec<&Hit> = hits.iter().filter(|h| h.file.ends_with("binary.log")).collect();
+    println!(
+        "garbage: {garbage_lines} newlines; {} records from the binary file; {before} lines before the cut",
+        from_binary.len()
+    );
+    assert_eq!(from_binary.len() as u64, garbage_lines + 2, "every garbage line, and the good one");
+    assert!(from_binary.iter().any(|h| h.flags.contains(&"invalid_utf8".to_owned())));
+}
