@@ -315,6 +315,11 @@ pub struct StoreWriter {
     tick: u64,
     /// Per source, the highest offset committed or added (`None`: the source has no record).
     high_water: HashMap<u64, Option<u64>>,
+    /// Per source, the highest offset committed: only at or below it can a record be in the
+    /// committed index, which is costly to ask. Agents push several batches at once, so a
+    /// batch may land behind the next one; its records are then below `high_water` but above
+    /// this, and need only the cheap check of `uncommitted`.
+    committed_high: HashMap<u64, Option<u64>>,
     /// Ids added since the last commit, which searchers cannot see yet.
     uncommitted: HashSet<RecordId>,
     /// Time ranges of what was added since the last commit, per partition's first nanosecond.
@@ -330,6 +335,7 @@ impl StoreWriter {
             writers: HashMap::new(),
             tick: 0,
             high_water: HashMap::new(),
+            committed_high: HashMap::new(),
             uncommitted: HashSet::new(),
             pending: HashMap::new(),
             last_position,
@@ -350,13 +356,18 @@ impl StoreWriter {
             None => {
                 let h = self.store.committed_high_water(id.source)?;
                 self.high_water.insert(id.source, h);
+                self.committed_high.insert(id.source, h);
                 h
             }
         };
-        if high_water.is_some_and(|h| id.offset <= h)
-            && (self.uncommitted.contains(&id) || self.store.contains_committed(&id)?)
-        {
-            return Ok(Added::Duplicate);
+        if high_water.is_some_and(|h| id.offset <= h) {
+            let committed = self.committed_high.get(&id.source).copied().flatten();
+            if self.uncommitted.contains(&id)
+                || (committed.is_some_and(|c| id.offset <= c)
+                    && self.store.contains_committed(&id)?)
+            {
+                return Ok(Added::Duplicate);
+            }
         }
         self.high_water.insert(id.source, Some(high_water.map_or(id.offset, |h| h.max(id.offset))));
         let ts = record.timestamp_ns;
@@ -457,6 +468,7 @@ impl StoreWriter {
         manifest.wal_position = self.last_position;
         self.store.write_manifest(&manifest)?;
         self.uncommitted.clear();
+        self.committed_high.clone_from(&self.high_water);
         Ok(())
     }
 
@@ -532,6 +544,34 @@ mod tests {
         assert_eq!(writer.add(&record(s, 3, 1, "d"), 4).unwrap(), Added::Indexed);
         writer.commit(4).unwrap();
         assert_eq!(writer.store().doc_count(), 4);
+    }
+
+    #[test]
+    fn batches_out_of_order_are_each_indexed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = source_key("c/n", 3);
+        let store = Store::open(dir.path()).unwrap();
+        let mut writer = StoreWriter::new(store.clone());
+        for offset in 0..10 {
+            writer.add(&record(s, offset, 1, "old"), 10).unwrap();
+        }
+        writer.commit(10).unwrap();
+        // The batch after the next one lands first, then the next one, then a resend of both.
+        for offsets in [30..40, 10..30, 10..40] {
+            for offset in offsets.clone() {
+                let added = writer.add(&record(s, offset, 1, "new"), 20).unwrap();
+                let expected = if offsets.start == 10 && offsets.end == 40 {
+                    Added::Duplicate
+                } else {
+                    Added::Indexed
+                };
+                assert_eq!(added, expected, "offset {offset} of {offsets:?}");
+            }
+        }
+        assert_eq!(writer.add(&record(s, 5, 1, "old"), 20).unwrap(), Added::Duplicate);
+        writer.commit(20).unwrap();
+        assert_eq!(writer.add(&record(s, 35, 1, "new"), 30).unwrap(), Added::Duplicate);
+        assert_eq!(store.doc_count(), 40);
     }
 
     #[test]
