@@ -14,7 +14,8 @@ pub fn detect(message: &str) -> Option<&'static str> {
             return canonical(value.trim_matches(|c: char| c == '"' || c == ','));
         }
         let bracketed = word.starts_with('[') && word.ends_with(']');
-        let bare = word.trim_matches(|c: char| "[]():|<>,".contains(c));
+        let bare =
+            word.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')' | ':' | '|' | '<' | '>' | ','));
         if bare.len() >= 3
             && (bracketed || bare.bytes().all(|b| b.is_ascii_uppercase()))
             && let Some(level) = canonical(bare)

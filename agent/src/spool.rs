@@ -724,7 +724,7 @@ mod tests {
     fn chunk(source: u64, from: u64, n: u64) -> Chunk {
         let common =
             LogRecord { source, file_path: "/var/log/a.log".into(), ..LogRecord::default() };
-        let mut chunk = Chunk::new(&common);
+        let mut chunk = Chunk::new(&common, 1);
         for i in from..from + n {
             let message = format!("line {i} 订单 {}", "x".repeat((i % 7) as usize * 50));
             chunk.push(

@@ -42,11 +42,10 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    pub(crate) fn new(common: &LogRecord) -> Self {
-        Self {
-            block: RecordBlock { common: Some(common.clone()), records: Vec::new() },
-            resume_offset: 0,
-        }
+    /// A chunk of records read at `read_ns`: the read time is shared too.
+    pub(crate) fn new(common: &LogRecord, read_ns: i64) -> Self {
+        let common = LogRecord { ingest_time_ns: read_ns, ..common.clone() };
+        Self { block: RecordBlock { common: Some(common), records: Vec::new() }, resume_offset: 0 }
     }
 
     pub(crate) fn push(&mut self, record: LogRecord, resume_offset: u64) {
@@ -656,7 +655,7 @@ impl Tailer {
         let read_at = Instant::now();
         let reading = f.reading.as_mut().expect("reading");
 
-        let mut out = Chunk::new(&reading.common);
+        let mut out = Chunk::new(&reading.common, now);
         out.block.records.reserve(lines.len());
         for line in lines {
             if reading.format == Format::Unknown {
@@ -668,8 +667,8 @@ impl Tailer {
                     Format::Plain
                 };
             }
-            // The shared fields stay in the chunk's common record.
-            let mut record = LogRecord { ingest_time_ns: now, ..LogRecord::default() };
+            // The shared fields, read time included, stay in the chunk's common record.
+            let mut record = LogRecord::default();
             let docker_line;
             let (part, malformed) = match reading.format {
                 Format::Cri => (cri::parse(&line.bytes), flags::CRI_MALFORMED),
@@ -724,9 +723,9 @@ impl Tailer {
     /// file is being let go.
     fn flush_multiline(&self, f: &mut TrackedFile, all: bool) -> Chunk {
         let (Some(multiline), Some(reading)) = (&self.config.multiline, f.reading.as_mut()) else {
-            return Chunk::new(&LogRecord::default());
+            return Chunk::new(&LogRecord::default(), 0);
         };
-        let mut out = Chunk::new(&reading.common);
+        let mut out = Chunk::new(&reading.common, now_ns());
         for (record, end) in reading.joiner.flush(multiline, Instant::now(), all) {
             self.finish(reading, record, end, &mut out);
         }

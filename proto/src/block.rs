@@ -45,6 +45,9 @@ impl RecordBlock {
                 if r.source == 0 {
                     r.source = common.source;
                 }
+                if r.ingest_time_ns == 0 {
+                    r.ingest_time_ns = common.ingest_time_ns;
+                }
                 fill(&mut r.cluster, &common.cluster);
                 fill(&mut r.node, &common.node);
                 fill(&mut r.namespace, &common.namespace);
