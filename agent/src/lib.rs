@@ -18,7 +18,7 @@
 //! - [`redact`]: masking personal data and secrets before records leave the pod.
 //! - [`spool`]: the bounded, crash-safe disk buffer between reading and shipping.
 //! - [`shipper`]: batching, pushing, retrying, recording acks.
-//! - [`checkpoint`]: acknowledged offsets on disk.
+//! - [`checkpoint`]: resume and acknowledged offsets, and the spool position, on disk.
 //! - [`explain`]: what the agent knows of one file, for `sluice-agent explain`.
 //! - [`http`]: `/metrics` and `/healthz` when `metrics_listen` is set.
 //! - [`error`]: the crate's error type.
