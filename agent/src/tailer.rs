@@ -172,10 +172,12 @@ impl Tailer {
                     self.spool.flush();
                     std::thread::sleep(self.config.poll_interval);
                 }
-                Err(Halt::Stopping) => return,
+                Err(Halt::Stopping) => break,
                 Err(Halt::GaveUp) => {}
             }
         }
+        // What reached the spool keeps its checkpoint across a reload or a clean stop.
+        self.spool.flush();
     }
 
     /// Watches the fixed directories of the patterns (what precedes their first wildcard), so
