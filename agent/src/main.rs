@@ -24,6 +24,9 @@ struct Args {
     /// Check the config and exit (as `sluice-agent validate`).
     #[arg(long)]
     validate: bool,
+    /// Reload the config when its file changes (a Kubernetes ConfigMap update), as on SIGHUP.
+    #[arg(long)]
+    watch_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -94,6 +97,13 @@ fn run() -> anyhow::Result<ExitCode> {
             });
         }
         let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+        // Kept alive for the loop.
+        let _watcher = match args.watch_config {
+            true => Some(watch_config(&path, changed_tx)?),
+            false => None,
+        };
+        let mut running = std::fs::read(&path).unwrap_or_default();
         let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         // A reload stops the agent and starts it again with the new config: all state that
         // matters is in the checkpoints, and what was read but not acknowledged is read again
@@ -104,7 +114,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = terminate.recv() => {}
-                    new = reloaded(&path, &mut hangup) => *next.borrow_mut() = Some(new),
+                    new = reloaded(&path, &mut hangup, &mut changed, &mut running) => *next.borrow_mut() = Some(new),
                 }
             };
             sluice_agent::run(config, stop).await?;
@@ -120,16 +130,59 @@ fn run() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The config after the next SIGHUP that finds it valid; an invalid one is logged and the
-/// running config kept.
-async fn reloaded(path: &std::path::Path, hangup: &mut Signal) -> AgentConfig {
+/// The config after the next SIGHUP or change of the file that finds it valid; an invalid
+/// one is logged and the running config kept. A change that leaves the text as it runs is
+/// not a reload.
+async fn reloaded(
+    path: &std::path::Path,
+    hangup: &mut Signal,
+    changed: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    running: &mut Vec<u8>,
+) -> AgentConfig {
     loop {
-        hangup.recv().await;
+        tokio::select! {
+            _ = hangup.recv() => {}
+            Some(()) = changed.recv() => {
+                // Editors and ConfigMap updates write in several steps: let them finish.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                while changed.try_recv().is_ok() {}
+                if std::fs::read(path).ok().as_ref() == Some(running) {
+                    continue;
+                }
+            }
+        }
+        *running = std::fs::read(path).unwrap_or_default();
         match AgentConfig::load(path) {
             Ok(config) => return config,
             Err(e) => tracing::error!("reload refused, keeping the running config: {e}"),
         }
     }
+}
+
+/// Watches the config file's directory, where editors replace the file and Kubernetes swaps
+/// the `..data` link of a mounted ConfigMap.
+fn watch_config(
+    path: &std::path::Path,
+    changed: tokio::sync::mpsc::UnboundedSender<()>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir =
+        path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(std::ffi::OsStr::to_owned).unwrap_or_default();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let ours = |p: &std::path::PathBuf| {
+            p.file_name().is_some_and(|n| n == name.as_os_str() || n == "..data")
+        };
+        if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(ours)) {
+            let _ = changed.send(());
+        }
+    })
+    .context("cannot watch the config file")?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    tracing::info!(config = %path.display(), "reloading the config when it changes");
+    Ok(watcher)
 }
 
 fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {

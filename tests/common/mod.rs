@@ -168,9 +168,15 @@ pub fn write_agent_config(dir: &Path, grpc_port: u16, watch: &[String]) -> PathB
 }
 
 pub fn start_agent(config: &Path, log_dir: &Path) -> Proc {
+    start_agent_with(config, log_dir, &[])
+}
+
+/// `start_agent` with more flags, such as `--watch-config`.
+pub fn start_agent_with(config: &Path, log_dir: &Path, flags: &[&str]) -> Proc {
     let child = Command::new(sluice_agent())
         .arg("--config")
         .arg(config)
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(log_file(log_dir, "agent"))
         .spawn()
