@@ -16,17 +16,7 @@ fn append(path: &Path, word: &str, from: usize, lines: usize, pad: usize) -> u64
         std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap(),
     );
     for i in from..from + lines {
-        // Pseudo-random padding, so that the spool's zstd leaves it about its size.
-        let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let padding: String = (0..pad / 16)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                format!("{x:016x}")
-            })
-            .collect();
-        writeln!(out, "INFO {word} n{i} {padding}").unwrap();
+        writeln!(out, "INFO {word} n{i} {}", noise_hex(i as u64 + 1, pad / 16)).unwrap();
     }
     out.flush().unwrap();
     std::fs::metadata(path).unwrap().len()

@@ -25,19 +25,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Pseudo-random hex, so the spool's zstd cannot squeeze the lines to nothing.
-fn noise(seed: u64) -> String {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..3)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            format!("{x:016x}")
-        })
-        .collect()
-}
-
 /// A kubelet-style CRI log file for pod `n`.
 fn pod_log(root: &Path, n: usize) -> PathBuf {
     let path = root.join(format!("pods/shop_order-{n}_uid{n}/app/0.log"));
@@ -54,7 +41,7 @@ fn write_cri(path: &Path, word: &str, from: usize, lines: usize) -> u64 {
         writeln!(
             out,
             "2026-12-01T08:00:00.{i:09}Z stdout F INFO {word} n{i} order={} took={}ms",
-            noise(i as u64 ^ (path.as_os_str().len() as u64) << 40),
+            noise_hex(i as u64 ^ (path.as_os_str().len() as u64) << 40, 3),
             i % 997
         )
         .unwrap();

@@ -332,3 +332,17 @@ pub fn acked_offset(dir: &Path) -> u64 {
         .max()
         .unwrap_or(0)
 }
+
+/// `words` × 16 pseudo-random hex digits from `seed`: text that zstd cannot squeeze much, so
+/// a few MiB of lines fill a small spool.
+pub fn noise_hex(seed: u64, words: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..words)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{x:016x}")
+        })
+        .collect()
+}
