@@ -25,7 +25,19 @@ pub fn decode_block(compressed: &[u8]) -> Result<RecordBlock, String> {
         Ok(None) => return Err("zstd frame without a content size".to_owned()),
         Err(_) => return Err("not a zstd frame".to_owned()),
     };
-    let encoded = zstd::bulk::decompress(compressed, size as usize)
+    thread_local! {
+        // A decompression context costs more to make than a block to decompress.
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let encoded = CONTEXT
+        .with_borrow_mut(|context| {
+            let context = match context {
+                Some(c) => c,
+                None => context.insert(zstd::bulk::Decompressor::new()?),
+            };
+            context.decompress(compressed, size as usize)
+        })
         .map_err(|e| format!("undecodable zstd frame: {e}"))?;
     RecordBlock::decode(encoded.as_slice()).map_err(|e| format!("undecodable record block: {e}"))
 }
