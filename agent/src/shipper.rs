@@ -155,7 +155,8 @@ impl Shipper {
     pub async fn run(mut self, mut spool: SpoolReader, mut stop: watch::Receiver<bool>) {
         let (max_bytes, linger) = (self.config.batch_max_bytes, self.config.batch_linger);
         let mut reader_stop = stop.clone();
-        let mut in_flight: VecDeque<(Outgoing, JoinHandle<Outcome>)> = VecDeque::new();
+        // Each batch with its push and the endpoint it went to.
+        let mut in_flight: VecDeque<(Outgoing, JoinHandle<Outcome>, usize)> = VecDeque::new();
         loop {
             let can_send = in_flight.len() < IN_FLIGHT;
             let event = tokio::select! {
@@ -177,10 +178,10 @@ impl Shipper {
                     let out = self.prepare(entries, end);
                     let client = self.clients[self.current].1.clone();
                     let task = tokio::spawn(push(client, out.request.clone(), out.records));
-                    in_flight.push_back((out, task));
+                    in_flight.push_back((out, task, self.current));
                 }
                 Event::Done(outcome) => {
-                    let (out, _) = in_flight.pop_front().expect("not empty");
+                    let (out, _, endpoint) = in_flight.pop_front().expect("not empty");
                     let delivered = match outcome {
                         Outcome::Acked => true,
                         Outcome::Rejected(status) => {
@@ -188,7 +189,7 @@ impl Shipper {
                             true
                         }
                         Outcome::Failed(status) => {
-                            self.failed(&status);
+                            self.failed(endpoint, &status);
                             self.retry(&out, &mut stop).await
                         }
                     };
@@ -232,15 +233,17 @@ impl Shipper {
         metrics::counter!("sluice_agent_records_rejected_total").increment(out.records);
     }
 
-    /// Logs a failed push and moves to the next endpoint, if there is one.
-    fn failed(&mut self, status: &Status) {
-        let collector = &self.clients[self.current].0;
+    /// Logs a failed push to `endpoint` and, when that is the one in use, moves to the next,
+    /// if there is one. (Batches sent before a failover fail on the old endpoint too; they
+    /// must not move the agent back to it.)
+    fn failed(&mut self, endpoint: usize, status: &Status) {
+        let collector = &self.clients[endpoint].0;
         metrics::counter!("sluice_agent_push_failures_total").increment(1);
         if status.code() == tonic::Code::Unauthenticated {
             tracing::error!(%collector, "the collector refused this agent's token; check token_file");
         }
         tracing::warn!(%collector, code = ?status.code(), message = status.message(), "push to collector failed");
-        if self.clients.len() > 1 {
+        if self.clients.len() > 1 && endpoint == self.current {
             self.current = (self.current + 1) % self.clients.len();
             metrics::counter!("sluice_agent_failovers_total").increment(1);
             tracing::info!(collector = %self.clients[self.current].0, "failing over");
@@ -278,7 +281,7 @@ impl Shipper {
                     return true;
                 }
                 Outcome::Failed(status) => {
-                    self.failed(&status);
+                    self.failed(self.current, &status);
                     tried += 1;
                 }
             }

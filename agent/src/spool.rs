@@ -470,25 +470,28 @@ impl SpoolWriter {
     /// Deletes the oldest closed segment to make room; false when there is none. The records
     /// in it that the shipper has not taken are counted as dropped.
     fn drop_oldest(&mut self) -> bool {
-        let (base, from) = {
-            let state = self.shared.state();
-            match state.segments.keys().next().copied() {
-                Some(base) if base != self.base => (base, state.taken.max(state.acked)),
-                _ => {
-                    drop(state);
-                    if self.len == 0 {
-                        return false;
-                    }
-                    self.roll();
-                    return true;
+        let shared = self.shared.clone();
+        let mut state = shared.state();
+        let base = match state.segments.keys().next().copied() {
+            Some(base) if base != self.base => base,
+            _ => {
+                drop(state);
+                if self.len == 0 {
+                    return false;
                 }
+                self.roll();
+                return true;
             }
         };
-        let path = segment_path(&self.shared.dir, base);
-        let dropped = count_records_from(&path, base, from);
+        // Counted and unlisted under the lock the reader takes for each frame, so every
+        // record is either taken by the shipper or dropped, never both.
+        let path = segment_path(&shared.dir, base);
+        let dropped = count_records_from(&path, base, state.taken.max(state.acked));
+        state.segments.remove(&base);
+        state.report();
+        drop(state);
         if let Err(e) = fs::remove_file(&path) {
             tracing::error!(path = %path.display(), error = %e, "cannot delete a spool segment");
-            return false;
         }
         metrics::counter!("sluice_agent_spool_dropped_records_total", "policy" => "drop_oldest")
             .increment(dropped);
@@ -496,9 +499,6 @@ impl SpoolWriter {
             records = dropped,
             "spool full: dropped its oldest segment (when_full: drop_oldest)"
         );
-        let mut state = self.shared.state();
-        state.segments.remove(&base);
-        state.report();
         true
     }
 }
@@ -551,7 +551,6 @@ impl SpoolReader {
                 _ = stop.wait_for(|s| *s) => return None,
             }
         }
-        self.shared.state().taken = self.position;
         self.deadline = None;
         self.pending_bytes = 0;
         Some((std::mem::take(&mut self.pending), self.position))
@@ -567,32 +566,32 @@ impl SpoolReader {
     /// The entry of the frame at the reader's position; on corruption, none, and the
     /// position moves past the damaged part.
     fn read_frame(&mut self) -> Option<SpoolEntry> {
-        let (base, segment, next) = {
-            let state = self.shared.state();
-            // Dropped segments (drop_oldest) are gone from under the position.
-            if let Some((&first, _)) = state.segments.iter().next()
-                && self.position < first
-            {
-                self.position = first;
-            }
-            let (&base, &segment) = state
-                .segments
-                .range(..=self.position)
-                .next_back()
-                .expect("the position is within the spool");
-            let next = state.segments.range(self.position + 1..).next().map(|(&b, _)| b);
-            (base, segment, next)
-        };
+        // The lock is held through the read, so that drop_oldest sees what is taken.
+        let shared = self.shared.clone();
+        let mut state = shared.state();
+        // Dropped segments (drop_oldest) are gone from under the position.
+        if let Some((&first, _)) = state.segments.iter().next()
+            && self.position < first
+        {
+            self.position = first;
+        }
+        let (&base, &segment) = state
+            .segments
+            .range(..=self.position)
+            .next_back()
+            .expect("the position is within the spool");
+        let next = state.segments.range(self.position + 1..).next().map(|(&b, _)| b);
         if self.position >= base + segment.len {
             // The end of a closed segment: the next one starts at a later base.
             self.position = next.unwrap_or(base + segment.len);
             return None;
         }
-        let path = segment_path(&self.shared.dir, base);
+        let path = segment_path(&shared.dir, base);
         let frame_end = base + segment.len;
         match self.read_at(&path, base, self.position - base, frame_end - self.position) {
             Ok((entry, len)) => {
                 self.position += len;
+                state.taken = state.taken.max(self.position);
                 Some(entry)
             }
             Err(reason) => {
