@@ -153,3 +153,42 @@ fn garbage_and_a_truncation_mid_read_cost_no_other_line() {
     assert_eq!(from_binary.len() as u64, garbage_lines + 2, "every garbage line, and the good one");
     assert!(from_binary.iter().any(|h| h.flags.contains(&"invalid_utf8".to_owned())));
 }
+
+/// A container that dies mid-line leaves `P` parts with no `F`: once the file is read to its
+/// end and a few seconds pass, the record is sent as it is, flagged `partial`, and what the
+/// file gets later arrives on its own.
+#[test]
+fn cri_parts_without_their_final_part_are_sent_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir.path().join("logs/pods/shop_api-1_u1/app");
+    std::fs::create_dir_all(&pod).unwrap();
+    let log = pod.join("0.log");
+    std::fs::write(
+        &log,
+        "2026-12-01T01:00:00.000000001Z stdout F before the crash\n\
+         2026-12-01T01:00:00.000000002Z stdout P half of a line \n\
+         2026-12-01T01:00:00.000000003Z stdout P and more\n",
+    )
+    .unwrap();
+    let watch = format!("{}/logs/pods/*/*/*.log", dir.path().display());
+    let (mut up, base) = start_up(&dir.path().join("data"), &[watch]);
+    wait_until(Duration::from_secs(30), "the complete line arrives", || {
+        total(&base, "before") == 1
+    });
+    wait_until(Duration::from_secs(30), "the partial record arrives after its timeout", || {
+        total(&base, "half") == 1
+    });
+    let partial = search(&base, "half", 10).hits.remove(0);
+    assert_eq!(partial.message, "half of a line and more");
+    assert_eq!(partial.flags, ["partial"]);
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(file, "2026-12-01T01:00:10.000000001Z stdout F after the restart").unwrap();
+    drop(file);
+    wait_until(Duration::from_secs(30), "the next line arrives on its own", || {
+        total(&base, "restart") == 1
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(search(&base, "restart", 10).hits[0].message, "after the restart");
+    assert_eq!(total(&base, ""), 3);
+    assert!(up.is_running());
+}

@@ -5,6 +5,8 @@
 //! (16 KiB in containerd) into parts tagged `P`, ending with one tagged `F`; parts are merged
 //! as bytes, since a split may fall inside a UTF-8 character.
 
+use std::time::{Duration, Instant};
+
 use sluice_proto::Stream;
 
 /// One parsed CRI line, borrowing from the raw line.
@@ -103,11 +105,30 @@ pub struct Merged {
 pub struct Assembler {
     cap: usize,
     open: [Option<Merged>; 2],
+    /// When each open record last got a part.
+    grown: [Option<Instant>; 2],
 }
 
 impl Assembler {
     pub fn new(cap: usize) -> Self {
-        Self { cap, open: [None, None] }
+        Self { cap, open: [None, None], grown: [None, None] }
+    }
+
+    /// The open records whose last part came `timeout` or more before `now`, or all of them:
+    /// a container that died mid-line never writes the `F`.
+    pub fn take_stale(&mut self, now: Instant, timeout: Duration, all: bool) -> Vec<Merged> {
+        let mut stale = Vec::new();
+        for (slot, grown) in self.open.iter_mut().zip(&mut self.grown) {
+            let old = grown.is_some_and(|t| now.saturating_duration_since(t) >= timeout);
+            if (all || old)
+                && let Some(merged) = slot.take()
+            {
+                *grown = None;
+                stale.push(merged);
+            }
+        }
+        stale.sort_by_key(|m| m.start);
+        stale
     }
 
     /// Adds a part that spans `[start, end)` in the file; returns the record it completes.
@@ -118,7 +139,9 @@ impl Assembler {
         end: u64,
         truncated: bool,
     ) -> Option<Merged> {
-        let slot = &mut self.open[usize::from(line.stream == Stream::Stderr)];
+        let index = usize::from(line.stream == Stream::Stderr);
+        self.grown[index] = Some(Instant::now());
+        let slot = &mut self.open[index];
         let merged = slot.get_or_insert_with(|| Merged {
             timestamp_ns: line.timestamp_ns,
             stream: line.stream,
@@ -131,7 +154,12 @@ impl Assembler {
         merged.truncated |= truncated || line.text.len() > room;
         merged.text.extend_from_slice(&line.text[..line.text.len().min(room)]);
         merged.end = end;
-        if line.partial { None } else { slot.take() }
+        if line.partial {
+            None
+        } else {
+            self.grown[index] = None;
+            slot.take()
+        }
     }
 
     /// Offset of the first part still waiting for its `F`: a restart must read from there.
@@ -161,6 +189,23 @@ mod tests {
             let chrono = chrono::DateTime::parse_from_rfc3339(&text).unwrap().timestamp_nanos_opt();
             prop_assert_eq!(utc_nanos(text.as_bytes()), chrono, "{}", text);
         }
+    }
+
+    #[test]
+    fn open_records_go_stale_and_can_be_taken() {
+        let mut a = Assembler::new(1024);
+        let part =
+            |stream, text: &'static [u8]| CriLine { timestamp_ns: 1, stream, partial: true, text };
+        assert!(a.push(&part(Stream::Stderr, b"err "), 50, 60, false).is_none());
+        assert!(a.push(&part(Stream::Stdout, b"out "), 10, 20, false).is_none());
+        let now = Instant::now();
+        assert!(a.take_stale(now, Duration::from_secs(60), false).is_empty(), "not yet stale");
+        assert_eq!(a.pending_start(), Some(10));
+        let stale = a.take_stale(now + Duration::from_secs(61), Duration::from_secs(60), false);
+        assert_eq!(stale.iter().map(|m| m.start).collect::<Vec<_>>(), [10, 50], "in file order");
+        assert_eq!(a.pending_start(), None);
+        assert!(a.push(&part(Stream::Stdout, b"x"), 70, 80, false).is_none());
+        assert_eq!(a.take_stale(now, Duration::from_secs(3600), true).len(), 1, "all when let go");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use sluice_proto::{LogRecord, RecordBlock, Stream, flags, id::source_key};
 
 use crate::checkpoint::Checkpoints;
 use crate::config::{AgentConfig, ReadFrom};
-use crate::cri::{self, Assembler, CriLine};
+use crate::cri::{self, Assembler, CriLine, Merged};
 use crate::decode::decode;
 use crate::docker;
 use crate::fingerprint::{content_hash, fingerprint, first_line, identify, with_generation};
@@ -28,6 +28,9 @@ use crate::multiline::Joiner;
 use crate::spool::{Refused, SpoolWriter};
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Runtimes write every part of a long line at once: a `P` part with no `F` after this long,
+/// in a file read to its end, belongs to a container that died mid-line.
+const PARTIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Bytes read from one file before moving to the next, so one busy file cannot starve others.
 const READ_BUDGET_BYTES: usize = 4 << 20;
 
@@ -337,7 +340,7 @@ impl Tailer {
     /// Reads a file that is being let go to its end, including a pending multi-line event.
     fn read_to_end(&mut self, tracked: &mut TrackedFile) -> Result<(), Halt> {
         while self.read_file(tracked)? {}
-        let last = self.flush_multiline(tracked, true);
+        let last = self.flush_pending(tracked, true);
         if !last.is_empty() {
             self.send(last, tracked)?;
         }
@@ -510,7 +513,7 @@ impl Tailer {
                 Err(Halt::Stopping) => return Err(Halt::Stopping),
             };
             any |= read;
-            let timed_out = self.flush_multiline(&mut file, false);
+            let timed_out = self.flush_pending(&mut file, false);
             if !timed_out.is_empty() {
                 match self.send(timed_out, &file) {
                     Ok(()) => {}
@@ -569,7 +572,7 @@ impl Tailer {
     /// first line it is the next generation of the file, so its records get new ids rather
     /// than ids the old content already used.
     fn truncated(&mut self, f: &mut TrackedFile) -> Result<(), Halt> {
-        let last = self.flush_multiline(f, true);
+        let last = self.flush_pending(f, true);
         if !last.is_empty() {
             self.send(last, f)?;
         }
@@ -670,7 +673,6 @@ impl Tailer {
                 };
             }
             // The shared fields, read time included, stay in the chunk's common record.
-            let mut record = LogRecord::default();
             let docker_line;
             let (part, malformed) = match reading.format {
                 Format::Cri => (cri::parse(&line.bytes), flags::CRI_MALFORMED),
@@ -686,50 +688,72 @@ impl Tailer {
                 }
                 Format::Plain | Format::Unknown => (None, 0),
             };
-            let (bytes, truncated, flag_bits) = match part {
+            let record = match part {
                 Some(part) => {
                     let Some(merged) =
                         reading.cri.push(&part, line.start, line.end, line.truncated)
                     else {
                         continue;
                     };
-                    record.offset = merged.start;
-                    record.timestamp_ns = merged.timestamp_ns;
-                    record.stream = merged.stream as i32;
-                    (merged.text, merged.truncated, 0)
+                    merged_record(merged, 0)
                 }
                 None => {
-                    record.offset = line.start;
-                    record.timestamp_ns = reading.read_time(now);
-                    record.stream = Stream::File as i32;
-                    (line.bytes, line.truncated, malformed)
-                }
-            };
-            let (message, decode_flags) = decode(bytes, truncated);
-            record.flags = flag_bits | decode_flags;
-            record.message = message;
-            match &self.config.multiline {
-                Some(multiline) => {
-                    let done = reading.joiner.push(multiline, record, line.end, read_at);
-                    for (record, end) in done {
-                        self.finish(reading, record, end, &mut out);
+                    let (message, decode_flags) = decode(line.bytes, line.truncated);
+                    LogRecord {
+                        offset: line.start,
+                        timestamp_ns: reading.read_time(now),
+                        stream: Stream::File as i32,
+                        flags: malformed | decode_flags,
+                        message,
+                        ..LogRecord::default()
                     }
                 }
-                None => self.finish(reading, record, line.end, &mut out),
-            }
+            };
+            self.complete(reading, record, line.end, read_at, &mut out);
         }
         out
     }
 
-    /// Multi-line records that waited long enough for another line, or all of them when the
-    /// file is being let go.
-    fn flush_multiline(&self, f: &mut TrackedFile, all: bool) -> Chunk {
-        let (Some(multiline), Some(reading)) = (&self.config.multiline, f.reading.as_mut()) else {
+    /// A record that ends at `end`, through the multi-line joiner when there is one.
+    fn complete(
+        &self,
+        reading: &mut Reading,
+        record: LogRecord,
+        end: u64,
+        read_at: Instant,
+        out: &mut Chunk,
+    ) {
+        match &self.config.multiline {
+            Some(multiline) => {
+                for (record, end) in reading.joiner.push(multiline, record, end, read_at) {
+                    self.finish(reading, record, end, out);
+                }
+            }
+            None => self.finish(reading, record, end, out),
+        }
+    }
+
+    /// What waits for more and has waited long enough, or everything when the file is being
+    /// let go: CRI records whose `F` never came (once the file is read to its end, so an
+    /// unread `F` is not taken for a missing one), then multi-line events.
+    fn flush_pending(&self, f: &mut TrackedFile, all: bool) -> Chunk {
+        let size = f.file.metadata().map_or(0, |m| m.len());
+        let Some(reading) = f.reading.as_mut() else {
             return Chunk::new(&LogRecord::default(), 0);
         };
+        let now = Instant::now();
         let mut out = Chunk::new(&reading.common, now_ns());
-        for (record, end) in reading.joiner.flush(multiline, Instant::now(), all) {
-            self.finish(reading, record, end, &mut out);
+        if all || reading.splitter.position() >= size {
+            for merged in reading.cri.take_stale(now, PARTIAL_TIMEOUT, all) {
+                let end = merged.end;
+                let record = merged_record(merged, flags::PARTIAL);
+                self.complete(reading, record, end, now, &mut out);
+            }
+        }
+        if let Some(multiline) = &self.config.multiline {
+            for (record, end) in reading.joiner.flush(multiline, now, all) {
+                self.finish(reading, record, end, &mut out);
+            }
         }
         out
     }
@@ -814,6 +838,19 @@ fn lag_seconds(sizes: &mut VecDeque<(u64, Instant)>, size: u64, acked: u64, now:
         sizes.remove(1);
     }
     sizes.front().map_or(0.0, |&(_, seen)| now.duration_since(seen).as_secs_f64())
+}
+
+/// A record from a merged CRI or Docker record.
+fn merged_record(merged: Merged, flag_bits: u32) -> LogRecord {
+    let (message, decode_flags) = decode(merged.text, merged.truncated);
+    LogRecord {
+        offset: merged.start,
+        timestamp_ns: merged.timestamp_ns,
+        stream: merged.stream as i32,
+        flags: flag_bits | decode_flags,
+        message,
+        ..LogRecord::default()
+    }
 }
 
 /// The size of a file that is deleted but still open; `None` for one that is not deleted.

@@ -12,6 +12,9 @@ pub const NUL_REMOVED: u32 = 1 << 3;
 pub const REDACTED: u32 = 1 << 4;
 /// The file looked like Docker json-file output but this line did not parse; kept whole.
 pub const DOCKER_MALFORMED: u32 = 1 << 5;
+/// The record's final CRI or Docker part never came (`P` without `F`): it was sent as it
+/// was after a while without more parts, or when its file was let go.
+pub const PARTIAL: u32 = 1 << 6;
 
 /// Names of the bits set in `flags`, in bit order, for display and metrics labels.
 pub fn names(flags: u32) -> Vec<&'static str> {
@@ -22,6 +25,7 @@ pub fn names(flags: u32) -> Vec<&'static str> {
         (NUL_REMOVED, "nul_removed"),
         (REDACTED, "redacted"),
         (DOCKER_MALFORMED, "docker_malformed"),
+        (PARTIAL, "partial"),
     ]
     .into_iter()
     .filter(|(bit, _)| flags & bit != 0)
