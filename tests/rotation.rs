@@ -123,3 +123,38 @@ fn the_unread_tail_of_a_compressed_rotation_is_read_from_the_gz() {
     let log = std::fs::read_to_string(agent_dir.join("agent.log")).unwrap();
     assert!(log.contains("from its compressed copy"), "{log}");
 }
+
+/// A deleted pod's log directory goes with it; its checkpoints go too, so the agent's
+/// checkpoint file does not grow with every pod that ever ran on the node.
+#[test]
+fn checkpoints_of_a_deleted_pod_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_collector, grpc, base) = start_test_collector(&dir.path().join("collector"));
+    let gone_pod = dir.path().join("pods/shop_gone-1_u1/app");
+    let live_pod = dir.path().join("pods/shop_live-1_u2/app");
+    for d in [&gone_pod, &live_pod] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    append(&gone_pod.join("0.log"), &lines("departed", 0..10));
+    let agent_dir = dir.path().join("agent");
+    let config =
+        write_agent_config(&agent_dir, grpc, &[format!("{}/pods/*/*/*.log", dir.path().display())]);
+    let mut agent = start_agent(&config, &agent_dir);
+    wait_until(Duration::from_secs(30), "the pod's lines arrive", || {
+        total(&base, "departed") == 10
+    });
+    let checkpoints = agent_dir.join("state/checkpoints.json");
+    assert!(std::fs::read_to_string(&checkpoints).unwrap().contains("shop_gone-1_u1"));
+    agent.kill9();
+    std::fs::remove_dir_all(dir.path().join("pods/shop_gone-1_u1")).unwrap();
+    let _agent = start_agent(&config, &agent_dir);
+    append(&live_pod.join("0.log"), &lines("staying", 0..5));
+    wait_until(Duration::from_secs(30), "the live pod's lines arrive", || {
+        total(&base, "staying") == 5
+    });
+    wait_until(Duration::from_secs(10), "the deleted pod is forgotten", || {
+        let text = std::fs::read_to_string(&checkpoints).unwrap();
+        !text.contains("shop_gone-1_u1") && text.contains("shop_live-1_u2")
+    });
+    assert_eq!(total(&base, "departed"), 10);
+}

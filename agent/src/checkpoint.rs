@@ -159,6 +159,20 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// Forgets the files whose directory is gone (kubelet removes a deleted pod's log
+    /// directory): nothing can be read from them again, and the file is rewritten at every
+    /// spool sync, so it must not grow with every pod that ever ran. Returns how many went.
+    pub fn forget_gone(&mut self) -> usize {
+        let mut present: HashMap<String, bool> = HashMap::new();
+        let before = self.state.files.len();
+        self.state.files.retain(|_, entry| {
+            let dir = Path::new(&entry.path).parent().map(Path::to_path_buf).unwrap_or_default();
+            let key = dir.to_string_lossy().into_owned();
+            *present.entry(key).or_insert_with(|| dir.as_os_str().is_empty() || dir.is_dir())
+        });
+        before - self.state.files.len()
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.state.files.iter()
     }
@@ -222,6 +236,19 @@ mod tests {
         assert_eq!(c.latest_generation(7), Some((1, 40)));
         assert_eq!(c.latest_generation(8), None);
         assert_eq!(c.offset(12), Some(9), "entries without an identity still load");
+    }
+
+    #[test]
+    fn files_whose_directory_is_gone_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let pod = dir.path().join("pods/shop_api-1_u1/app");
+        std::fs::create_dir_all(&pod).unwrap();
+        let mut c = Checkpoints::load(dir.path()).unwrap();
+        c.advance(1, &pod.join("0.log").display().to_string(), 10);
+        c.advance(2, &dir.path().join("pods/gone_pod_u2/app/0.log").display().to_string(), 20);
+        c.advance(3, "relative.log", 30);
+        assert_eq!(c.forget_gone(), 1);
+        assert_eq!((c.offset(1), c.offset(2), c.offset(3)), (Some(10), None, Some(30)));
     }
 
     #[test]

@@ -28,6 +28,8 @@ use crate::multiline::Joiner;
 use crate::spool::{Refused, SpoolWriter};
 
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// How often checkpoints of files whose directory is gone are forgotten.
+const FORGET_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// Runtimes write every part of a long line at once: a `P` part with no `F` after this long,
 /// in a file read to its end, belongs to a container that died mid-line.
 const PARTIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -162,12 +164,23 @@ impl Tailer {
         // Kept alive for the loop; without it, the periodic rescan still finds every file.
         let _watcher = self.watch_directories(changed.clone());
         let mut last_scan: Option<Instant> = None;
+        let mut last_forget: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let due = last_scan.is_none_or(|t| t.elapsed() >= self.config.scan_interval);
             if due || changed.swap(false, Ordering::Relaxed) {
                 self.scan();
                 self.report_files();
                 last_scan = Some(Instant::now());
+            }
+            if last_forget.is_none_or(|t| t.elapsed() >= FORGET_INTERVAL) {
+                let gone = self.checkpoints.lock().expect("checkpoints poisoned").forget_gone();
+                if gone > 0 {
+                    tracing::info!(
+                        files = gone,
+                        "forgot the checkpoints of files whose directory is gone"
+                    );
+                }
+                last_forget = Some(Instant::now());
             }
             match self.read_all() {
                 Ok(true) => {}
