@@ -37,7 +37,14 @@ pub struct Entry {
     /// once compressed.
     #[serde(default)]
     pub content: Option<u64>,
+    /// When the entry last moved, as a count of moves in this file: the newest entries of a
+    /// path are its latest rotations.
+    #[serde(default)]
+    pub touched: u64,
 }
+
+/// Entries kept per path: kubelet keeps five rotations of a container's log by default.
+const KEPT_PER_PATH: usize = 8;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +55,9 @@ struct OnDisk {
     /// The spool position up to which the collector has acknowledged.
     #[serde(default)]
     spool_acked: u64,
+    /// Moves of entries so far (see `Entry::touched`).
+    #[serde(default)]
+    moves: u64,
 }
 
 #[derive(Debug)]
@@ -136,7 +146,10 @@ impl Checkpoints {
             fingerprint: None,
             generation: 0,
             content: None,
+            touched: 0,
         });
+        self.state.moves += 1;
+        entry.touched = self.state.moves;
         if let Some((fingerprint, generation, content)) = identity {
             entry.fingerprint = Some(fingerprint);
             entry.generation = generation;
@@ -160,8 +173,9 @@ impl Checkpoints {
     }
 
     /// Forgets the files whose directory is gone (kubelet removes a deleted pod's log
-    /// directory): nothing can be read from them again, and the file is rewritten at every
-    /// spool sync, so it must not grow with every pod that ever ran. Returns how many went.
+    /// directory), and all but the latest rotations of each path: nothing more can be read
+    /// from them, and the file is rewritten at every spool sync, so it must not grow with
+    /// every pod and rotation there ever was. Returns how many went.
     pub fn forget_gone(&mut self) -> usize {
         let mut present: HashMap<String, bool> = HashMap::new();
         let before = self.state.files.len();
@@ -170,6 +184,21 @@ impl Checkpoints {
             let key = dir.to_string_lossy().into_owned();
             *present.entry(key).or_insert_with(|| dir.as_os_str().is_empty() || dir.is_dir())
         });
+        let mut per_path: HashMap<&str, Vec<u64>> = HashMap::new();
+        for entry in self.state.files.values() {
+            per_path.entry(&entry.path).or_default().push(entry.touched);
+        }
+        let oldest_kept: HashMap<String, u64> = per_path
+            .into_iter()
+            .filter(|(_, touched)| touched.len() > KEPT_PER_PATH)
+            .map(|(path, mut touched)| {
+                touched.sort_unstable_by(|a, b| b.cmp(a));
+                (path.to_owned(), touched[KEPT_PER_PATH - 1])
+            })
+            .collect();
+        self.state
+            .files
+            .retain(|_, e| oldest_kept.get(&e.path).is_none_or(|&kept| e.touched >= kept));
         before - self.state.files.len()
     }
 
@@ -249,6 +278,16 @@ mod tests {
         c.advance(3, "relative.log", 30);
         assert_eq!(c.forget_gone(), 1);
         assert_eq!((c.offset(1), c.offset(2), c.offset(3)), (Some(10), None, Some(30)));
+        // Twenty rotations of one path: the latest eight stay.
+        let path = pod.join("1.log").display().to_string();
+        for source in 100..120 {
+            c.advance(source, &path, source);
+        }
+        c.advance(100, &path, 500);
+        assert_eq!(c.forget_gone(), 12);
+        assert!(c.offset(100).is_some(), "moved last, so among the latest");
+        assert_eq!((112..120).filter(|&s| c.offset(s).is_some()).count(), 7);
+        assert_eq!(c.offset(1), Some(10));
     }
 
     #[test]
