@@ -750,13 +750,14 @@ impl Tailer {
     /// let go: CRI records whose `F` never came (once the file is read to its end, so an
     /// unread `F` is not taken for a missing one), then multi-line events.
     fn flush_pending(&self, f: &mut TrackedFile, all: bool) -> Chunk {
-        let size = f.file.metadata().map_or(0, |m| m.len());
         let Some(reading) = f.reading.as_mut() else {
             return Chunk::new(&LogRecord::default(), 0);
         };
         let now = Instant::now();
         let mut out = Chunk::new(&reading.common, now_ns());
-        if all || reading.splitter.position() >= size {
+        let read_to_end =
+            || f.file.metadata().is_ok_and(|m| reading.splitter.position() >= m.len());
+        if reading.cri.pending_start().is_some() && (all || read_to_end()) {
             for merged in reading.cri.take_stale(now, PARTIAL_TIMEOUT, all) {
                 let end = merged.end;
                 let record = merged_record(merged, flags::PARTIAL);
