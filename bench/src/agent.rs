@@ -54,26 +54,15 @@ pub(crate) fn agent(args: AgentArgs) -> anyhow::Result<()> {
         start_collector(&sluice, &work.path().join("collector"), grpc, http, &["--blackhole"])?;
 
     let start_agent = |name: &str, watch: &std::path::Path| -> anyhow::Result<(Killed, String)> {
-        let dir = work.path().join(name);
-        std::fs::create_dir_all(&dir)?;
         let metrics_port = free_port()?;
-        let config = dir.join("agent.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "collector: http://127.0.0.1:{grpc}\ndata_dir: {}\nmetrics_listen: 127.0.0.1:{metrics_port}\nwatch:\n  - '{}'\n",
-                dir.join("state").display(),
-                watch.display()
-            ),
+        let agent = crate::start_agent(
+            &agent_bin,
+            &work.path().join(name),
+            grpc,
+            &watch.display().to_string(),
+            &format!("metrics_listen: 127.0.0.1:{metrics_port}\n"),
         )?;
-        let child = std::process::Command::new(&agent_bin)
-            .arg("--config")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("cannot start the agent")?;
-        Ok((Killed(child), format!("http://127.0.0.1:{metrics_port}")))
+        Ok((agent, format!("http://127.0.0.1:{metrics_port}")))
     };
     let acked = |base: &str| metric(base, "sluice_agent_records_acked_total") as u64;
 

@@ -145,27 +145,10 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         start_collector(&sluice, &data, grpc, http, &["--commit-interval", &args.commit_interval])?;
 
     let agent_dir = work.path().join("agent");
-    std::fs::create_dir_all(&agent_dir)?;
-    let config = agent_dir.join("agent.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "collector: http://127.0.0.1:{grpc}\ndata_dir: {}\nwatch:\n  - '{}/**/*.log'\n",
-            agent_dir.join("state").display(),
-            logs.display()
-        ),
-    )?;
+    let watch = format!("{}/**/*.log", logs.display());
     eprintln!("shipping {} records...", generated.records);
     let started = Instant::now();
-    let agent = Killed(
-        Command::new(&agent_bin)
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start the agent")?,
-    );
+    let agent = start_agent(&agent_bin, &agent_dir, grpc, &watch, "")?;
     wait_for(Duration::from_secs(3600), || {
         metric(&base, "sluice_index_docs") as u64 >= generated.records
     })?;
@@ -262,6 +245,34 @@ fn start_collector(
         get(&format!("http://127.0.0.1:{http}/healthz")).is_some()
     })?;
     Ok(collector)
+}
+
+/// Starts `sluice-agent` shipping `watch` to the collector on `grpc`, its state in `dir`;
+/// `extra` is more YAML for its config.
+fn start_agent(
+    agent_bin: &Path,
+    dir: &Path,
+    grpc: u16,
+    watch: &str,
+    extra: &str,
+) -> anyhow::Result<Killed> {
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("agent.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "collector: http://127.0.0.1:{grpc}\ndata_dir: {}\n{extra}watch:\n  - '{watch}'\n",
+            dir.join("state").display()
+        ),
+    )?;
+    let child = Command::new(agent_bin)
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start the agent")?;
+    Ok(Killed(child))
 }
 
 fn write_report(out: &Path, report: &impl Serialize) -> anyhow::Result<()> {
