@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sluice_proto::ingest_server::IngestServer;
 use sluice_query::Store;
+use sluice_query::access::{Authenticator, Open, Users};
 use sluice_query::api::{ApiState, MetricsRender, router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -37,6 +38,8 @@ pub struct CollectorConfig {
     pub agent_tokens: Option<AgentTokens>,
     /// Discard records once they are in the WAL instead of indexing them (benchmarks).
     pub blackhole: bool,
+    /// Who may search what; `None` leaves the API open (everyone an admin).
+    pub users: Option<Users>,
 }
 
 impl CollectorConfig {
@@ -48,6 +51,7 @@ impl CollectorConfig {
             tls: None,
             agent_tokens: None,
             blackhole: false,
+            users: None,
         }
     }
 }
@@ -78,7 +82,7 @@ pub async fn run(
     let sink: Box<dyn Sink> = if config.blackhole {
         Box::new(BlackholeSink::new(wal.end()))
     } else {
-        Box::new(config.index.build(store.clone()))
+        Box::new(config.index.build(store.clone(), wal.subscribe()))
     };
     let runner = tokio::spawn(run_sink(
         sink,
@@ -105,7 +109,11 @@ pub async fn run(
     };
     let grpc_server = grpc_router
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
-    let http_server = axum::serve(http, router(ApiState { store, metrics }))
+    let auth: Arc<dyn Authenticator> = match config.users.clone() {
+        Some(users) => Arc::new(users),
+        None => Arc::new(Open),
+    };
+    let http_server = axum::serve(http, router(ApiState { store, metrics, auth }))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc_task = tokio::spawn(grpc_server);
     let http_task = tokio::spawn(async move { http_server.await });

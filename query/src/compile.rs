@@ -1,11 +1,15 @@
 //! Turns a parsed [`Expr`] into a tantivy query over the log schema.
 
+use std::ops::Bound;
+
 use tantivy::Term;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, PhraseQuery, Query, TermQuery};
-use tantivy::schema::IndexRecordOption;
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
 
 use crate::QueryError;
-use crate::schema::LogSchema;
+use crate::schema::{LogSchema, NumericKind};
 use crate::syntax::Expr;
 use crate::tokenizer::tokens;
 
@@ -26,10 +30,50 @@ fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, Query
                 .map_err(|e| QueryError::Syntax(e.to_string()))?;
             Box::new(schema.id_query(&id))
         }
+        Expr::Field { field, value } if field == "source" => {
+            let source = u64::from_str_radix(value, 16).map_err(|_| {
+                QueryError::Syntax(format!("source:{value} is not a 16-digit hex source key"))
+            })?;
+            Box::new(TermQuery::new(
+                Term::from_field_u64(schema.source, source),
+                IndexRecordOption::Basic,
+            ))
+        }
+        Expr::Wildcard { field, pattern } => {
+            let handle = keyword(schema, field)?;
+            let pattern = if field == "level" { pattern.to_lowercase() } else { pattern.clone() };
+            glob_query(handle, &pattern)?
+        }
+        Expr::Range { field, lower, upper } => {
+            let (handle, kind) = schema.numeric_field(field).ok_or_else(|| {
+                QueryError::Syntax(format!("{field}: has no order; ranges apply to ts and offset"))
+            })?;
+            let term = |v: &String| -> Result<Term, QueryError> {
+                Ok(match kind {
+                    NumericKind::Time => Term::from_field_i64(
+                        handle,
+                        crate::api::parse_time("ts", v)
+                            .map_err(|e| QueryError::Syntax(e.to_string()))?,
+                    ),
+                    NumericKind::Unsigned => Term::from_field_u64(
+                        handle,
+                        v.parse().map_err(|_| {
+                            QueryError::Syntax(format!("{field}: {v:?} is not a whole number"))
+                        })?,
+                    ),
+                })
+            };
+            let bound = |b: &Bound<String>| -> Result<Bound<Term>, QueryError> {
+                Ok(match b {
+                    Bound::Included(v) => Bound::Included(term(v)?),
+                    Bound::Excluded(v) => Bound::Excluded(term(v)?),
+                    Bound::Unbounded => Bound::Unbounded,
+                })
+            };
+            Box::new(RangeQuery::new(bound(lower)?, bound(upper)?))
+        }
         Expr::Field { field, value } => {
-            let handle = schema
-                .keyword_field(field)
-                .ok_or_else(|| QueryError::Syntax(format!("unknown field {field:?}")))?;
+            let handle = keyword(schema, field)?;
             let value = if field == "level" {
                 sluice_proto::level::canonical(value)
                     .map_or_else(|| value.to_lowercase(), str::to_owned)
@@ -67,6 +111,27 @@ fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, Query
             (Occur::MustNot, compile_expr(schema, inner)?),
         ])),
     })
+}
+
+fn keyword(schema: &LogSchema, field: &str) -> Result<Field, QueryError> {
+    schema.keyword_field(field).ok_or_else(|| {
+        QueryError::Syntax(format!("{field}: is not a keyword field; globs and values apply to cluster, namespace, pod, pod_uid, container, node, stream, level, file"))
+    })
+}
+
+/// A glob (`*` any run, `?` any one character) over the terms of a keyword field.
+pub fn glob_query(field: Field, glob: &str) -> Result<Box<dyn Query>, QueryError> {
+    let mut regex = String::with_capacity(glob.len() * 2);
+    for c in glob.chars() {
+        match c {
+            '*' => regex.push_str(".*"),
+            '?' => regex.push('.'),
+            c => regex.push_str(&regex::escape(c.encode_utf8(&mut [0; 4]))),
+        }
+    }
+    let query = RegexQuery::from_pattern(&regex, field)
+        .map_err(|e| QueryError::Syntax(format!("glob {glob:?}: {e}")))?;
+    Ok(Box::new(query))
 }
 
 /// One token is a term query; several are the phrase of them at the positions the tokenizer

@@ -30,6 +30,20 @@ pub enum QueryError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "index {path} has format version {found}, this sluice reads version {expected}; move it aside and let the collector re-index from its WAL"
+    )]
+    Version { path: PathBuf, found: u32, expected: u32 },
+    /// The caller may not read what it asked for.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The caller sent no credentials or unknown ones.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Nothing matches, for example a context of an id that does not exist (or is not the
+    /// caller's to see: the two answers are the same on purpose).
+    #[error("not found: {0}")]
+    NotFound(String),
     /// The store was opened read-only and a write was asked of it.
     #[error("store {0} is open read-only")]
     ReadOnly(PathBuf),

@@ -8,22 +8,36 @@
 //! found here too.
 //!
 //! # Layout
+//! - [`access`]: users, tokens and the [`access::Scope`] every query is ANDed with.
 //! - [`schema`]: the fields of a stored record.
 //! - [`tokenizer`]: the CJK-aware tokenizer, shared by indexing and querying.
 //! - [`syntax`]: the query language, parsed into an [`syntax::Expr`].
 //! - [`compile`]: an [`syntax::Expr`] into a tantivy query.
 //! - [`store`]: partitions, the manifest, and the single writer with exactly-once adds.
-//! - [`search`]: running a search over the partitions, newest first.
-//! - [`api`]: the HTTP API (`/api/v1/search`, `/healthz`, `/metrics`).
+//! - [`search`]: `Prepared` (query + range + scope, the entry of every read path) and search, newest or oldest first, paged by a (time, id) cursor.
+//! - [`collect`]: tantivy collectors over the columns: top hits, time buckets, value counts.
+//! - [`highlight`]: where a hit matched.
+//! - [`histogram`], [`facets`], [`context`], [`tail`]: the other read paths.
+//! - [`api`]: the HTTP API (`/api/v1/{search,histogram,facets,context,tail,export}`,
+//!   `/healthz`, `/metrics`).
 //! - [`error`]: the crate's error type.
 
+pub mod access;
 pub mod api;
+pub mod collect;
 pub mod compile;
+pub mod context;
 pub mod error;
+pub mod facets;
+pub mod highlight;
+pub mod histogram;
 pub mod schema;
 pub mod search;
 pub mod store;
 pub mod syntax;
+pub mod tail;
+#[cfg(test)]
+mod testing;
 pub mod tokenizer;
 
 pub use error::QueryError;

@@ -19,6 +19,7 @@ pub struct LogSchema {
     pub offset: Field,
     pub ts: Field,
     pub ingest_ts: Field,
+    pub seq: Field,
     pub cluster: Field,
     pub namespace: Field,
     pub pod: Field,
@@ -49,8 +50,9 @@ impl LogSchema {
                 .set_fieldnorms(false)
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         );
-        // Keyword fields are not fast fields: nothing sorts or aggregates by them yet, and
-        // columns for nine strings cost indexing time.
+        // Only the keyword fields that facets and histogram splits count are fast fields:
+        // columns for all nine strings would cost indexing time for nothing.
+        let keyword_fast = keyword.clone().set_fast("raw");
         // The record id is `source` and `offset` together; a text field for it would add a
         // unique term per record to the index for nothing (see `id_query`).
         // Numbers that a hit shows are read from their fast fields, not stored: nanosecond
@@ -60,14 +62,17 @@ impl LogSchema {
         let offset = b.add_u64_field("offset", FAST);
         let ts = b.add_i64_field("ts", indexed_fast);
         let ingest_ts = b.add_i64_field("ingest_ts", FAST);
-        let cluster = b.add_text_field("cluster", keyword.clone());
-        let namespace = b.add_text_field("namespace", keyword.clone());
-        let pod = b.add_text_field("pod", keyword.clone());
+        // The store's commit number at the time the record was added: a live tail asks for
+        // the records of the commits it has not seen, whatever their timestamps.
+        let seq = b.add_u64_field("seq", NumericOptions::default().set_indexed().set_fast());
+        let cluster = b.add_text_field("cluster", keyword_fast.clone());
+        let namespace = b.add_text_field("namespace", keyword_fast.clone());
+        let pod = b.add_text_field("pod", keyword_fast.clone());
         let pod_uid = b.add_text_field("pod_uid", keyword.clone());
-        let container = b.add_text_field("container", keyword.clone());
+        let container = b.add_text_field("container", keyword_fast.clone());
         let node = b.add_text_field("node", keyword.clone());
         let stream = b.add_text_field("stream", keyword.clone());
-        let level = b.add_text_field("level", keyword.clone());
+        let level = b.add_text_field("level", keyword_fast);
         let file = b.add_text_field("file", keyword);
         let message = b.add_text_field("message", message_options);
         let flags = b.add_u64_field("flags", STORED);
@@ -77,6 +82,7 @@ impl LogSchema {
             offset,
             ts,
             ingest_ts,
+            seq,
             cluster,
             namespace,
             pod,
@@ -91,9 +97,23 @@ impl LogSchema {
         }
     }
 
-    /// Whether `name:` starts a filter: a keyword field, or `id`.
+    /// Whether `name:` starts a filter: a keyword field, a numeric field, `id` or `source`.
     pub fn is_filter(&self, name: &str) -> bool {
-        name == "id" || self.keyword_field(name).is_some()
+        matches!(name, "id" | "source")
+            || self.keyword_field(name).is_some()
+            || self.numeric_field(name).is_some()
+    }
+
+    /// The keyword fields that are also columns, so facets and histograms can count them.
+    pub const COUNTABLE: [&'static str; 5] = ["cluster", "namespace", "pod", "container", "level"];
+
+    /// The numeric field behind a range filter (`ts:>=…`, `offset:[a TO b]`).
+    pub fn numeric_field(&self, name: &str) -> Option<(Field, NumericKind)> {
+        Some(match name {
+            "ts" => (self.ts, NumericKind::Time),
+            "offset" => (self.offset, NumericKind::Unsigned),
+            _ => return None,
+        })
     }
 
     /// The keyword field behind a `field:value` filter, if `name` is one.
@@ -130,8 +150,9 @@ impl LogSchema {
         ])
     }
 
-    pub fn to_document(&self, r: &LogRecord) -> TantivyDocument {
+    pub fn to_document(&self, r: &LogRecord, seq: u64) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
+        doc.add_u64(self.seq, seq);
         doc.add_u64(self.source, r.source);
         doc.add_u64(self.offset, r.offset);
         doc.add_i64(self.ts, r.timestamp_ns);
@@ -158,6 +179,14 @@ impl LogSchema {
         doc.add_u64(self.flags, u64::from(r.flags));
         doc
     }
+}
+
+/// How a range filter reads its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericKind {
+    /// Nanoseconds, written as RFC 3339 or as an integer.
+    Time,
+    Unsigned,
 }
 
 impl Default for LogSchema {

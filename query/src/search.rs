@@ -1,4 +1,5 @@
-//! Running a search over the partitions its time range touches, newest first.
+//! Running a search over the partitions its time range touches, newest or oldest first,
+//! page by page with a cursor on (time, id).
 
 use std::ops::Bound;
 use std::time::Instant;
@@ -6,18 +7,21 @@ use std::time::Instant;
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use sluice_proto::RecordId;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::Count;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::schema::{Field, Value};
-use tantivy::{DocAddress, Order, TantivyDocument, Term};
+use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use crate::QueryError;
+use crate::access::Scope;
+use crate::collect::{Key, Order, Rank, TopByTime};
 use crate::compile::compile;
+use crate::highlight::{highlight, phrases};
 use crate::schema::LogSchema;
 use crate::store::Store;
-use crate::syntax::parse;
+use crate::syntax::{Expr, parse};
 
-/// The most hits one request returns.
+/// The most hits one request returns; more come page by page with the cursor.
 pub const MAX_LIMIT: usize = 10_000;
 pub const DEFAULT_LIMIT: usize = 100;
 
@@ -29,11 +33,50 @@ pub struct SearchRequest {
     /// Exclusive upper bound on the record time, in Unix nanoseconds.
     pub end_ns: Option<i64>,
     pub limit: usize,
+    pub order: Order,
+    /// Continue after this hit (a previous response's `next_cursor`).
+    pub cursor: Option<Cursor>,
+    /// What the caller may see; ANDed into the query.
+    pub scope: Scope,
 }
 
 impl SearchRequest {
     pub fn new(query: impl Into<String>) -> Self {
-        Self { query: query.into(), start_ns: None, end_ns: None, limit: DEFAULT_LIMIT }
+        Self {
+            query: query.into(),
+            start_ns: None,
+            end_ns: None,
+            limit: DEFAULT_LIMIT,
+            order: Order::Newest,
+            cursor: None,
+            scope: Scope::All,
+        }
+    }
+}
+
+/// A place in the time order of hits: `<ts ns>:<record id>`, opaque to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(pub Key);
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (ts, source, offset) = self.0;
+        write!(f, "{ts}:{}", RecordId::new(source, offset))
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = QueryError;
+
+    fn from_str(s: &str) -> Result<Self, QueryError> {
+        let bad = || QueryError::Parameter {
+            name: "cursor",
+            reason: format!("{s:?} is not a cursor from a previous response"),
+        };
+        let (ts, id) = s.split_once(':').ok_or_else(bad)?;
+        let ts = ts.parse().map_err(|_| bad())?;
+        let id: RecordId = id.parse().map_err(|_| bad())?;
+        Ok(Cursor((ts, id.source, id.offset)))
     }
 }
 
@@ -55,6 +98,9 @@ pub struct Hit {
     /// What the agent altered in the line (`truncated`, `invalid_utf8`, ...), if anything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// Matched text in `message` as `[start, end)` in characters (Unicode scalar values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub highlights: Vec<[usize; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,62 +109,163 @@ pub struct SearchResponse {
     /// Every match in the range, not only those returned.
     pub total: u64,
     pub took_ms: u64,
+    /// Pass as `cursor` for the next page; absent when this page was the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    #[serde(default)]
+    pub touched: Touched,
+}
+
+/// What a request read, and how fresh the data was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Touched {
+    /// Every record the collector acknowledged before this time is searchable (RFC 3339);
+    /// absent until the index first caught up with its WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+    /// Day partitions searched, and their size on disk.
+    pub partitions: usize,
+    pub bytes: u64,
+}
+
+/// A query ready to run: the user's query, the time range and the caller's scope in one
+/// conjunction, and a searcher of each partition it can match in, pinned so that the pages
+/// of one export read one snapshot. Every read path starts here.
+pub struct Prepared {
+    pub query: Box<dyn Query>,
+    pub expr: Option<Expr>,
+    /// Partition key (day) and its searcher, newest first.
+    pub partitions: Vec<(String, Searcher)>,
+    pub touched: Touched,
+}
+
+impl Prepared {
+    /// Narrows the query further (the caller's scope stays in it).
+    pub fn and(mut self, extra: Box<dyn Query>) -> Self {
+        self.query =
+            Box::new(BooleanQuery::new(vec![(Occur::Must, self.query), (Occur::Must, extra)]));
+        self
+    }
 }
 
 impl Store {
-    pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, QueryError> {
-        let started = Instant::now();
-        if request.limit > MAX_LIMIT {
-            return Err(QueryError::Parameter {
-                name: "limit",
-                reason: format!("{} is above the maximum of {MAX_LIMIT}", request.limit),
-            });
-        }
+    /// Parses and compiles `query` for the range and scope; the only way to a [`Prepared`].
+    pub fn prepare(
+        &self,
+        query: &str,
+        start_ns: Option<i64>,
+        end_ns: Option<i64>,
+        scope: &Scope,
+    ) -> Result<Prepared, QueryError> {
         let schema = self.schema();
-        let expr = parse(&request.query, |name| schema.is_filter(name))?;
-        let start = request.start_ns.unwrap_or(i64::MIN);
-        let end = request.end_ns.unwrap_or(i64::MAX);
+        let expr = parse(query, |name| schema.is_filter(name))?;
+        let start = start_ns.unwrap_or(i64::MIN);
+        let end = end_ns.unwrap_or(i64::MAX);
         if start >= end {
             return Err(QueryError::Parameter {
                 name: "start",
                 reason: "the range is empty: start is not before end".to_owned(),
             });
         }
-        let query =
-            within(schema, compile(schema, expr.as_ref())?, request.start_ns, request.end_ns);
+        let mut query = within(schema, compile(schema, expr.as_ref())?, start_ns, end_ns);
+        if let Some(filter) = scope.filter(schema)? {
+            query = Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, filter)]));
+        }
+        let partitions: Vec<_> = self
+            .partitions_overlapping(start, end)
+            .iter()
+            .map(|p| (p.key.clone(), p.searcher()))
+            .collect();
+        let stats = self.partition_stats();
+        let touched = Touched {
+            watermark: self.complete_until().map(format_ts),
+            partitions: partitions.len(),
+            bytes: partitions.iter().filter_map(|(k, _)| stats.get(k)).map(|s| s.bytes).sum(),
+        };
+        Ok(Prepared { query, expr, partitions, touched })
+    }
 
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, QueryError> {
+        let started = Instant::now();
+        if request.limit > MAX_LIMIT {
+            return Err(QueryError::Parameter {
+                name: "limit",
+                reason: format!(
+                    "{} is above the maximum of {MAX_LIMIT}; page with the cursor",
+                    request.limit
+                ),
+            });
+        }
+        let prepared =
+            self.prepare(&request.query, request.start_ns, request.end_ns, &request.scope)?;
+        let (hits, total) =
+            self.top(&prepared, request.limit, request.order, request.cursor, true)?;
+        let next_cursor = (request.limit > 0 && hits.len() == request.limit)
+            .then(|| hits.last().map(|(key, _)| Cursor(*key).to_string()))
+            .flatten();
+        Ok(SearchResponse {
+            hits: hits.into_iter().map(|(_, hit)| hit).collect(),
+            total,
+            took_ms: started.elapsed().as_millis() as u64,
+            next_cursor,
+            touched: prepared.touched,
+        })
+    }
+
+    /// The first `limit` hits of `prepared` in `order` after `cursor`, and (when `count`) how
+    /// many records match in all.
+    pub fn top(
+        &self,
+        prepared: &Prepared,
+        limit: usize,
+        order: Order,
+        cursor: Option<Cursor>,
+        count: bool,
+    ) -> Result<(Vec<(Key, Hit)>, u64), QueryError> {
+        self.top_ranked(
+            prepared,
+            TopByTime { limit, order, cursor: cursor.map(|c| c.0), rank: Rank::Time },
+            count,
+        )
+    }
+
+    /// [`Self::top`] with any ranking.
+    pub fn top_ranked(
+        &self,
+        prepared: &Prepared,
+        collector: TopByTime,
+        count: bool,
+    ) -> Result<(Vec<(Key, Hit)>, u64), QueryError> {
+        let (limit, order) = (collector.limit, collector.order);
         let mut total = 0;
-        let mut candidates: Vec<(i64, usize, DocAddress)> = Vec::new();
-        let partitions = self.partitions_overlapping(start, end);
-        for (i, partition) in partitions.iter().enumerate() {
-            let searcher = partition.searcher();
-            let top = TopDocs::with_limit(request.limit.max(1))
-                .order_by_fast_field::<i64>("ts", Order::Desc);
-            let (hits, count) = searcher
-                .search(&query, &(top, Count))
-                .map_err(QueryError::index(self.dir().join(&partition.key)))?;
-            total += count as u64;
-            candidates.extend(hits.into_iter().map(|(ts, addr)| (ts.unwrap_or(i64::MIN), i, addr)));
-        }
-        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-        candidates.truncate(request.limit);
-
-        let mut hits = Vec::with_capacity(candidates.len());
-        for (ts, i, addr) in candidates {
-            let searcher = partitions[i].searcher();
-            let doc: TantivyDocument = searcher
-                .doc(addr)
-                .map_err(QueryError::index(self.dir().join(&partitions[i].key)))?;
-            // The id's parts live in fast fields only: stored, their random-looking bytes
-            // would defeat the document store's compression.
-            let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
-            let column = |name: &str| {
-                fast.u64(name).ok().and_then(|c| c.first(addr.doc_id)).unwrap_or_default()
+        let mut candidates: Vec<(Key, (usize, DocAddress), i64)> = Vec::new();
+        for (i, (key, searcher)) in prepared.partitions.iter().enumerate() {
+            let path = || self.dir().join(key);
+            let found = if count {
+                let (found, n) = searcher
+                    .search(&prepared.query, &(collector, Count))
+                    .map_err(QueryError::index(path()))?;
+                total += n as u64;
+                found
+            } else {
+                searcher.search(&prepared.query, &collector).map_err(QueryError::index(path()))?
             };
-            let id = RecordId::new(column("source"), column("offset"));
-            hits.push(to_hit(schema, &doc, ts, id));
+            candidates.extend(found.into_iter().map(|(key, addr, ts)| (key, (i, addr), ts)));
         }
-        Ok(SearchResponse { hits, total, took_ms: started.elapsed().as_millis() as u64 })
+        order.sort_ranked(&mut candidates);
+        candidates.truncate(limit);
+        let schema = self.schema();
+        let terms = prepared.expr.as_ref().map(phrases).unwrap_or_default();
+        let mut hits = Vec::with_capacity(candidates.len());
+        for (key, (i, addr), ts) in candidates {
+            let (partition, searcher) = &prepared.partitions[i];
+            let doc: TantivyDocument =
+                searcher.doc(addr).map_err(QueryError::index(self.dir().join(partition)))?;
+            let mut hit = to_hit(schema, &doc, ts, RecordId::new(key.1, key.2));
+            hit.highlights = highlight(&hit.message, &terms);
+            hits.push((key, hit));
+        }
+        Ok((hits, total))
     }
 }
 
@@ -157,6 +304,7 @@ fn to_hit(schema: &LogSchema, doc: &TantivyDocument, ts: i64, id: RecordId) -> H
         message: text(schema.message),
         id: id.to_string(),
         flags: sluice_proto::flags::names(flags).into_iter().map(str::to_owned).collect(),
+        highlights: Vec::new(),
     }
 }
 
@@ -266,6 +414,136 @@ mod tests {
             store.search(&SearchRequest::new("id:nothex")),
             Err(QueryError::Syntax(m)) if m.contains("nothex")
         ));
+    }
+
+    fn messages(response: &SearchResponse) -> Vec<&str> {
+        response.hits.iter().map(|h| h.message.as_str()).collect()
+    }
+
+    #[test]
+    fn cursor_pages_through_everything_once_in_both_orders() {
+        use crate::testing::{rec, store};
+        // 250 records, many sharing a nanosecond, over two days and two sources.
+        let day = 86_400_000_000_000i64;
+        let records: Vec<_> = (0..250u64)
+            .map(|i| rec(i % 2, i, (i as i64 / 7) * (day / 20), "ns", "p", &format!("line {i}")))
+            .collect();
+        let (_dir, store, _w) = store(&records);
+        for order in [Order::Newest, Order::Oldest] {
+            let mut request = SearchRequest::new("line");
+            request.limit = 30;
+            request.order = order;
+            let mut seen = Vec::new();
+            let mut pages = 0;
+            loop {
+                let response = store.search(&request).unwrap();
+                assert_eq!(response.total, 250);
+                pages += 1;
+                let keys: Vec<i64> = response
+                    .hits
+                    .iter()
+                    .map(|h| {
+                        h.ts.parse::<chrono::DateTime<chrono::Utc>>()
+                            .unwrap()
+                            .timestamp_nanos_opt()
+                            .unwrap()
+                    })
+                    .collect();
+                let mut sorted = keys.clone();
+                match order {
+                    Order::Newest => sorted.sort_by(|a, b| b.cmp(a)),
+                    Order::Oldest => sorted.sort(),
+                }
+                assert_eq!(keys, sorted, "hits of a page are in order");
+                seen.extend(response.hits.iter().map(|h| h.id.clone()));
+                match response.next_cursor {
+                    Some(c) => request.cursor = Some(c.parse().unwrap()),
+                    None => break,
+                }
+            }
+            assert_eq!(pages, 9, "{order:?}");
+            let unique: std::collections::HashSet<_> = seen.iter().collect();
+            assert_eq!((seen.len(), unique.len()), (250, 250), "{order:?}");
+        }
+        assert!(matches!(
+            "nonsense".parse::<Cursor>(),
+            Err(QueryError::Parameter { name: "cursor", .. })
+        ));
+    }
+
+    #[test]
+    fn globs_ranges_and_highlights() {
+        use crate::testing::{rec, store};
+        let (_dir, store, _w) = store(&[
+            rec(1, 0, 100, "prod", "order-api-1", "ERROR 支付超时 db timeout"),
+            rec(1, 1, 200, "prod", "order-worker-2", "INFO ok"),
+            rec(1, 2, 300, "dev", "cart-1", "WARN slow db"),
+        ]);
+        assert_eq!(count(&store, "pod:order-*"), 2);
+        assert_eq!(count(&store, "pod:*-1"), 2);
+        assert_eq!(count(&store, "pod:order-?pi-1"), 1);
+        assert_eq!(count(&store, "pod:\"order-*\""), 0);
+        assert_eq!(count(&store, "NOT pod:order-*"), 1);
+        assert_eq!(count(&store, "level:WARN*"), 1);
+        assert_eq!(count(&store, "ts:>=200"), 2);
+        assert_eq!(count(&store, "ts:<200"), 1);
+        assert_eq!(count(&store, "ts:[100 TO 200]"), 2);
+        assert_eq!(count(&store, "ts:{100 TO 300}"), 1);
+        assert_eq!(count(&store, "ts:[1970-01-01T00:00:00.0000002Z TO *]"), 2);
+        assert_eq!(count(&store, "offset:>0 db"), 1);
+        assert!(
+            matches!(store.search(&SearchRequest::new("pod:>3")), Err(QueryError::Syntax(m)) if m.contains("ranges apply to ts"))
+        );
+        assert!(matches!(
+            store.search(&SearchRequest::new("ts:>yesterday")),
+            Err(QueryError::Syntax(_))
+        ));
+        let response = store.search(&SearchRequest::new("支付 OR db")).unwrap();
+        assert_eq!(messages(&response), ["WARN slow db", "ERROR 支付超时 db timeout"]);
+        assert_eq!(response.hits[0].highlights, [[10, 12]]);
+        assert_eq!(response.hits[1].highlights, [[6, 8], [11, 13]]);
+        assert_eq!(response.touched.partitions, 1);
+        assert!(response.touched.bytes > 0);
+    }
+
+    #[test]
+    fn the_scope_cannot_be_escaped_by_the_query() {
+        use crate::testing::{rec, store};
+        let (_dir, store, _w) = store(&[
+            rec(1, 0, 1, "prod", "pay", "ERROR secret prod line"),
+            rec(2, 0, 2, "dev", "pay", "ERROR dev line"),
+            rec(3, 0, 3, "", "pay", "ERROR line without namespace"),
+        ]);
+        let dev = Scope::Only { clusters: vec!["*".into()], namespaces: vec!["dev".into()] };
+        let seen = |q: &str| {
+            let mut r = SearchRequest::new(q);
+            r.scope = dev.clone();
+            store.search(&r).unwrap().hits.into_iter().map(|h| h.namespace).collect::<Vec<_>>()
+        };
+        for q in [
+            "",
+            "ERROR",
+            "namespace:prod",
+            "namespace:prod OR namespace:dev",
+            "secret OR line",
+            "namespace:*",
+            "NOT namespace:dev",
+            "(namespace:prod) OR (NOT namespace:prod)",
+            &format!("id:{}", RecordId::new(1, 0)),
+            "source:0000000000000001",
+        ] {
+            let namespaces = seen(q);
+            assert!(namespaces.iter().all(|n| n == "dev"), "{q}: {namespaces:?}");
+        }
+        assert_eq!(seen("line"), ["dev"]);
+        let wide = Scope::Only { clusters: vec!["c*".into()], namespaces: vec!["*".into()] };
+        let mut r = SearchRequest::new("");
+        r.scope = wide;
+        assert_eq!(store.search(&r).unwrap().total, 3);
+        let other_cluster =
+            Scope::Only { clusters: vec!["c2".into()], namespaces: vec!["*".into()] };
+        r.scope = other_cluster;
+        assert_eq!(store.search(&r).unwrap().total, 0);
     }
 
     #[test]

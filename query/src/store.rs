@@ -30,6 +30,9 @@ use crate::schema::LogSchema;
 use crate::tokenizer::{SluiceTokenizer, TOKENIZER_NAME};
 
 const MANIFEST: &str = "manifest.json";
+/// Version 2 added the `seq` field and the keyword columns; field handles are positional, so
+/// an older index cannot be read with this schema.
+const MANIFEST_VERSION: u32 = 2;
 const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 /// How many partitions may have an open writer at once; each holds an indexing arena.
 const MAX_OPEN_WRITERS: usize = 4;
@@ -44,6 +47,9 @@ pub struct PartitionStats {
     pub min_ts: i64,
     pub max_ts: i64,
     pub docs: u64,
+    /// Size on disk at the last commit.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,6 +58,13 @@ struct Manifest {
     version: u32,
     /// Every record before this WAL position is committed in the partitions.
     wal_position: u64,
+    /// The number of the last commit; records carry the number of the commit that made them
+    /// searchable.
+    #[serde(default)]
+    commit_seq: u64,
+    /// Every record the collector acknowledged before this time (Unix ns) is searchable.
+    #[serde(default)]
+    complete_until_ns: Option<i64>,
     partitions: BTreeMap<String, PartitionStats>,
 }
 
@@ -78,6 +91,8 @@ pub struct Store {
     read_only: bool,
     partitions: RwLock<BTreeMap<String, Arc<Partition>>>,
     manifest: RwLock<Manifest>,
+    /// The last commit's number, for live tails to wait on.
+    commits: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -108,11 +123,19 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest::default(),
             Err(e) => return Err(QueryError::io("read", &manifest_path)(e)),
         };
+        if manifest.version != 0 && manifest.version != MANIFEST_VERSION {
+            return Err(QueryError::Version {
+                path: manifest_path,
+                found: manifest.version,
+                expected: MANIFEST_VERSION,
+            });
+        }
         let store = Store {
             dir: dir.to_owned(),
             schema: LogSchema::new(),
             read_only,
             partitions: RwLock::default(),
+            commits: tokio::sync::watch::Sender::new(manifest.commit_seq),
             manifest: RwLock::new(manifest),
         };
         let entries = fs::read_dir(dir).map_err(QueryError::io("list", dir))?;
@@ -166,6 +189,27 @@ impl Store {
         self.manifest.read().expect("manifest poisoned").wal_position
     }
 
+    /// The number of the last commit.
+    pub fn commit_seq(&self) -> u64 {
+        self.manifest.read().expect("manifest poisoned").commit_seq
+    }
+
+    /// Wakes on every commit (and reload that found one) with the new commit number.
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
+    /// Every record acknowledged before this time (Unix ns) is searchable; `None` until the
+    /// index first caught up with the WAL.
+    pub fn complete_until(&self) -> Option<i64> {
+        self.manifest.read().expect("manifest poisoned").complete_until_ns
+    }
+
+    /// What the manifest says of each partition, by day (`YYYY-MM-DD`).
+    pub fn partition_stats(&self) -> BTreeMap<String, PartitionStats> {
+        self.manifest.read().expect("manifest poisoned").partitions.clone()
+    }
+
     /// Documents committed, over all partitions.
     pub fn doc_count(&self) -> u64 {
         self.manifest.read().expect("manifest poisoned").partitions.values().map(|p| p.docs).sum()
@@ -176,8 +220,10 @@ impl Store {
         let fresh = Self::open_with(&self.dir, true)?;
         let fresh_partitions = std::mem::take(&mut *fresh.partitions.write().expect("poisoned"));
         *self.partitions.write().expect("partition map poisoned") = fresh_partitions;
-        *self.manifest.write().expect("manifest poisoned") =
-            fresh.manifest.read().expect("poisoned").clone();
+        let manifest = fresh.manifest.read().expect("poisoned").clone();
+        let seq = manifest.commit_seq;
+        *self.manifest.write().expect("manifest poisoned") = manifest;
+        self.commits.send_if_modified(|s| std::mem::replace(s, seq) != seq);
         Ok(())
     }
 
@@ -280,8 +326,20 @@ impl Store {
             .and_then(|d| d.sync_all())
             .map_err(QueryError::io("sync", &self.dir))?;
         *self.manifest.write().expect("manifest poisoned") = manifest.clone();
+        self.commits.send_replace(manifest.commit_seq);
         Ok(())
     }
+}
+
+/// Bytes of the files directly in `dir` (a tantivy index keeps no subdirectories).
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn partition_key(start_ns: i64) -> String {
@@ -325,11 +383,14 @@ pub struct StoreWriter {
     /// Time ranges of what was added since the last commit, per partition's first nanosecond.
     pending: HashMap<i64, (i64, i64)>,
     last_position: u64,
+    /// The number the next commit will have, which records added now carry.
+    seq: u64,
 }
 
 impl StoreWriter {
     pub fn new(store: Arc<Store>) -> Self {
         let last_position = store.committed_position();
+        let seq = store.commit_seq() + 1;
         Self {
             store,
             writers: HashMap::new(),
@@ -339,6 +400,7 @@ impl StoreWriter {
             uncommitted: HashSet::new(),
             pending: HashMap::new(),
             last_position,
+            seq,
         }
     }
 
@@ -371,7 +433,7 @@ impl StoreWriter {
         }
         self.high_water.insert(id.source, Some(high_water.map_or(id.offset, |h| h.max(id.offset))));
         let ts = record.timestamp_ns;
-        let document = self.store.schema.to_document(record);
+        let document = self.store.schema.to_document(record, self.seq);
         let start_ns = ts.div_euclid(NANOS_PER_DAY) * NANOS_PER_DAY;
         let writer = self.writer_for(start_ns)?;
         writer.dirty = true;
@@ -442,6 +504,16 @@ impl StoreWriter {
     /// Makes every added record durable and searchable, and records that the store covers
     /// the WAL up to `position`.
     pub fn commit(&mut self, position: u64) -> Result<(), QueryError> {
+        self.commit_with(position, None)
+    }
+
+    /// [`Self::commit`], and when `caught_up_at` is given — a time at which the WAL ended at
+    /// or before `position` — records that everything acknowledged before it is searchable.
+    pub fn commit_with(
+        &mut self,
+        position: u64,
+        caught_up_at: Option<i64>,
+    ) -> Result<(), QueryError> {
         self.last_position = self.last_position.max(position);
         let mut writers = std::mem::take(&mut self.writers);
         let result = writers.values_mut().try_for_each(|open| self.commit_one(open));
@@ -449,24 +521,36 @@ impl StoreWriter {
         result?;
         let mut manifest = self.store.manifest.read().expect("manifest poisoned").clone();
         if self.pending.is_empty() && manifest.wal_position == self.last_position {
+            if let Some(t) = caught_up_at.filter(|t| manifest.complete_until_ns < Some(*t)) {
+                manifest.complete_until_ns = Some(t);
+                self.store.write_manifest(&manifest)?;
+            }
             return Ok(());
         }
         for (start_ns, (min_ts, max_ts)) in self.pending.drain() {
             let key = partition_key(start_ns);
             let partition = self.store.partitions.read().expect("poisoned").get(&key).cloned();
             let docs = partition.map_or(0, |p| p.searcher().num_docs());
+            let bytes = dir_bytes(&self.store.partition_dir(&key));
             let stats = manifest.partitions.entry(key).or_insert(PartitionStats {
                 min_ts,
                 max_ts,
                 docs: 0,
+                bytes: 0,
             });
             stats.min_ts = stats.min_ts.min(min_ts);
             stats.max_ts = stats.max_ts.max(max_ts);
             stats.docs = docs;
+            stats.bytes = bytes;
         }
-        manifest.version = 1;
+        manifest.version = MANIFEST_VERSION;
         manifest.wal_position = self.last_position;
+        manifest.commit_seq += 1;
+        if caught_up_at.is_some() {
+            manifest.complete_until_ns = caught_up_at.max(manifest.complete_until_ns);
+        }
         self.store.write_manifest(&manifest)?;
+        self.seq = manifest.commit_seq + 1;
         self.uncommitted.clear();
         self.committed_high.clone_from(&self.high_water);
         Ok(())

@@ -1,4 +1,5 @@
-//! The query language: terms, "phrases", `field:value`, AND / OR / NOT, `-term`, parentheses.
+//! The query language: terms, "phrases", `field:value`, `field:glob*`, ranges, AND / OR / NOT,
+//! `-term`, parentheses.
 //!
 //! Hand-written rather than tantivy's `QueryParser` because ops paste log text into the box:
 //! `workerEnv.init() ok`, `ERROR: db timeout`, `key=value`. Here a word is searched as the
@@ -11,8 +12,13 @@
 //! or      = and ("OR" and)*
 //! and     = unary (["AND"] unary)*
 //! unary   = ("NOT" | "-") unary | primary
-//! primary = "(" or ")" | FIELD ":" (WORD | QUOTED) | QUOTED | WORD
+//! primary = "(" or ")" | FIELD ":" (WORD | QUOTED | RANGE) | QUOTED | WORD
+//! RANGE   = ("[" | "{") LOW " TO " HIGH ("]" | "}") | (">" | ">=" | "<" | "<=") VALUE
 //! ```
+//! An unquoted field value with `*` or `?` is a glob (`pod:order-*`); `*` as a range end is
+//! open. `[` `]` include their end, `{` `}` exclude it.
+
+use std::ops::Bound;
 
 use crate::QueryError;
 
@@ -27,6 +33,17 @@ pub enum Expr {
     Field {
         field: String,
         value: String,
+    },
+    /// A glob on a keyword field: `*` any run, `?` any one character.
+    Wildcard {
+        field: String,
+        pattern: String,
+    },
+    /// A range on a numeric field; the bounds are still text, read by the field's kind.
+    Range {
+        field: String,
+        lower: Bound<String>,
+        upper: Bound<String>,
     },
     And(Vec<Expr>),
     Or(Vec<Expr>),
@@ -46,6 +63,8 @@ enum Tok {
     FieldPrefix(String),
     /// `name:value` for a known field.
     Field(String, String),
+    /// `name:[a TO b]` for a known field, brackets included.
+    Range(String, String),
 }
 
 /// Parses `input`; `Ok(None)` means an empty query, which matches everything.
@@ -89,6 +108,9 @@ fn lex(input: &str, is_field: &impl Fn(&str) -> bool) -> Result<Vec<(usize, Tok)
                 .ok_or_else(|| syntax(format!("unterminated quote at character {column}")))?;
             out.push((column, Tok::Quoted(text)));
             i = next;
+        } else if let Some((name, text, next)) = bracket_range(&chars, i, is_field) {
+            out.push((column, Tok::Range(name, text)));
+            i = next;
         } else {
             // A word runs to whitespace, a quote, or a ')' that closes no '(' inside the word.
             let mut word = String::new();
@@ -117,6 +139,25 @@ fn lex(input: &str, is_field: &impl Fn(&str) -> bool) -> Result<Vec<(usize, Tok)
         }
     }
     Ok(out)
+}
+
+/// `name:[…]` or `name:{…}` starting at `start`, which may hold spaces (`[a TO b]`).
+fn bracket_range(
+    chars: &[(usize, char)],
+    start: usize,
+    is_field: &impl Fn(&str) -> bool,
+) -> Option<(String, String, usize)> {
+    let colon = (start..chars.len())
+        .take_while(|&j| chars[j].1.is_alphanumeric() || chars[j].1 == '_' || chars[j].1 == ':')
+        .find(|&j| chars[j].1 == ':')?;
+    let name: String = chars[start..colon].iter().map(|c| c.1).collect();
+    let open = chars.get(colon + 1)?.1;
+    if !is_field(&name) || !matches!(open, '[' | '{') {
+        return None;
+    }
+    let close = (colon + 2..chars.len()).find(|&j| matches!(chars[j].1, ']' | '}'))?;
+    let text = chars[colon + 1..=close].iter().map(|c| c.1).collect();
+    Some((name, text, close + 1))
 }
 
 fn quoted(chars: &[(usize, char)], open: usize) -> Option<(String, usize)> {
@@ -236,7 +277,8 @@ impl Parser {
                 }
             }
             Some((_, Tok::Word(w))) => Ok(Expr::Text(w)),
-            Some((_, Tok::Field(field, value))) => Ok(Expr::Field { field, value }),
+            Some((at, Tok::Field(field, value))) => field_expr(field, value, at),
+            Some((at, Tok::Range(field, text))) => bracket_expr(field, &text, at),
             Some((_, Tok::Quoted(q))) => Ok(Expr::Phrase(q)),
             Some((_, Tok::FieldPrefix(field))) => match self.next() {
                 Some((_, Tok::Quoted(value))) => Ok(Expr::Field { field, value }),
@@ -247,6 +289,49 @@ impl Parser {
             None => Err(syntax("the query ends too early".to_owned())),
         }
     }
+}
+
+/// An unquoted `field:value`: a comparison, a glob or an exact value.
+fn field_expr(field: String, value: String, at: usize) -> Result<Expr, QueryError> {
+    for (op, lower, inclusive) in
+        [(">=", true, true), ("<=", false, true), (">", true, false), ("<", false, false)]
+    {
+        if let Some(v) = value.strip_prefix(op) {
+            if v.is_empty() {
+                return Err(syntax(format!("{field}:{op} at character {at} needs a value")));
+            }
+            let bound = if inclusive {
+                Bound::Included(v.to_owned())
+            } else {
+                Bound::Excluded(v.to_owned())
+            };
+            let (lower, upper) =
+                if lower { (bound, Bound::Unbounded) } else { (Bound::Unbounded, bound) };
+            return Ok(Expr::Range { field, lower, upper });
+        }
+    }
+    if value.contains(['*', '?']) {
+        return Ok(Expr::Wildcard { field, pattern: value });
+    }
+    Ok(Expr::Field { field, value })
+}
+
+/// `[a TO b]`, `{a TO b}` or a mix; `*` for an open end.
+fn bracket_expr(field: String, text: &str, at: usize) -> Result<Expr, QueryError> {
+    let bad = || syntax(format!("range at character {at} should look like {field}:[LOW TO HIGH]"));
+    let mut chars = text.chars();
+    let (open, close) = (chars.next().ok_or_else(bad)?, chars.next_back().ok_or_else(bad)?);
+    let (low, high) = chars.as_str().split_once(" TO ").ok_or_else(bad)?;
+    let (low, high) = (low.trim(), high.trim());
+    if low.is_empty() || high.is_empty() {
+        return Err(bad());
+    }
+    let end = |v: &str, inclusive: bool| match v {
+        "*" => Bound::Unbounded,
+        v if inclusive => Bound::Included(v.to_owned()),
+        v => Bound::Excluded(v.to_owned()),
+    };
+    Ok(Expr::Range { field, lower: end(low, open == '['), upper: end(high, close == ']') })
 }
 
 #[cfg(test)]
@@ -304,6 +389,41 @@ mod tests {
         assert_eq!(p("ERROR: timeout"), Expr::And(vec![text("ERROR:"), text("timeout")]));
         assert_eq!(p("(f(x))"), text("f(x)"));
         assert_eq!(p("订单创建失败"), text("订单创建失败"));
+    }
+
+    #[test]
+    fn globs_and_ranges() {
+        assert_eq!(
+            p("pod:order-*"),
+            Expr::Wildcard { field: "pod".into(), pattern: "order-*".into() }
+        );
+        assert_eq!(p("pod:\"a*\""), Expr::Field { field: "pod".into(), value: "a*".into() });
+        let inc = |s: &str| Bound::Included(s.to_owned());
+        let exc = |s: &str| Bound::Excluded(s.to_owned());
+        assert_eq!(
+            p("level:>=5"),
+            Expr::Range { field: "level".into(), lower: inc("5"), upper: Bound::Unbounded }
+        );
+        assert_eq!(
+            p("level:<x"),
+            Expr::Range { field: "level".into(), lower: Bound::Unbounded, upper: exc("x") }
+        );
+        assert_eq!(
+            p("a namespace:[1 TO 2} b"),
+            Expr::And(vec![
+                text("a"),
+                Expr::Range { field: "namespace".into(), lower: inc("1"), upper: exc("2") },
+                text("b"),
+            ])
+        );
+        assert_eq!(
+            p("pod:{* TO 9]"),
+            Expr::Range { field: "pod".into(), lower: Bound::Unbounded, upper: inc("9") }
+        );
+        assert_eq!(p("user:[a TO b]"), Expr::And(vec![text("user:[a"), text("TO"), text("b]")]));
+        for q in ["pod:[1 2]", "pod:[ TO 2]", "level:>="] {
+            assert!(parse(q, is_field).is_err(), "{q}");
+        }
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub(crate) struct CollectorArgs {
     /// measuring agents and ingest.
     #[arg(long)]
     blackhole: bool,
+    /// YAML file of search users: name, token, and admin or the clusters and namespaces each
+    /// may read. Without it the search API is open to whoever reaches --listen.
+    #[arg(long)]
+    users: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +150,13 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
     let mut config = CollectorConfig::new(args.data_dir.clone());
     config.index.commit_interval = args.commit_interval;
     config.blackhole = args.blackhole;
+    config.users = args.users.as_deref().map(sluice_query::access::Users::load).transpose()?;
+    if config.users.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "the search API is open: anyone who reaches this address reads every namespace; pass --users"
+        );
+    }
     Ok((grpc, http, config))
 }
 

@@ -77,6 +77,15 @@ fn log_file(dir: &Path, name: &str) -> std::fs::File {
 
 /// Starts `sluice up` on ephemeral ports; returns it and its HTTP base URL.
 pub fn start_up(data_dir: &Path, watch: &[String]) -> (Proc, String) {
+    start_up_with(data_dir, watch, &[])
+}
+
+/// `start_up` with more arguments, such as `--users`.
+pub fn start_up_with(
+    data_dir: &Path,
+    watch: &[String],
+    extra: &[&std::ffi::OsStr],
+) -> (Proc, String) {
     let mut cmd = Command::new(sluice());
     cmd.args(["up", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -84,6 +93,7 @@ pub fn start_up(data_dir: &Path, watch: &[String]) -> (Proc, String) {
     for w in watch {
         cmd.args(["--watch", w]);
     }
+    cmd.args(extra);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(log_file(&data_dir.join("logs"), "up"))

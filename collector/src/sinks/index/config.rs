@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_query::Store;
+use tokio::sync::watch;
 
 use super::IndexSink;
 
@@ -20,7 +21,9 @@ impl Default for IndexSinkConfig {
 }
 
 impl IndexSinkConfig {
-    pub fn build(&self, store: Arc<Store>) -> IndexSink {
-        IndexSink::new(store)
+    /// `wal_end` follows the WAL's end, so a commit that caught up with it can say that
+    /// everything acknowledged so far is searchable.
+    pub fn build(&self, store: Arc<Store>, wal_end: watch::Receiver<u64>) -> IndexSink {
+        IndexSink::new(store, wal_end)
     }
 }

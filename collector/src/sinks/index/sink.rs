@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use sluice_proto::LogRecord;
 use sluice_query::store::Added;
 use sluice_query::{Store, StoreWriter};
+use tokio::sync::watch;
 
 use crate::sink::{Sink, SinkError};
 
@@ -11,12 +12,13 @@ pub struct IndexSink {
     writer: Arc<Mutex<StoreWriter>>,
     resume: u64,
     end: u64,
+    wal_end: watch::Receiver<u64>,
 }
 
 impl IndexSink {
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, wal_end: watch::Receiver<u64>) -> Self {
         let resume = store.committed_position();
-        Self { writer: Arc::new(Mutex::new(StoreWriter::new(store))), resume, end: resume }
+        Self { writer: Arc::new(Mutex::new(StoreWriter::new(store))), resume, end: resume, wal_end }
     }
 
     /// Runs tantivy work off the async threads: it is CPU and disk bound.
@@ -65,9 +67,15 @@ impl Sink for IndexSink {
 
     async fn flush(&mut self) -> Result<u64, SinkError> {
         let end = self.end;
+        // The clock is read before the WAL's end: whatever the collector acknowledged before
+        // `now` was in the WAL by then, so if this commit reaches the WAL's end it holds it.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let caught_up = (end >= *self.wal_end.borrow()).then_some(now);
         let docs = self
             .blocking(move |writer| {
-                writer.commit(end)?;
+                writer.commit_with(end, caught_up)?;
                 Ok(writer.store().doc_count())
             })
             .await?;

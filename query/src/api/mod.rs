@@ -1,0 +1,391 @@
+//! The HTTP API: `/api/v1/{search,histogram,facets,context,tail,export}`, `/healthz`,
+//! `/metrics`.
+//!
+//! Each handler authenticates the caller (`Authorization: Bearer <token>`), turns its query
+//! string into a request carrying the caller's [`Scope`], and runs it in the store; the scope
+//! is applied there, in the one place every query is built.
+
+mod export;
+mod tail;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::access::{Authenticator, Principal, Scope};
+use crate::collect::Order;
+use crate::context::ContextRequest;
+use crate::facets::FacetsRequest;
+use crate::histogram::HistogramRequest;
+use crate::search::{DEFAULT_LIMIT, SearchRequest};
+use crate::{QueryError, Store};
+
+/// Renders the process's metrics in the Prometheus text format.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub metrics: MetricsRender,
+    pub auth: Arc<dyn Authenticator>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/histogram", get(histogram))
+        .route("/api/v1/facets", get(facets))
+        .route("/api/v1/context", get(context))
+        .route("/api/v1/tail", get(tail::tail))
+        .route("/api/v1/export", get(export::export))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// The authenticated caller of a request.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let bearer = match header {
+            None => None,
+            Some(h) => match h.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(token.trim())
+                }
+                _ => {
+                    return Err(QueryError::Unauthorized(
+                        "the Authorization header must be `Bearer <token>`".to_owned(),
+                    )
+                    .into());
+                }
+            },
+        };
+        Ok(Caller(state.auth.authenticate(bearer)?))
+    }
+}
+
+impl Caller {
+    fn scope(&self) -> Scope {
+        self.0.scope.clone()
+    }
+}
+
+/// Runs store work off the async threads: tantivy searches are CPU and disk bound.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+fn times(start: Option<&str>, end: Option<&str>) -> Result<(Option<i64>, Option<i64>), QueryError> {
+    Ok((
+        start.map(|s| parse_time("start", s)).transpose()?,
+        end.map(|e| parse_time("end", e)).transpose()?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<usize>,
+    /// `newest` (default) or `oldest`.
+    order: Option<String>,
+    cursor: Option<String>,
+}
+
+fn parse_order(order: Option<&str>) -> Result<Order, QueryError> {
+    match order {
+        None | Some("newest") => Ok(Order::Newest),
+        Some("oldest") => Ok(Order::Oldest),
+        Some(other) => Err(QueryError::Parameter {
+            name: "order",
+            reason: format!("{other:?} is neither newest nor oldest"),
+        }),
+    }
+}
+
+async fn search(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(params): Query<SearchParams>,
+) -> Result<Response, ApiError> {
+    let (start_ns, end_ns) = times(params.start.as_deref(), params.end.as_deref())?;
+    let request = SearchRequest {
+        query: params.q,
+        start_ns,
+        end_ns,
+        limit: params.limit.unwrap_or(DEFAULT_LIMIT),
+        order: parse_order(params.order.as_deref())?,
+        cursor: params.cursor.as_deref().map(str::parse).transpose()?,
+        scope: caller.scope(),
+    };
+    let store = state.store.clone();
+    Ok(Json(blocking(move || store.search(&request)).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistogramParams {
+    #[serde(default)]
+    q: String,
+    start: Option<String>,
+    end: Option<String>,
+    /// A duration such as `1m` or `1h`; automatic when absent.
+    interval: Option<String>,
+    /// A keyword field, default `level`; empty for one series.
+    split: Option<String>,
+}
+
+async fn histogram(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(params): Query<HistogramParams>,
+) -> Result<Response, ApiError> {
+    let (start_ns, end_ns) = times(params.start.as_deref(), params.end.as_deref())?;
+    let mut request = HistogramRequest::new(params.q);
+    request.start_ns = start_ns;
+    request.end_ns = end_ns;
+    request.scope = caller.scope();
+    request.interval = params.interval.as_deref().map(parse_duration).transpose()?;
+    if let Some(split) = params.split {
+        request.split = (!split.is_empty()).then_some(split);
+    }
+    let store = state.store.clone();
+    Ok(Json(blocking(move || store.histogram(&request)).await?).into_response())
+}
+
+fn parse_duration(text: &str) -> Result<Duration, QueryError> {
+    humantime::parse_duration(text)
+        .map_err(|e| QueryError::Parameter { name: "interval", reason: format!("{text:?}: {e}") })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FacetsParams {
+    #[serde(default)]
+    q: String,
+    start: Option<String>,
+    end: Option<String>,
+    /// Comma-separated; default namespace,pod,container,level.
+    fields: Option<String>,
+    size: Option<usize>,
+}
+
+async fn facets(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(params): Query<FacetsParams>,
+) -> Result<Response, ApiError> {
+    let (start_ns, end_ns) = times(params.start.as_deref(), params.end.as_deref())?;
+    let mut request = FacetsRequest::new(params.q);
+    request.start_ns = start_ns;
+    request.end_ns = end_ns;
+    request.scope = caller.scope();
+    if let Some(fields) = params.fields {
+        request.fields =
+            fields.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect();
+    }
+    if let Some(size) = params.size {
+        request.size = size;
+    }
+    let store = state.store.clone();
+    Ok(Json(blocking(move || store.facets(&request)).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextParams {
+    id: String,
+    before: Option<usize>,
+    after: Option<usize>,
+}
+
+async fn context(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(params): Query<ContextParams>,
+) -> Result<Response, ApiError> {
+    let id = params.id.parse().map_err(|_| QueryError::Parameter {
+        name: "id",
+        reason: format!("{:?} is not a record id (32 hex digits)", params.id),
+    })?;
+    let request = ContextRequest {
+        id,
+        before: params.before.unwrap_or(10),
+        after: params.after.unwrap_or(10),
+        scope: caller.scope(),
+    };
+    let store = state.store.clone();
+    Ok(Json(blocking(move || store.context(&request)).await?).into_response())
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], (state.metrics)()).into_response()
+}
+
+/// A time parameter: RFC 3339, or an integer number of nanoseconds since the epoch.
+pub fn parse_time(name: &'static str, value: &str) -> Result<i64, QueryError> {
+    if let Ok(ns) = value.parse::<i64>() {
+        return Ok(ns);
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| QueryError::Parameter {
+            name,
+            reason: format!("{value:?} is neither RFC 3339 nor Unix nanoseconds"),
+        })
+}
+
+/// The one place query errors become HTTP answers.
+#[derive(Debug)]
+pub enum ApiError {
+    Query(QueryError),
+    Internal(String),
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        ApiError::Query(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            ApiError::Query(e @ (QueryError::Syntax(_) | QueryError::Parameter { .. })) => {
+                (StatusCode::BAD_REQUEST, e.to_string())
+            }
+            ApiError::Query(e @ QueryError::Unauthorized(_)) => {
+                let mut response =
+                    (StatusCode::UNAUTHORIZED, Json(serde_json::json!({ "error": e.to_string() })))
+                        .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+            ApiError::Query(e @ QueryError::Forbidden(_)) => (StatusCode::FORBIDDEN, e.to_string()),
+            ApiError::Query(e @ QueryError::NotFound(_)) => (StatusCode::NOT_FOUND, e.to_string()),
+            ApiError::Query(e) => {
+                tracing::error!(error = %e, "search failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "search failed; see the server log".to_owned())
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "search task failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "search failed; see the server log".to_owned())
+            }
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use sluice_proto::LogRecord;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::StoreWriter;
+
+    fn app() -> (tempfile::TempDir, Router) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut writer = StoreWriter::new(store.clone());
+        let record = LogRecord {
+            source: 1,
+            timestamp_ns: 1_700_000_000_000_000_000,
+            message: "支付超时 db timeout".into(),
+            level: "error".into(),
+            ..LogRecord::default()
+        };
+        writer.add(&record, 1).unwrap();
+        writer.commit(1).unwrap();
+        let state = ApiState {
+            store,
+            metrics: Arc::new(|| "sluice_up 1\n".to_owned()),
+            auth: Arc::new(crate::access::Open),
+        };
+        (dir, router(state))
+    }
+
+    async fn get(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let response = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn search_returns_hits_as_json() {
+        let (_dir, app) = app();
+        let (status, body) =
+            get(app, "/api/v1/search?q=%E6%94%AF%E4%BB%98%E8%B6%85%E6%97%B6&limit=5").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["total"], 1);
+        assert_eq!(body["hits"][0]["message"], "支付超时 db timeout");
+        assert_eq!(body["hits"][0]["ts"], "2023-11-14T22:13:20.000000000Z");
+        assert_eq!(body["hits"][0]["level"], "error");
+        assert!(body["took_ms"].is_u64());
+    }
+
+    #[tokio::test]
+    async fn time_range_accepts_rfc3339_and_nanoseconds() {
+        let (_dir, app) = app();
+        let (_, body) =
+            get(app.clone(), "/api/v1/search?q=timeout&start=2023-11-14T22:13:21Z").await;
+        assert_eq!(body["total"], 0);
+        let (_, body) = get(app, "/api/v1/search?q=timeout&start=1700000000000000000").await;
+        assert_eq!(body["total"], 1);
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_a_400_with_a_message() {
+        let (_dir, app) = app();
+        let (status, body) = get(app.clone(), "/api/v1/search?q=(timeout").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("never closed"), "{body}");
+        let (status, body) = get(app.clone(), "/api/v1/search?q=x&start=yesterday").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("start"), "{body}");
+        let (status, _) = get(app, "/api/v1/search?q=x&limt=3").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn health_and_metrics() {
+        let (_dir, app) = app();
+        let response = app
+            .clone()
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let response =
+            app.oneshot(Request::get("/metrics").body(Body::empty()).unwrap()).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"sluice_up 1\n");
+    }
+}
