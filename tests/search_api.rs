@@ -20,24 +20,6 @@ const DEV: &str = "dev-team-token-0123456789";
 const PROD_LINES: usize = 8_000;
 const DEV_LINES: usize = 4_000;
 
-fn cri_lines(ns: &str, n: usize, first: usize) -> String {
-    let mut out = String::new();
-    for i in first..first + n {
-        // Times spread over two hours from 2026-11-30T10:00Z.
-        let secs = 36_000 + (i * 7_200 / (PROD_LINES + DEV_LINES));
-        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-        let (level, text) = match i % 10 {
-            0 => ("ERROR", "支付超时 payment timeout"),
-            1 | 2 => ("WARN", "slow query"),
-            _ => ("INFO", "request ok"),
-        };
-        out.push_str(&format!(
-            "2026-11-30T{h:02}:{m:02}:{s:02}.{i:09}Z stdout F {level} {ns} line {i} {text}\n"
-        ));
-    }
-    out
-}
-
 struct Api {
     base: String,
     client: reqwest::blocking::Client,
@@ -136,7 +118,7 @@ fn every_read_path_pages_counts_streams_and_respects_the_callers_namespaces() {
         [(&prod, "prod", PROD_LINES, 0), (&dev, "dev", DEV_LINES, PROD_LINES)]
     {
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, cri_lines(ns, n, first)).unwrap();
+        std::fs::write(file, cri_lines(ns, n, first, PROD_LINES + DEV_LINES)).unwrap();
     }
     let users = dir.path().join("users.yaml");
     std::fs::write(
@@ -328,8 +310,8 @@ fn every_read_path_pages_counts_streams_and_respects_the_callers_namespaces() {
     let dev_tail = tail(&api, DEV, "");
     let admin_tail = tail(&api, ADMIN, &live_query);
     std::thread::sleep(Duration::from_millis(500));
-    append(&prod, &cri_lines("prod", 30, all));
-    append(&dev, &cri_lines("dev", 20, all + 30));
+    append(&prod, &cri_lines("prod", 30, all, all));
+    append(&dev, &cri_lines("dev", 20, all + 30, all));
     let dev_got = collect_for(&dev_tail, 20, Duration::from_secs(30));
     let admin_got = collect_for(&admin_tail, 30, Duration::from_secs(30));
     assert_eq!(dev_got.len(), 20, "dev tail");

@@ -356,3 +356,23 @@ pub fn noise_hex(seed: u64, words: usize) -> String {
         })
         .collect()
 }
+
+/// CRI lines `first..first + n` of a namespace, their times spread over two hours from
+/// 2026-11-30T10:00Z as if `spread` lines were written in all; every tenth is an ERROR with
+/// `支付超时`, two in ten are WARN, the rest INFO. The message is `<LEVEL> <ns> line <i> …`.
+pub fn cri_lines(ns: &str, n: usize, first: usize, spread: usize) -> String {
+    let mut out = String::new();
+    for i in first..first + n {
+        let secs = 36_000 + (i * 7_200 / spread.max(1)).min(7_199);
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        let (level, text) = match i % 10 {
+            0 => ("ERROR", "支付超时 payment timeout"),
+            1 | 2 => ("WARN", "slow query"),
+            _ => ("INFO", "request ok"),
+        };
+        out.push_str(&format!(
+            "2026-11-30T{h:02}:{m:02}:{s:02}.{i:09}Z stdout F {level} {ns} line {i} {text}\n"
+        ));
+    }
+    out
+}

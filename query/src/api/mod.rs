@@ -1,5 +1,5 @@
 //! The HTTP API: `/api/v1/{search,histogram,facets,context,tail,export}`, `/healthz`,
-//! `/metrics`.
+//! `/metrics`, and the search page at `/`.
 //!
 //! Each handler authenticates the caller (`Authorization: Bearer <token>`), turns its query
 //! string into a request carrying the caller's [`Scope`], and runs it in the store; the scope
@@ -7,6 +7,7 @@
 
 mod export;
 mod tail;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/export", get(export::export))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .merge(web::routes())
         .with_state(state)
 }
 

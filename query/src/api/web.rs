@@ -1,0 +1,26 @@
+//! The search page, embedded in the binary: `query/web/` holds its HTML, CSS and TypeScript
+//! (compiled by `npm run build` into `query/web/dist/app.js`, which is committed so that a
+//! Rust build needs no Node.js; `scripts/test` checks it is current).
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+const INDEX: &str = include_str!("../../web/index.html");
+const APP: &str = include_str!("../../web/dist/app.js");
+const STYLE: &str = include_str!("../../web/style.css");
+
+/// `/` and its assets; they carry no data, so they need no token (the API calls do).
+pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let asset = |content_type: &'static str, body: &'static str| {
+        move || async move {
+            ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body)
+                .into_response()
+        }
+    };
+    Router::new()
+        .route("/", get(asset("text/html; charset=utf-8", INDEX)))
+        .route("/assets/app.js", get(asset("text/javascript; charset=utf-8", APP)))
+        .route("/assets/style.css", get(asset("text/css; charset=utf-8", STYLE)))
+}

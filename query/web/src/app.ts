@@ -1,0 +1,534 @@
+// The Sluice search page. Plain DOM, no framework: the page is small and must load from the
+// binary with nothing fetched from elsewhere. Log text is untrusted, so every value reaches
+// the page through textContent, never as HTML.
+
+interface Hit {
+  ts: string;
+  cluster: string;
+  namespace: string;
+  pod: string;
+  container: string;
+  node: string;
+  stream: string;
+  level: string;
+  file: string;
+  message: string;
+  id: string;
+  flags?: string[];
+  highlights?: [number, number][];
+}
+
+interface SearchResponse {
+  hits: Hit[];
+  total: number;
+  took_ms: number;
+  next_cursor?: string;
+  touched: { watermark?: string; partitions: number; bytes: number };
+}
+
+interface Bucket {
+  ts: string;
+  total: number;
+  counts?: Record<string, number>;
+}
+
+interface HistogramResponse {
+  interval_ms: number;
+  start?: string;
+  end?: string;
+  buckets: Bucket[];
+  total: number;
+}
+
+interface FacetsResponse {
+  facets: { field: string; values: { value: string; count: number }[]; other: number }[];
+}
+
+interface ContextResponse {
+  hit: Hit;
+  before: Hit[];
+  after: Hit[];
+  live_query: string;
+}
+
+const RANGES: Record<string, number> = {
+  "15m": 15 * 60_000,
+  "1h": 3_600_000,
+  "24h": 86_400_000,
+  "7d": 7 * 86_400_000,
+};
+
+const LEVEL_COLORS: Record<string, string> = {
+  fatal: "#7a271a",
+  error: "#d92d20",
+  warn: "#f79009",
+  info: "#2e90fa",
+  debug: "#98a2b3",
+  trace: "#d0d5dd",
+  "": "#b3c2d3",
+};
+
+const TOKEN_KEY = "sluice-token";
+
+function $(id: string): HTMLElement {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing #${id}`);
+  return el;
+}
+
+function input(id: string): HTMLInputElement {
+  return $(id) as HTMLInputElement;
+}
+
+function select(id: string): HTMLSelectElement {
+  return $(id) as HTMLSelectElement;
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  text?: string,
+  cls?: string,
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (cls) node.className = cls;
+  return node;
+}
+
+class Unauthorized extends Error {}
+
+async function api<T>(path: string, params: Record<string, string>): Promise<T> {
+  const response = await fetch(`${path}?${new URLSearchParams(params)}`, { headers: authHeaders() });
+  if (response.status === 401) {
+    showLogin("需要有效令牌 A valid token is required");
+    throw new Unauthorized();
+  }
+  const body = await response.json().catch(() => ({ error: response.statusText }));
+  if (!response.ok) throw new Error(body.error ?? response.statusText);
+  return body as T;
+}
+
+function authHeaders(): Record<string, string> {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function showLogin(message: string): void {
+  $("login").hidden = false;
+  $("logout").hidden = true;
+  $("login-message").textContent = message;
+}
+
+/// The time range of the form, in milliseconds since the epoch (`undefined`: open).
+function timeRange(): { start?: number; end?: number } {
+  const range = select("range").value;
+  if (range in RANGES) {
+    const now = Date.now();
+    return { start: now - RANGES[range], end: now + 60_000 };
+  }
+  if (range === "custom") {
+    const parse = (v: string) => (v ? Date.parse(`${v}Z`) : undefined);
+    return { start: parse(input("start").value), end: parse(input("end").value) };
+  }
+  return {};
+}
+
+function rangeParams(): Record<string, string> {
+  const { start, end } = timeRange();
+  const out: Record<string, string> = {};
+  if (start !== undefined && !Number.isNaN(start)) out.start = new Date(start).toISOString();
+  if (end !== undefined && !Number.isNaN(end)) out.end = new Date(end).toISOString();
+  return out;
+}
+
+function query(): string {
+  return input("q").value.trim();
+}
+
+/// Keeps the query in the address bar, so the URL can be shared.
+function saveUrl(): void {
+  const params = new URLSearchParams();
+  const q = query();
+  if (q) params.set("q", q);
+  const range = select("range").value;
+  params.set("range", range);
+  if (range === "custom") {
+    if (input("start").value) params.set("start", input("start").value);
+    if (input("end").value) params.set("end", input("end").value);
+  }
+  history.replaceState(null, "", `?${params}`);
+}
+
+function loadUrl(): void {
+  const params = new URLSearchParams(location.search);
+  input("q").value = params.get("q") ?? "";
+  const range = params.get("range");
+  if (range) select("range").value = range;
+  input("start").value = params.get("start") ?? "";
+  input("end").value = params.get("end") ?? "";
+  $("custom-range").hidden = range !== "custom";
+}
+
+function shortTime(ts: string): string {
+  return ts.replace(/(\.\d{3})\d*Z$/, "$1Z").replace("T", " ");
+}
+
+function messageNode(hit: Hit): HTMLElement {
+  const node = el("div", undefined, "message");
+  const chars = Array.from(hit.message);
+  let at = 0;
+  for (const [start, end] of hit.highlights ?? []) {
+    if (start > at) node.append(chars.slice(at, start).join(""));
+    node.append(el("mark", chars.slice(start, end).join("")));
+    at = end;
+  }
+  if (at < chars.length) node.append(chars.slice(at).join(""));
+  return node;
+}
+
+function hitNode(hit: Hit, live = false): HTMLLIElement {
+  const li = el("li");
+  li.dataset.id = hit.id;
+  if (live) li.classList.add("live");
+  const meta = el("div", undefined, "meta");
+  meta.append(el("time", shortTime(hit.ts)));
+  for (const [name, value] of [
+    ["cluster", hit.cluster],
+    ["namespace", hit.namespace],
+    ["pod", hit.pod],
+    ["container", hit.container],
+  ]) {
+    if (value) {
+      const badge = el("span", value, `badge ${name}`);
+      badge.title = name;
+      meta.append(badge);
+    }
+  }
+  if (hit.level) meta.append(el("span", hit.level, `badge level level-${hit.level}`));
+  for (const flag of hit.flags ?? []) meta.append(el("span", flag, "badge flag"));
+  li.append(meta, messageNode(hit));
+  li.addEventListener("click", () => void showContext(hit.id));
+  return li;
+}
+
+let nextCursor: string | undefined;
+let generation = 0;
+
+async function search(): Promise<void> {
+  const mine = ++generation;
+  saveUrl();
+  $("error").textContent = "";
+  const params = { q: query(), ...rangeParams() };
+  try {
+    const [page, histogram, facets] = await Promise.all([
+      api<SearchResponse>("/api/v1/search", { ...params, limit: "100" }),
+      api<HistogramResponse>("/api/v1/histogram", params),
+      api<FacetsResponse>("/api/v1/facets", params),
+    ]);
+    if (mine !== generation) return;
+    const hits = $("hits");
+    hits.replaceChildren(...page.hits.map((h) => hitNode(h)));
+    nextCursor = page.next_cursor;
+    $("more").hidden = !nextCursor;
+    const fresh = page.touched.watermark ? ` · 数据完整至 complete to ${shortTime(page.touched.watermark)}` : "";
+    $("status").textContent = `${page.total} 条命中 hits · ${page.took_ms} ms${fresh}`;
+    $("status").dataset.total = String(page.total);
+    drawHistogram(histogram);
+    drawFacets(facets);
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) $("error").textContent = String((e as Error).message);
+  }
+}
+
+async function more(): Promise<void> {
+  if (!nextCursor) return;
+  const page = await api<SearchResponse>("/api/v1/search", {
+    q: query(),
+    ...rangeParams(),
+    limit: "100",
+    cursor: nextCursor,
+  });
+  $("hits").append(...page.hits.map((h) => hitNode(h)));
+  nextCursor = page.next_cursor;
+  $("more").hidden = !nextCursor;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function drawHistogram(h: HistogramResponse): void {
+  const svg = $("histogram") as unknown as SVGSVGElement;
+  svg.replaceChildren();
+  svg.dataset.total = String(h.total);
+  if (!h.buckets.length || !h.start || !h.end) return;
+  const width = svg.clientWidth || 800;
+  const height = 120;
+  const start = Date.parse(h.start);
+  const end = Date.parse(h.end);
+  svg.dataset.start = String(start);
+  svg.dataset.end = String(end);
+  const max = Math.max(1, ...h.buckets.map((b) => b.total));
+  const barWidth = width / h.buckets.length;
+  h.buckets.forEach((bucket, i) => {
+    let y = height;
+    const series = bucket.counts && Object.keys(bucket.counts).length ? bucket.counts : { "": bucket.total };
+    for (const level of Object.keys(LEVEL_COLORS).filter((l) => l in series).concat(
+      Object.keys(series).filter((l) => !(l in LEVEL_COLORS)),
+    )) {
+      const h2 = (series[level] / max) * (height - 10);
+      y -= h2;
+      const rect = document.createElementNS(SVG, "rect");
+      rect.setAttribute("x", String(i * barWidth));
+      rect.setAttribute("y", String(y));
+      rect.setAttribute("width", String(Math.max(1, barWidth - 1)));
+      rect.setAttribute("height", String(h2));
+      rect.setAttribute("fill", LEVEL_COLORS[level] ?? "#667085");
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = `${shortTime(bucket.ts)} ${level || "-"}: ${series[level]}`;
+      rect.append(title);
+      svg.append(rect);
+    }
+  });
+}
+
+/// Click-drag on the histogram zooms to the dragged span.
+function enableZoom(): void {
+  const svg = $("histogram") as unknown as SVGSVGElement;
+  let from: number | undefined;
+  let band: SVGRectElement | undefined;
+  const x = (e: MouseEvent) => e.clientX - svg.getBoundingClientRect().left;
+  svg.addEventListener("mousedown", (e) => {
+    from = x(e);
+    band = document.createElementNS(SVG, "rect");
+    band.setAttribute("y", "0");
+    band.setAttribute("height", "120");
+    band.setAttribute("fill", "rgba(46,144,250,.2)");
+    svg.append(band);
+  });
+  svg.addEventListener("mousemove", (e) => {
+    if (from === undefined || !band) return;
+    band.setAttribute("x", String(Math.min(from, x(e))));
+    band.setAttribute("width", String(Math.abs(x(e) - from)));
+  });
+  window.addEventListener("mouseup", (e) => {
+    if (from === undefined) return;
+    const to = x(e);
+    const a = from;
+    from = undefined;
+    const start = Number(svg.dataset.start);
+    const end = Number(svg.dataset.end);
+    if (Math.abs(to - a) < 3 || !start || !end) {
+      band?.remove();
+      return;
+    }
+    const width = svg.clientWidth || 800;
+    const at = (px: number) => start + (Math.max(0, Math.min(width, px)) / width) * (end - start);
+    const local = (ms: number) => new Date(ms).toISOString().slice(0, 19);
+    select("range").value = "custom";
+    $("custom-range").hidden = false;
+    input("start").value = local(at(Math.min(a, to)));
+    input("end").value = local(at(Math.max(a, to)) + 1000);
+    void search();
+  });
+}
+
+function drawFacets(f: FacetsResponse): void {
+  const box = $("facets");
+  box.replaceChildren();
+  const names: Record<string, string> = {
+    namespace: "命名空间 Namespace",
+    pod: "Pod",
+    container: "容器 Container",
+    level: "级别 Level",
+  };
+  for (const facet of f.facets) {
+    box.append(el("h3", names[facet.field] ?? facet.field));
+    for (const v of facet.values) {
+      const b = el("button");
+      b.type = "button";
+      b.dataset.field = facet.field;
+      b.dataset.value = v.value;
+      b.append(el("span", v.value || "(none)"), el("span", String(v.count), "count"));
+      b.addEventListener("click", () => {
+        const term = `${facet.field}:"${v.value.replace(/"/g, '\\"')}"`;
+        input("q").value = query() ? `${query()} ${term}` : term;
+        void search();
+      });
+      box.append(b);
+    }
+  }
+}
+
+async function showContext(id: string): Promise<void> {
+  stopFollow();
+  try {
+    const c = await api<ContextResponse>("/api/v1/context", { id, before: "20", after: "20" });
+    const panel = $("context");
+    panel.hidden = false;
+    const details = $("pod-details");
+    details.replaceChildren();
+    for (const [name, value] of [
+      ["cluster", c.hit.cluster],
+      ["namespace", c.hit.namespace],
+      ["pod", c.hit.pod],
+      ["container", c.hit.container],
+      ["node", c.hit.node],
+      ["stream", c.hit.stream],
+      ["file", c.hit.file],
+      ["id", c.hit.id],
+    ]) {
+      details.append(el("dt", name), el("dd", value || "-"));
+    }
+    const lines = $("context-lines");
+    lines.replaceChildren(
+      ...c.before.map((h) => contextLine(h)),
+      contextLine(c.hit, "target"),
+      ...c.after.map((h) => contextLine(h)),
+    );
+    // Scrolls the panel, not the page, so the hit list stays where the user was.
+    const target = lines.querySelector<HTMLElement>(".target");
+    if (target) panel.scrollTop = target.offsetTop - panel.clientHeight / 2;
+    panel.dataset.liveQuery = c.live_query;
+  } catch (e) {
+    if (!(e instanceof Unauthorized)) $("error").textContent = String((e as Error).message);
+  }
+}
+
+function contextLine(hit: Hit, cls?: string): HTMLLIElement {
+  const li = el("li", undefined, cls);
+  li.dataset.id = hit.id;
+  li.append(el("time", shortTime(hit.ts)), " ", messageNode(hit));
+  return li;
+}
+
+/// Reads a Server-Sent Events stream with fetch, which, unlike EventSource, can send the
+/// Authorization header.
+async function follow(q: string, signal: AbortSignal, onHit: (h: Hit) => void): Promise<void> {
+  const response = await fetch(`/api/v1/tail?${new URLSearchParams({ q })}`, {
+    headers: authHeaders(),
+    signal,
+  });
+  if (response.status === 401) {
+    showLogin("需要有效令牌 A valid token is required");
+    return;
+  }
+  if (!response.ok || !response.body) {
+    const body = await response.json().catch(() => ({ error: response.statusText }));
+    throw new Error(body.error ?? response.statusText);
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let event = "message";
+      const data: string[] = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (event === "hit" && data.length) onHit(JSON.parse(data.join("\n")) as Hit);
+    }
+  }
+}
+
+let tail: AbortController | undefined;
+let followContext: AbortController | undefined;
+
+function stopTail(): void {
+  tail?.abort();
+  tail = undefined;
+}
+
+function stopFollow(): void {
+  followContext?.abort();
+  followContext = undefined;
+}
+
+function startTail(): void {
+  stopTail();
+  tail = new AbortController();
+  const hits = $("hits");
+  follow(query(), tail.signal, (hit) => {
+    hits.prepend(hitNode(hit, true));
+    const total = Number($("status").dataset.total ?? "0") + 1;
+    $("status").dataset.total = String(total);
+    $("status").textContent = `${total} 条命中 hits · 实时 live`;
+  }).catch((e) => {
+    if ((e as Error).name !== "AbortError") $("error").textContent = String((e as Error).message);
+  });
+}
+
+async function exportAll(): Promise<void> {
+  const format = select("export-format").value;
+  const params = new URLSearchParams({ q: query(), ...rangeParams(), format });
+  const response = await fetch(`/api/v1/export?${params}`, { headers: authHeaders() });
+  if (response.status === 401) {
+    showLogin("需要有效令牌 A valid token is required");
+    return;
+  }
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({ error: response.statusText }));
+    $("error").textContent = body.error ?? response.statusText;
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const a = el("a");
+  a.href = url;
+  a.download = `sluice-export.${format}`;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+function init(): void {
+  loadUrl();
+  if (sessionStorage.getItem(TOKEN_KEY)) $("logout").hidden = false;
+  $("search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    void search();
+    if (input("live").checked) startTail();
+  });
+  $("range").addEventListener("change", () => {
+    $("custom-range").hidden = select("range").value !== "custom";
+    void search();
+  });
+  $("login").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, input("token").value.trim());
+    input("token").value = "";
+    $("login").hidden = true;
+    $("logout").hidden = false;
+    void search();
+  });
+  $("logout").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    stopTail();
+    $("hits").replaceChildren();
+    showLogin("");
+  });
+  $("live").addEventListener("change", () => (input("live").checked ? startTail() : stopTail()));
+  $("more").addEventListener("click", () => void more());
+  $("export").addEventListener("click", () => void exportAll());
+  $("close-context").addEventListener("click", () => {
+    stopFollow();
+    $("context").hidden = true;
+  });
+  $("follow").addEventListener("click", () => {
+    stopFollow();
+    followContext = new AbortController();
+    const lines = $("context-lines");
+    follow($("context").dataset.liveQuery ?? "", followContext.signal, (hit) => {
+      lines.append(contextLine(hit, "live"));
+    }).catch(() => undefined);
+  });
+  enableZoom();
+  void search();
+}
+
+init();

@@ -1,0 +1,89 @@
+//! The search page in a real browser: Debian's Chromium driven by playwright-core
+//! (`query/web/tests/ui.mjs`) against a real `sluice up` with users, over real indexed CRI
+//! logs. Types a Chinese query, checks counts, highlights and the histogram, opens a shared
+//! URL, clicks a facet, opens a hit's context, toggles the live tail and sees a new line
+//! arrive, exports, zooms by dragging on the histogram, and checks that a dev token sees no
+//! prod data. Screenshots go to `artifacts/web/`. `scripts/test` installs Chromium and the
+//! npm packages; without them this test fails, it never skips.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const ADMIN: &str = "ops-admin-token-0123456789";
+const DEV: &str = "dev-team-token-0123456789";
+const PROD_LINES: usize = 2_000;
+const DEV_LINES: usize = 1_000;
+
+#[test]
+fn the_search_page_works_in_chromium() {
+    let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("query/web");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "run `npm ci` in query/web (scripts/test does) to get playwright-core"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        PathBuf::from(&chromium).exists(),
+        "{chromium} is missing: install Debian's chromium (scripts/test does)"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let pods = dir.path().join("var/log/pods");
+    let prod = pods.join("prod_pay-1_u1/app/0.log");
+    let dev = pods.join("dev_pay-2_u2/app/0.log");
+    let all = PROD_LINES + DEV_LINES;
+    for (file, ns, n, first) in
+        [(&prod, "prod", PROD_LINES, 0), (&dev, "dev", DEV_LINES, PROD_LINES)]
+    {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, cri_lines(ns, n, first, all)).unwrap();
+    }
+    let users = dir.path().join("users.yaml");
+    std::fs::write(
+        &users,
+        format!(
+            "users:\n  - name: ops\n    token: {ADMIN}\n    admin: true\n  - name: dev\n    token: {DEV}\n    namespaces: [dev]\n"
+        ),
+    )
+    .unwrap();
+    let (_up, base) = start_up_with(
+        &dir.path().join("data"),
+        &[format!("{}/*/*/*.log", pods.display())],
+        &["--users".as_ref(), users.as_os_str()],
+    );
+    wait_until(Duration::from_secs(60), "every line is searchable", || {
+        let response = reqwest::blocking::Client::new()
+            .get(format!("{base}/api/v1/search"))
+            .query(&[("q", ""), ("limit", "0")])
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap();
+        response.json::<serde_json::Value>().unwrap()["total"] == all as u64
+    });
+
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts/web");
+    let out = Command::new("node")
+        .arg(web.join("tests/ui.mjs"))
+        .current_dir(&web)
+        .env("SLUICE_URL", &base)
+        .env("ADMIN_TOKEN", ADMIN)
+        .env("DEV_TOKEN", DEV)
+        .env("PROD_LINES", PROD_LINES.to_string())
+        .env("DEV_LINES", DEV_LINES.to_string())
+        .env("DEV_FILE", &dev)
+        .env("CHROMIUM", &chromium)
+        .env("SLUICE_ARTIFACTS", &artifacts)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("dev sees its"), "the script ran to its end:\n{stdout}");
+    println!("screenshots in {}", artifacts.display());
+}
