@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-const ADMIN: &str = "ops-admin-token-0123456789";
-const DEV: &str = "dev-team-token-0123456789";
+const ADMIN: &str = ADMIN_TOKEN;
+const DEV: &str = DEV_TOKEN;
 const PROD_LINES: usize = 8_000;
 const DEV_LINES: usize = 4_000;
 
@@ -111,29 +111,10 @@ fn append(path: &Path, text: &str) {
 #[test]
 fn every_read_path_pages_counts_streams_and_respects_the_callers_namespaces() {
     let dir = tempfile::tempdir().unwrap();
-    let pods = dir.path().join("var/log/pods");
-    let prod = pods.join("prod_pay-1_u1/app/0.log");
-    let dev = pods.join("dev_pay-2_u2/app/0.log");
-    for (file, ns, n, first) in
-        [(&prod, "prod", PROD_LINES, 0), (&dev, "dev", DEV_LINES, PROD_LINES)]
-    {
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, cri_lines(ns, n, first, PROD_LINES + DEV_LINES)).unwrap();
-    }
-    let users = dir.path().join("users.yaml");
-    std::fs::write(
-        &users,
-        format!(
-            "users:\n  - name: ops\n    token: {ADMIN}\n    admin: true\n  - name: dev\n    token: {DEV}\n    namespaces: [dev]\n"
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let (_up, base) = start_up_with(
-        &data,
-        &[format!("{}/*/*/*.log", pods.display())],
-        &["--users".as_ref(), users.as_os_str()],
-    );
+    let (prod, dev, watch) = two_namespaces(dir.path(), PROD_LINES, DEV_LINES);
+    let users = write_users(dir.path());
+    let (_up, base) =
+        start_up_with(&dir.path().join("data"), &[watch], &["--users".as_ref(), users.as_os_str()]);
     let api = Api { base, client: reqwest::blocking::Client::new() };
     let all = PROD_LINES + DEV_LINES;
     wait_until(Duration::from_secs(60), "every line is searchable", || {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::*;
 
-const ADMIN: &str = "ops-admin-token-0123456789";
-const DEV: &str = "dev-team-token-0123456789";
+const ADMIN: &str = ADMIN_TOKEN;
+const DEV: &str = DEV_TOKEN;
 const PROD_LINES: usize = 2_000;
 const DEV_LINES: usize = 1_000;
 
@@ -33,29 +33,11 @@ fn the_search_page_works_in_chromium() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let pods = dir.path().join("var/log/pods");
-    let prod = pods.join("prod_pay-1_u1/app/0.log");
-    let dev = pods.join("dev_pay-2_u2/app/0.log");
+    let (_prod, dev, watch) = two_namespaces(dir.path(), PROD_LINES, DEV_LINES);
+    let users = write_users(dir.path());
     let all = PROD_LINES + DEV_LINES;
-    for (file, ns, n, first) in
-        [(&prod, "prod", PROD_LINES, 0), (&dev, "dev", DEV_LINES, PROD_LINES)]
-    {
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, cri_lines(ns, n, first, all)).unwrap();
-    }
-    let users = dir.path().join("users.yaml");
-    std::fs::write(
-        &users,
-        format!(
-            "users:\n  - name: ops\n    token: {ADMIN}\n    admin: true\n  - name: dev\n    token: {DEV}\n    namespaces: [dev]\n"
-        ),
-    )
-    .unwrap();
-    let (_up, base) = start_up_with(
-        &dir.path().join("data"),
-        &[format!("{}/*/*/*.log", pods.display())],
-        &["--users".as_ref(), users.as_os_str()],
-    );
+    let (_up, base) =
+        start_up_with(&dir.path().join("data"), &[watch], &["--users".as_ref(), users.as_os_str()]);
     wait_until(Duration::from_secs(60), "every line is searchable", || {
         let response = reqwest::blocking::Client::new()
             .get(format!("{base}/api/v1/search"))

@@ -376,3 +376,33 @@ pub fn cri_lines(ns: &str, n: usize, first: usize, spread: usize) -> String {
     }
     out
 }
+
+/// The admin's and the dev team's tokens in [`write_users`].
+pub const ADMIN_TOKEN: &str = "ops-admin-token-0123456789";
+pub const DEV_TOKEN: &str = "dev-team-token-0123456789";
+
+/// A `--users` file: `ops` (admin) and `dev` (namespace `dev` only).
+pub fn write_users(dir: &Path) -> PathBuf {
+    let users = dir.join("users.yaml");
+    std::fs::write(
+        &users,
+        format!(
+            "users:\n  - name: ops\n    token: {ADMIN_TOKEN}\n    admin: true\n  - name: dev\n    token: {DEV_TOKEN}\n    namespaces: [dev]\n"
+        ),
+    )
+    .unwrap();
+    users
+}
+
+/// Two pods' CRI files under `<dir>/var/log/pods`: `prod/pay-1` with lines `0..prod` and
+/// `dev/pay-2` with the next `dev`; returns both paths and the glob that watches them.
+pub fn two_namespaces(dir: &Path, prod: usize, dev: usize) -> (PathBuf, PathBuf, String) {
+    let pods = dir.join("var/log/pods");
+    let prod_file = pods.join("prod_pay-1_u1/app/0.log");
+    let dev_file = pods.join("dev_pay-2_u2/app/0.log");
+    for (file, ns, n, first) in [(&prod_file, "prod", prod, 0), (&dev_file, "dev", dev, prod)] {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, cri_lines(ns, n, first, prod + dev)).unwrap();
+    }
+    (prod_file, dev_file, format!("{}/*/*/*.log", pods.display()))
+}
