@@ -20,6 +20,9 @@ use crate::{CollectorError, wal_frame};
 const FRAMES_PER_ROUND: usize = 64;
 const RETRY_START: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// An idle sink is still flushed this often, so that time-driven work (index retention)
+/// happens without new records.
+const IDLE_FLUSH_MIN: Duration = Duration::from_secs(10);
 
 /// Every sink's durable WAL position; the WAL keeps what the slowest one still needs.
 #[derive(Debug, Default)]
@@ -54,6 +57,7 @@ pub async fn run_sink(
     let mut ends = wal.subscribe();
     let mut dirty = false;
     let mut last_flush = Instant::now();
+    let idle_flush = (flush_interval * 10).max(IDLE_FLUSH_MIN);
     tracing::info!(sink = %name, position = start, "sink started");
     loop {
         let stopping = *stop.borrow();
@@ -93,7 +97,8 @@ pub async fn run_sink(
             dirty = true;
         }
         let due = last_flush.elapsed() >= flush_interval;
-        if dirty && (due || stopping) {
+        let idle_due = !stopping && last_flush.elapsed() >= idle_flush;
+        if (dirty && (due || stopping)) || idle_due {
             if let Some(position) = flush_with_retry(sink.as_mut(), &mut stop, stopping).await {
                 let oldest_needed = cursors.set(&name, position);
                 match wal.release(oldest_needed) {
@@ -120,7 +125,7 @@ pub async fn run_sink(
             let wait = if dirty {
                 flush_interval.saturating_sub(last_flush.elapsed())
             } else {
-                Duration::from_secs(60)
+                idle_flush.saturating_sub(last_flush.elapsed())
             };
             tokio::select! {
                 _ = ends.changed() => {}

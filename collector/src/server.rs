@@ -40,6 +40,8 @@ pub struct CollectorConfig {
     pub blackhole: bool,
     /// Who may search what; `None` leaves the API open (everyone an admin).
     pub users: Option<Users>,
+    /// Bytes an unselective query may read without `force`.
+    pub query_budget: Option<u64>,
 }
 
 impl CollectorConfig {
@@ -52,6 +54,7 @@ impl CollectorConfig {
             agent_tokens: None,
             blackhole: false,
             users: None,
+            query_budget: None,
         }
     }
 }
@@ -76,6 +79,7 @@ pub async fn run(
     };
     let store = Store::open(&index_dir)
         .map_err(|e| CollectorError::Sink { sink: "index".to_owned(), message: e.to_string() })?;
+    store.set_query_budget(config.query_budget);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let flush_interval = config.index.commit_interval;

@@ -34,6 +34,9 @@ pub enum QueryError {
         "index {path} has format version {found}, this sluice reads version {expected}; move it aside and let the collector re-index from its WAL"
     )]
     Version { path: PathBuf, found: u32, expected: u32 },
+    /// The query would scan more than the configured budget; `force` overrides.
+    #[error("query too broad: {0}")]
+    Budget(String),
     /// The caller may not read what it asked for.
     #[error("forbidden: {0}")]
     Forbidden(String),

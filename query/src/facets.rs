@@ -23,6 +23,8 @@ pub struct FacetsRequest {
     /// Values per field.
     pub size: usize,
     pub scope: Scope,
+    /// Run even an unselective query beyond the store's budget.
+    pub force: bool,
 }
 
 impl FacetsRequest {
@@ -34,6 +36,7 @@ impl FacetsRequest {
             fields: ["namespace", "pod", "container", "level"].map(str::to_owned).to_vec(),
             size: 10,
             scope: Scope::All,
+            force: false,
         }
     }
 }
@@ -80,6 +83,7 @@ impl Store {
         }
         let prepared =
             self.prepare(&request.query, request.start_ns, request.end_ns, &request.scope)?;
+        prepared.check_budget(self.query_budget(), request.force)?;
         let collector = Values { fields: request.fields.clone() };
         let mut fruits: Vec<ValueCounts> = Vec::new();
         let mut total = 0;

@@ -34,6 +34,8 @@ pub struct HistogramRequest {
     /// A field in [`LogSchema::COUNTABLE`], or `None` for one series.
     pub split: Option<String>,
     pub scope: Scope,
+    /// Run even an unselective query beyond the store's budget.
+    pub force: bool,
 }
 
 impl HistogramRequest {
@@ -45,6 +47,7 @@ impl HistogramRequest {
             interval: None,
             split: Some("level".to_owned()),
             scope: Scope::All,
+            force: false,
         }
     }
 }
@@ -105,6 +108,7 @@ impl Store {
         }
         let prepared =
             self.prepare(&request.query, request.start_ns, request.end_ns, &request.scope)?;
+        prepared.check_budget(self.query_budget(), request.force)?;
         // An open end is closed at the data's own first or last record.
         let stats = self.partition_stats();
         let data = prepared.partitions.iter().filter_map(|(k, _)| stats.get(k));

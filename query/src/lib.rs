@@ -18,6 +18,7 @@
 //! - [`collect`]: tantivy collectors over the columns: top hits, time buckets, value counts.
 //! - [`highlight`]: where a hit matched.
 //! - [`histogram`], [`facets`], [`context`], [`tail`]: the other read paths.
+//! - [`retention`]: partitions dropped by age and size, closed ones merged, the scan budget.
 //! - [`api`]: the HTTP API (`/api/v1/{search,histogram,facets,context,tail,export}`,
 //!   `/healthz`, `/metrics`).
 //! - [`error`]: the crate's error type.
@@ -31,6 +32,7 @@ pub mod error;
 pub mod facets;
 pub mod highlight;
 pub mod histogram;
+pub mod retention;
 pub mod schema;
 pub mod search;
 pub mod store;

@@ -38,6 +38,8 @@ pub struct SearchRequest {
     pub cursor: Option<Cursor>,
     /// What the caller may see; ANDed into the query.
     pub scope: Scope,
+    /// Run even an unselective query beyond the store's budget.
+    pub force: bool,
 }
 
 impl SearchRequest {
@@ -50,6 +52,7 @@ impl SearchRequest {
             order: Order::Newest,
             cursor: None,
             scope: Scope::All,
+            force: false,
         }
     }
 }
@@ -198,6 +201,7 @@ impl Store {
         }
         let prepared =
             self.prepare(&request.query, request.start_ns, request.end_ns, &request.scope)?;
+        prepared.check_budget(self.query_budget(), request.force)?;
         let (hits, total) =
             self.top(&prepared, request.limit, request.order, request.cursor, true)?;
         let next_cursor = (request.limit > 0 && hits.len() == request.limit)

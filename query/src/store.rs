@@ -33,7 +33,7 @@ const MANIFEST: &str = "manifest.json";
 /// Version 2 added the `seq` field and the keyword columns; field handles are positional, so
 /// an older index cannot be read with this schema.
 const MANIFEST_VERSION: u32 = 2;
-const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+pub(crate) const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 /// How many partitions may have an open writer at once; each holds an indexing arena.
 const MAX_OPEN_WRITERS: usize = 4;
 const WRITER_MEMORY_BYTES: usize = 64 << 20;
@@ -93,6 +93,8 @@ pub struct Store {
     manifest: RwLock<Manifest>,
     /// The last commit's number, for live tails to wait on.
     commits: tokio::sync::watch::Sender<u64>,
+    /// Unselective queries over more bytes than this are refused; `u64::MAX`: no budget.
+    query_budget: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -136,6 +138,7 @@ impl Store {
             read_only,
             partitions: RwLock::default(),
             commits: tokio::sync::watch::Sender::new(manifest.commit_seq),
+            query_budget: std::sync::atomic::AtomicU64::new(u64::MAX),
             manifest: RwLock::new(manifest),
         };
         let entries = fs::read_dir(dir).map_err(QueryError::io("list", dir))?;
@@ -143,6 +146,11 @@ impl Store {
         for entry in entries {
             let entry = entry.map_err(QueryError::io("list", dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
+            // A partition dropped by retention just before a crash.
+            if name.starts_with("trash-") && !read_only {
+                fs::remove_dir_all(entry.path()).map_err(QueryError::io("delete", entry.path()))?;
+                continue;
+            }
             let Some(key) = name.strip_prefix("p-") else { continue };
             if !entry.path().join("meta.json").exists() {
                 continue;
@@ -187,6 +195,16 @@ impl Store {
     /// The WAL position every committed record precedes: where an index sink resumes.
     pub fn committed_position(&self) -> u64 {
         self.manifest.read().expect("manifest poisoned").wal_position
+    }
+
+    /// Sets the budget of unselective queries (see [`crate::retention`]).
+    pub fn set_query_budget(&self, bytes: Option<u64>) {
+        self.query_budget.store(bytes.unwrap_or(u64::MAX), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn query_budget(&self) -> Option<u64> {
+        let b = self.query_budget.load(std::sync::atomic::Ordering::Relaxed);
+        (b != u64::MAX).then_some(b)
     }
 
     /// The number of the last commit.
@@ -244,6 +262,32 @@ impl Store {
             })
             .cloned()
             .collect()
+    }
+
+    /// Every partition's day (`YYYY-MM-DD`), oldest first.
+    pub fn partition_keys(&self) -> Vec<String> {
+        self.partitions.read().expect("partition map poisoned").keys().cloned().collect()
+    }
+
+    /// How many segments a partition's searchers see.
+    pub fn segment_count(&self, key: &str) -> Option<usize> {
+        let partitions = self.partitions.read().expect("partition map poisoned");
+        Some(partitions.get(key)?.searcher().segment_readers().len())
+    }
+
+    /// Takes a partition out: its directory renamed aside, the manifest written without it,
+    /// then the directory deleted (see [`crate::retention`]).
+    fn remove_partition(&self, key: &str) -> Result<(), QueryError> {
+        let path = self.partition_dir(key);
+        let trash = self.dir.join(format!("trash-{key}"));
+        if path.exists() {
+            fs::rename(&path, &trash).map_err(QueryError::io("move aside", &path))?;
+        }
+        self.partitions.write().expect("partition map poisoned").remove(key);
+        let mut manifest = self.manifest.read().expect("manifest poisoned").clone();
+        manifest.partitions.remove(key);
+        self.write_manifest(&manifest)?;
+        fs::remove_dir_all(&trash).map_err(QueryError::io("delete", &trash))
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -346,7 +390,7 @@ fn partition_key(start_ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(start_ns).format("%Y-%m-%d").to_string()
 }
 
-fn partition_start(key: &str) -> Option<i64> {
+pub(crate) fn partition_start(key: &str) -> Option<i64> {
     let date = chrono::NaiveDate::parse_from_str(key, "%Y-%m-%d").ok()?;
     date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt()
 }
@@ -554,6 +598,51 @@ impl StoreWriter {
         self.uncommitted.clear();
         self.committed_high.clone_from(&self.high_water);
         Ok(())
+    }
+
+    /// Drops a partition: its open writer (and anything it had not committed) and its files.
+    pub(crate) fn drop_partition(&mut self, key: &str) -> Result<(), QueryError> {
+        if let Some(start) = partition_start(key) {
+            self.writers.remove(&start);
+            self.pending.remove(&start);
+        }
+        self.store.remove_partition(key)
+    }
+
+    /// Merges a partition into one segment; false when it already is one (or is gone).
+    pub(crate) fn merge_partition(&mut self, key: &str) -> Result<bool, QueryError> {
+        let Some(partition) = self.store.partitions.read().expect("poisoned").get(key).cloned()
+        else {
+            return Ok(false);
+        };
+        let path = self.store.partition_dir(key);
+        let ids = partition.index.searchable_segment_ids().map_err(QueryError::index(&path))?;
+        if ids.len() <= 1 && !self.writers.contains_key(&partition.start_ns) {
+            return Ok(false);
+        }
+        // The open writer commits what it holds and finishes its own merges first, so the
+        // merge below owns every segment.
+        if let Some(mut open) = self.writers.remove(&partition.start_ns) {
+            self.commit_one(&mut open)?;
+            open.writer.wait_merging_threads().map_err(QueryError::index(&path))?;
+        }
+        let ids = partition.index.searchable_segment_ids().map_err(QueryError::index(&path))?;
+        if ids.len() <= 1 {
+            return Ok(false);
+        }
+        let mut writer: IndexWriter<TantivyDocument> = partition
+            .index
+            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
+            .map_err(QueryError::index(&path))?;
+        writer.merge(&ids).wait().map_err(QueryError::index(&path))?;
+        writer.wait_merging_threads().map_err(QueryError::index(&path))?;
+        partition.reader.reload().map_err(QueryError::index(&path))?;
+        let mut manifest = self.store.manifest.read().expect("manifest poisoned").clone();
+        if let Some(stats) = manifest.partitions.get_mut(key) {
+            stats.bytes = dir_bytes(&path);
+        }
+        self.store.write_manifest(&manifest)?;
+        Ok(true)
     }
 
     /// Records added since the last commit.

@@ -34,6 +34,20 @@ pub(crate) struct CollectorArgs {
     /// may read. Without it the search API is open to whoever reaches --listen.
     #[arg(long)]
     users: Option<PathBuf>,
+    /// Drop day partitions of the index once the whole day is older than this (such as 7d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    retention: Option<std::time::Duration>,
+    /// Drop the oldest day partitions while the index is larger than this (such as 50GiB);
+    /// the newest is always kept.
+    #[arg(long)]
+    max_index_size: Option<bytesize::ByteSize>,
+    /// Refuse searches, histograms and facets that have no word or field value to look up
+    /// and would read more than this (such as 32GiB) of index, unless they pass force=true.
+    #[arg(long)]
+    query_budget: Option<bytesize::ByteSize>,
+    /// How often retention and the merging of closed days run.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    housekeeping_interval: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +164,10 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
     let mut config = CollectorConfig::new(args.data_dir.clone());
     config.index.commit_interval = args.commit_interval;
     config.blackhole = args.blackhole;
+    config.index.retention.max_age = args.retention;
+    config.index.retention.max_bytes = args.max_index_size.map(|b| b.as_u64());
+    config.index.housekeeping_interval = args.housekeeping_interval;
+    config.query_budget = args.query_budget.map(|b| b.as_u64());
     config.users = args.users.as_deref().map(sluice_query::access::Users::load).transpose()?;
     if config.users.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(

@@ -112,6 +112,9 @@ struct SearchParams {
     /// `newest` (default) or `oldest`.
     order: Option<String>,
     cursor: Option<String>,
+    /// Run an unselective query even beyond the scan budget.
+    #[serde(default)]
+    force: bool,
 }
 
 fn parse_order(order: Option<&str>) -> Result<Order, QueryError> {
@@ -139,6 +142,7 @@ async fn search(
         order: parse_order(params.order.as_deref())?,
         cursor: params.cursor.as_deref().map(str::parse).transpose()?,
         scope: caller.scope(),
+        force: params.force,
     };
     let store = state.store.clone();
     Ok(Json(blocking(move || store.search(&request)).await?).into_response())
@@ -155,6 +159,9 @@ struct HistogramParams {
     interval: Option<String>,
     /// A keyword field, default `level`; empty for one series.
     split: Option<String>,
+    /// Run an unselective query even beyond the scan budget.
+    #[serde(default)]
+    force: bool,
 }
 
 async fn histogram(
@@ -167,6 +174,7 @@ async fn histogram(
     request.start_ns = start_ns;
     request.end_ns = end_ns;
     request.scope = caller.scope();
+    request.force = params.force;
     request.interval = params.interval.as_deref().map(parse_duration).transpose()?;
     if let Some(split) = params.split {
         request.split = (!split.is_empty()).then_some(split);
@@ -190,6 +198,9 @@ struct FacetsParams {
     /// Comma-separated; default namespace,pod,container,level.
     fields: Option<String>,
     size: Option<usize>,
+    /// Run an unselective query even beyond the scan budget.
+    #[serde(default)]
+    force: bool,
 }
 
 async fn facets(
@@ -202,6 +213,7 @@ async fn facets(
     request.start_ns = start_ns;
     request.end_ns = end_ns;
     request.scope = caller.scope();
+    request.force = params.force;
     if let Some(fields) = params.fields {
         request.fields =
             fields.split(',').map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect();
@@ -274,9 +286,9 @@ impl From<QueryError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match &self {
-            ApiError::Query(e @ (QueryError::Syntax(_) | QueryError::Parameter { .. })) => {
-                (StatusCode::BAD_REQUEST, e.to_string())
-            }
+            ApiError::Query(
+                e @ (QueryError::Syntax(_) | QueryError::Parameter { .. } | QueryError::Budget(_)),
+            ) => (StatusCode::BAD_REQUEST, e.to_string()),
             ApiError::Query(e @ QueryError::Unauthorized(_)) => {
                 let mut response =
                     (StatusCode::UNAUTHORIZED, Json(serde_json::json!({ "error": e.to_string() })))

@@ -157,11 +157,28 @@ function hitNode(hit, live = false) {
 }
 let nextCursor;
 let generation = 0;
-async function search() {
+/// Whether the current search was run with force, which its next pages need too.
+let forced = false;
+/// A query refused as too broad can be run anyway, once, from the error line.
+function offerForce(message) {
+    const box = $("error");
+    box.textContent = message;
+    if (!message.startsWith("query too broad"))
+        return;
+    const b = el("button", "仍然执行 Run anyway");
+    b.type = "button";
+    b.id = "force";
+    b.addEventListener("click", () => void search(true));
+    box.append(" ", b);
+}
+async function search(force = false) {
     const mine = ++generation;
     saveUrl();
     $("error").textContent = "";
     const params = { q: query(), ...rangeParams() };
+    if (force)
+        params.force = "true";
+    forced = force;
     try {
         const [page, histogram, facets] = await Promise.all([
             api("/api/v1/search", { ...params, limit: "100" }),
@@ -181,19 +198,17 @@ async function search() {
         drawFacets(facets);
     }
     catch (e) {
-        if (!(e instanceof Unauthorized))
-            $("error").textContent = String(e.message);
+        if (!(e instanceof Unauthorized) && mine === generation)
+            offerForce(String(e.message));
     }
 }
 async function more() {
     if (!nextCursor)
         return;
-    const page = await api("/api/v1/search", {
-        q: query(),
-        ...rangeParams(),
-        limit: "100",
-        cursor: nextCursor,
-    });
+    const params = { q: query(), ...rangeParams(), limit: "100", cursor: nextCursor };
+    if (forced)
+        params.force = "true";
+    const page = await api("/api/v1/search", params);
     $("hits").append(...page.hits.map((h) => hitNode(h)));
     nextCursor = page.next_cursor;
     $("more").hidden = !nextCursor;

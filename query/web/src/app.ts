@@ -213,12 +213,28 @@ function hitNode(hit: Hit, live = false): HTMLLIElement {
 
 let nextCursor: string | undefined;
 let generation = 0;
+/// Whether the current search was run with force, which its next pages need too.
+let forced = false;
 
-async function search(): Promise<void> {
+/// A query refused as too broad can be run anyway, once, from the error line.
+function offerForce(message: string): void {
+  const box = $("error");
+  box.textContent = message;
+  if (!message.startsWith("query too broad")) return;
+  const b = el("button", "仍然执行 Run anyway");
+  b.type = "button";
+  b.id = "force";
+  b.addEventListener("click", () => void search(true));
+  box.append(" ", b);
+}
+
+async function search(force = false): Promise<void> {
   const mine = ++generation;
   saveUrl();
   $("error").textContent = "";
-  const params = { q: query(), ...rangeParams() };
+  const params: Record<string, string> = { q: query(), ...rangeParams() };
+  if (force) params.force = "true";
+  forced = force;
   try {
     const [page, histogram, facets] = await Promise.all([
       api<SearchResponse>("/api/v1/search", { ...params, limit: "100" }),
@@ -236,18 +252,15 @@ async function search(): Promise<void> {
     drawHistogram(histogram);
     drawFacets(facets);
   } catch (e) {
-    if (!(e instanceof Unauthorized)) $("error").textContent = String((e as Error).message);
+    if (!(e instanceof Unauthorized) && mine === generation) offerForce(String((e as Error).message));
   }
 }
 
 async function more(): Promise<void> {
   if (!nextCursor) return;
-  const page = await api<SearchResponse>("/api/v1/search", {
-    q: query(),
-    ...rangeParams(),
-    limit: "100",
-    cursor: nextCursor,
-  });
+  const params: Record<string, string> = { q: query(), ...rangeParams(), limit: "100", cursor: nextCursor };
+  if (forced) params.force = "true";
+  const page = await api<SearchResponse>("/api/v1/search", params);
   $("hits").append(...page.hits.map((h) => hitNode(h)));
   nextCursor = page.next_cursor;
   $("more").hidden = !nextCursor;

@@ -1,7 +1,9 @@
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sluice_proto::LogRecord;
+use sluice_query::retention::RetentionPolicy;
 use sluice_query::store::Added;
 use sluice_query::{Store, StoreWriter};
 use tokio::sync::watch;
@@ -13,12 +15,29 @@ pub struct IndexSink {
     resume: u64,
     end: u64,
     wal_end: watch::Receiver<u64>,
+    retention: RetentionPolicy,
+    housekeeping_interval: Duration,
+    /// `None` until the first flush, which housekeeps at once (retention applies at start).
+    last_housekeeping: Option<Instant>,
 }
 
 impl IndexSink {
-    pub fn new(store: Arc<Store>, wal_end: watch::Receiver<u64>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        wal_end: watch::Receiver<u64>,
+        retention: RetentionPolicy,
+        housekeeping_interval: Duration,
+    ) -> Self {
         let resume = store.committed_position();
-        Self { writer: Arc::new(Mutex::new(StoreWriter::new(store))), resume, end: resume, wal_end }
+        Self {
+            writer: Arc::new(Mutex::new(StoreWriter::new(store))),
+            resume,
+            end: resume,
+            wal_end,
+            retention,
+            housekeeping_interval,
+            last_housekeeping: None,
+        }
     }
 
     /// Runs tantivy work off the async threads: it is CPU and disk bound.
@@ -73,12 +92,24 @@ impl Sink for IndexSink {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         let caught_up = (end >= *self.wal_end.borrow()).then_some(now);
+        let housekeep =
+            self.last_housekeeping.is_none_or(|t| t.elapsed() >= self.housekeeping_interval);
+        let retention = self.retention.clone();
         let docs = self
             .blocking(move |writer| {
                 writer.commit_with(end, caught_up)?;
+                if housekeep {
+                    // A failed drop or merge is retried next round; the commit stands.
+                    if let Err(e) = writer.housekeeping(now, &retention) {
+                        tracing::warn!(error = %e, "index housekeeping failed");
+                    }
+                }
                 Ok(writer.store().doc_count())
             })
             .await?;
+        if housekeep {
+            self.last_housekeeping = Some(Instant::now());
+        }
         metrics::gauge!("sluice_index_docs").set(docs as f64);
         self.resume = end;
         Ok(end)
