@@ -4,11 +4,13 @@
 //! `sluice collector` → local index over them, and reports throughput, CPU seconds and peak
 //! RSS per process, and how long a freshly written line takes to become searchable.
 //! `agent` measures the agent alone: idle memory, and one large CRI file shipped to a
-//! collector that only makes it durable. `generate` only writes the logs (the demo uses it).
+//! collector that only makes it durable. `search` times queries over a large index against
+//! `rg` over the same files. `generate` only writes the logs (the demo uses it).
 
 mod agent;
 mod generate;
 mod procstat;
+mod search;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -35,6 +37,8 @@ enum Cmd {
     Pipeline(PipelineArgs),
     /// The agent alone: idle RSS, and a large CRI file to a WAL-only collector.
     Agent(agent::AgentArgs),
+    /// Search latency over a large index, and rg over the same files.
+    Search(search::SearchArgs),
     /// Write generated logs only.
     Generate {
         #[arg(long)]
@@ -127,6 +131,7 @@ fn run() -> anyhow::Result<()> {
         }
         Cmd::Pipeline(args) => pipeline(args),
         Cmd::Agent(args) => agent::agent(args),
+        Cmd::Search(args) => search::search(args),
     }
 }
 

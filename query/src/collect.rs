@@ -71,16 +71,30 @@ pub struct TopByTimeSegment {
     cursor: Option<Key>,
     rank: Rank,
     segment: SegmentOrdinal,
-    ts: Column<i64>,
-    source: Column<u64>,
-    offset: Column<u64>,
+    /// Opened at the segment's first match: opening a column reads its block index, which
+    /// costs more than a rare term's whole search in a segment without a match.
+    reader: SegmentReader,
+    columns: Option<Columns>,
     /// Newest: a min-heap of the largest keys; oldest: a max-heap of the smallest.
     newest: BinaryHeap<Reverse<(Key, DocId, i64)>>,
     oldest: BinaryHeap<(Key, DocId, i64)>,
 }
 
-fn u64_column(reader: &SegmentReader, name: &str) -> tantivy::Result<Column<u64>> {
-    reader.fast_fields().u64(name)
+struct Columns {
+    ts: Column<i64>,
+    source: Column<u64>,
+    offset: Column<u64>,
+}
+
+impl Columns {
+    fn open(reader: &SegmentReader) -> tantivy::Result<Self> {
+        let fast = reader.fast_fields();
+        Ok(Columns {
+            ts: fast.i64("ts")?,
+            source: fast.u64("source")?,
+            offset: fast.u64("offset")?,
+        })
+    }
 }
 
 impl Collector for TopByTime {
@@ -98,9 +112,8 @@ impl Collector for TopByTime {
             cursor: self.cursor,
             rank: self.rank,
             segment,
-            ts: reader.fast_fields().i64("ts")?,
-            source: u64_column(reader, "source")?,
-            offset: u64_column(reader, "offset")?,
+            reader: reader.clone(),
+            columns: None,
             newest: BinaryHeap::new(),
             oldest: BinaryHeap::new(),
         })
@@ -125,7 +138,20 @@ impl SegmentCollector for TopByTimeSegment {
         if self.limit == 0 {
             return;
         }
-        let ts = self.ts.first(doc).unwrap_or(i64::MIN);
+        if self.columns.is_none() {
+            // The schema has these columns, so opening them fails only on a damaged index,
+            // which the search would have failed on before collecting.
+            match Columns::open(&self.reader) {
+                Ok(c) => self.columns = Some(c),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the time and id columns");
+                    self.limit = 0;
+                    return;
+                }
+            }
+        }
+        let columns = self.columns.as_ref().expect("opened above");
+        let ts = columns.ts.first(doc).unwrap_or(i64::MIN);
         let full = match self.order {
             Order::Newest => self.newest.len() >= self.limit,
             Order::Oldest => self.oldest.len() >= self.limit,
@@ -141,8 +167,8 @@ impl SegmentCollector for TopByTimeSegment {
             }
         }
         let (source, offset) = (
-            self.source.first(doc).unwrap_or_default(),
-            self.offset.first(doc).unwrap_or_default(),
+            columns.source.first(doc).unwrap_or_default(),
+            columns.offset.first(doc).unwrap_or_default(),
         );
         let key = match self.rank {
             Rank::Time => (ts, source, offset),

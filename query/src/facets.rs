@@ -56,11 +56,12 @@ pub struct Facet {
     pub other: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FacetsResponse {
     pub facets: Vec<Facet>,
     pub total: u64,
-    pub took_ms: u64,
+    /// Time spent in the store, in milliseconds (to the microsecond).
+    pub took_ms: f64,
     pub touched: Touched,
 }
 
@@ -109,7 +110,7 @@ impl Store {
         Ok(FacetsResponse {
             facets,
             total,
-            took_ms: started.elapsed().as_millis() as u64,
+            took_ms: crate::search::elapsed_ms(started),
             touched: prepared.touched,
         })
     }

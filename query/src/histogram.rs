@@ -62,7 +62,7 @@ pub struct Bucket {
     pub counts: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistogramResponse {
     pub interval_ms: u64,
     pub start: Option<String>,
@@ -70,7 +70,8 @@ pub struct HistogramResponse {
     pub split: Option<String>,
     pub buckets: Vec<Bucket>,
     pub total: u64,
-    pub took_ms: u64,
+    /// Time spent in the store, in milliseconds (to the microsecond).
+    pub took_ms: f64,
     pub touched: Touched,
 }
 
@@ -123,7 +124,7 @@ impl Store {
             split: request.split.clone(),
             buckets: Vec::new(),
             total: 0,
-            took_ms: started.elapsed().as_millis() as u64,
+            took_ms: crate::search::elapsed_ms(started),
             touched: prepared.touched.clone(),
         };
         if start >= end {
@@ -178,7 +179,7 @@ impl Store {
         response.end = Some(format_ts(first + buckets as i64 * interval_ns));
         response.buckets = out;
         response.total = total;
-        response.took_ms = started.elapsed().as_millis() as u64;
+        response.took_ms = crate::search::elapsed_ms(started);
         Ok(response)
     }
 }

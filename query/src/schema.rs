@@ -18,7 +18,6 @@ pub struct LogSchema {
     pub source: Field,
     pub offset: Field,
     pub ts: Field,
-    pub ingest_ts: Field,
     pub seq: Field,
     pub cluster: Field,
     pub namespace: Field,
@@ -57,14 +56,16 @@ impl LogSchema {
         // unique term per record to the index for nothing (see `id_query`).
         // Numbers that a hit shows are read from their fast fields, not stored: nanosecond
         // times and offsets barely compress and would double the document store.
-        let indexed_fast = NumericOptions::default().set_indexed().set_fast();
-        let source = b.add_u64_field("source", indexed_fast.clone());
+        // Range queries on a fast field scan its column (tantivy picks that path whenever the
+        // field is fast), so `ts` and `seq` are not indexed too: nearly every record has a
+        // `ts` of its own, and the unused terms cost a tenth of the index. `source` is
+        // indexed: a context or a live follow asks for one source's records among millions.
+        let source = b.add_u64_field("source", NumericOptions::default().set_indexed().set_fast());
         let offset = b.add_u64_field("offset", FAST);
-        let ts = b.add_i64_field("ts", indexed_fast);
-        let ingest_ts = b.add_i64_field("ingest_ts", FAST);
+        let ts = b.add_i64_field("ts", FAST);
         // The store's commit number at the time the record was added: a live tail asks for
         // the records of the commits it has not seen, whatever their timestamps.
-        let seq = b.add_u64_field("seq", NumericOptions::default().set_indexed().set_fast());
+        let seq = b.add_u64_field("seq", FAST);
         let cluster = b.add_text_field("cluster", keyword_fast.clone());
         let namespace = b.add_text_field("namespace", keyword_fast.clone());
         let pod = b.add_text_field("pod", keyword_fast.clone());
@@ -81,7 +82,6 @@ impl LogSchema {
             source,
             offset,
             ts,
-            ingest_ts,
             seq,
             cluster,
             namespace,
@@ -156,7 +156,6 @@ impl LogSchema {
         doc.add_u64(self.source, r.source);
         doc.add_u64(self.offset, r.offset);
         doc.add_i64(self.ts, r.timestamp_ns);
-        doc.add_i64(self.ingest_ts, r.ingest_time_ns);
         // An empty keyword is left out: no filter can ask for it, and each value costs a
         // term, a posting and stored bytes.
         let stream = Stream::try_from(r.stream).unwrap_or_default().name();
@@ -176,7 +175,9 @@ impl LogSchema {
             }
         }
         doc.add_text(self.message, &r.message);
-        doc.add_u64(self.flags, u64::from(r.flags));
+        if r.flags != 0 {
+            doc.add_u64(self.flags, u64::from(r.flags));
+        }
         doc
     }
 }

@@ -106,12 +106,13 @@ pub struct Hit {
     pub highlights: Vec<[usize; 2]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResponse {
     pub hits: Vec<Hit>,
     /// Every match in the range, not only those returned.
     pub total: u64,
-    pub took_ms: u64,
+    /// Time spent in the store, in milliseconds (to the microsecond).
+    pub took_ms: f64,
     /// Pass as `cursor` for the next page; absent when this page was the last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
@@ -210,7 +211,7 @@ impl Store {
         Ok(SearchResponse {
             hits: hits.into_iter().map(|(_, hit)| hit).collect(),
             total,
-            took_ms: started.elapsed().as_millis() as u64,
+            took_ms: crate::search::elapsed_ms(started),
             next_cursor,
             touched: prepared.touched,
         })
@@ -310,6 +311,11 @@ fn to_hit(schema: &LogSchema, doc: &TantivyDocument, ts: i64, id: RecordId) -> H
         flags: sluice_proto::flags::names(flags).into_iter().map(str::to_owned).collect(),
         highlights: Vec::new(),
     }
+}
+
+/// Milliseconds since `started`, to the microsecond.
+pub fn elapsed_ms(started: Instant) -> f64 {
+    (started.elapsed().as_micros() as f64) / 1000.0
 }
 
 /// RFC 3339 in UTC with nanoseconds, the way hits show time.

@@ -30,8 +30,8 @@ use crate::schema::LogSchema;
 use crate::tokenizer::{SluiceTokenizer, TOKENIZER_NAME};
 
 const MANIFEST: &str = "manifest.json";
-/// Version 2 added the `seq` field and the keyword columns; field handles are positional, so
-/// an older index cannot be read with this schema.
+/// Version 2 added the `seq` field and the keyword columns, and dropped `ingest_ts`; field
+/// handles are positional, so an older index cannot be read with this schema.
 const MANIFEST_VERSION: u32 = 2;
 pub(crate) const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 /// How many partitions may have an open writer at once; each holds an indexing arena.

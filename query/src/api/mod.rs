@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(body["hits"][0]["message"], "支付超时 db timeout");
         assert_eq!(body["hits"][0]["ts"], "2023-11-14T22:13:20.000000000Z");
         assert_eq!(body["hits"][0]["level"], "error");
-        assert!(body["took_ms"].is_u64());
+        assert!(body["took_ms"].is_f64());
     }
 
     #[tokio::test]
