@@ -82,6 +82,28 @@ impl AgentTokens {
         Ok(Self { agents: Arc::new(agents) })
     }
 
+    /// The client named by an HTTP `Authorization` header: `Bearer <token>`, or `Basic` with
+    /// the token as the password (what Fluent Bit's and Filebeat's `es` outputs send).
+    pub fn http_client(&self, authorization: Option<&str>) -> Result<&str, &'static str> {
+        let header = authorization.ok_or("no Authorization header")?;
+        let (scheme, value) = header.split_once(' ').ok_or("malformed Authorization header")?;
+        let token = if scheme.eq_ignore_ascii_case("bearer") {
+            value.trim().to_owned()
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .map_err(|_| "malformed Basic credentials")?;
+            let text = String::from_utf8(decoded).map_err(|_| "malformed Basic credentials")?;
+            text.split_once(':')
+                .map(|(_, password)| password.to_owned())
+                .ok_or("malformed Basic credentials")?
+        } else {
+            return Err("the Authorization scheme must be Bearer or Basic");
+        };
+        self.agent(&token).ok_or("unknown token")
+    }
+
     /// The name of the agent whose token `presented` is, if any.
     fn agent(&self, presented: &str) -> Option<&str> {
         let presented = presented.as_bytes();

@@ -8,14 +8,19 @@
 //! # Layout
 //! - [`server`]: wiring and start-up (`sluice up`, `sluice collector`).
 //! - [`ingest`]: the gRPC receiver for agents; [`auth`]: TLS and per-agent bearer tokens.
+//! - [`bulk`] (Elasticsearch `_bulk`) and [`otlp`] (OTLP/HTTP and OTLP/gRPC logs): receivers
+//!   for other clients, made durable through [`external`].
 //! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds.
 //! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
 //! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks (`index`, the local store; `blackhole`, for benchmarks).
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
+pub mod bulk;
 pub mod error;
+pub mod external;
 pub mod ingest;
+pub mod otlp;
 pub mod runner;
 pub mod server;
 pub mod sink;

@@ -65,6 +65,7 @@ pub async fn run_sink(
         let mut frames = 0;
         while !stopping && reader.position() < end && frames < FRAMES_PER_ROUND {
             frames += 1;
+            let at = reader.position();
             let payload = match reader.next(end) {
                 Ok(Some(payload)) => payload,
                 Ok(None) => break,
@@ -81,7 +82,7 @@ pub async fn run_sink(
                     break;
                 }
             };
-            let records = match wal_frame::decode_batch(&payload)
+            let records = match wal_frame::decode_batch_at(&payload, at)
                 .and_then(|batch| batch.into_records().map_err(|e| e.to_string()))
             {
                 Ok(records) => records,

@@ -16,12 +16,16 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::CollectorError;
 use crate::auth::{AgentTokens, TlsFiles, TokenCheck};
+use crate::external::ExternalState;
 use crate::ingest::IngestService;
+use crate::otlp::OtlpGrpc;
 use crate::runner::{Cursors, run_sink};
 use crate::sink::Sink;
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::index::IndexSinkConfig;
 use crate::wal::Wal;
+use crate::{bulk, otlp};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsServiceServer;
 
 /// Largest batch an agent may push; well above the agent's default of 1 MiB.
 const MAX_BATCH_BYTES: usize = 64 << 20;
@@ -42,6 +46,8 @@ pub struct CollectorConfig {
     pub users: Option<Users>,
     /// Bytes an unselective query may read without `force`.
     pub query_budget: Option<u64>,
+    /// Where to serve OTLP/gRPC logs (conventionally port 4317); `None`: not served.
+    pub otlp_grpc_listen: Option<std::net::SocketAddr>,
 }
 
 impl CollectorConfig {
@@ -55,6 +61,7 @@ impl CollectorConfig {
             blackhole: false,
             users: None,
             query_budget: None,
+            otlp_grpc_listen: None,
         }
     }
 }
@@ -96,6 +103,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    let external = ExternalState { wal: wal.clone(), tokens: config.agent_tokens.clone() };
     let ingest = IngestServer::new(IngestService::new(wal))
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Zstd)
@@ -117,8 +125,32 @@ pub async fn run(
         Some(users) => Arc::new(users),
         None => Arc::new(Open),
     };
-    let http_server = axum::serve(http, router(ApiState { store, metrics, auth }))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    // `_bulk` and OTLP/HTTP share the API listener, as Elasticsearch and collectors do.
+    let ingest_routes = bulk::routes()
+        .merge(otlp::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BYTES))
+        .with_state(external.clone());
+    let app = router(ApiState { store, metrics, auth }).merge(ingest_routes);
+    let http_server = axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let otlp_task = match config.otlp_grpc_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.map_err(|e| {
+                CollectorError::Server(format!("cannot listen on {addr} for OTLP/gRPC: {e}"))
+            })?;
+            tracing::info!(%addr, "OTLP/gRPC logs");
+            let service = LogsServiceServer::new(OtlpGrpc { state: external })
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_BATCH_BYTES);
+            let server = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stopped(stop_rx.clone()),
+                );
+            Some(tokio::spawn(server))
+        }
+        None => None,
+    };
     let grpc_task = tokio::spawn(grpc_server);
     let http_task = tokio::spawn(async move { http_server.await });
 
@@ -127,6 +159,13 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let grpc_result = grpc_task.await;
     let http_result = http_task.await;
+    if let Some(task) = otlp_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "OTLP/gRPC server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "OTLP/gRPC task failed"),
+        }
+    }
     let _ = runner.await;
     match (grpc_result, http_result) {
         (Ok(Ok(())), Ok(Ok(()))) => Ok(()),

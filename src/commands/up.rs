@@ -45,6 +45,10 @@ pub(crate) struct CollectorArgs {
     /// and would read more than this (such as 32GiB) of index, unless they pass force=true.
     #[arg(long)]
     query_budget: Option<bytesize::ByteSize>,
+    /// Serve OTLP/gRPC logs here as well (such as 127.0.0.1:4317); OTLP/HTTP is always on
+    /// --listen at /v1/logs, next to the Elasticsearch-compatible /_bulk.
+    #[arg(long)]
+    otlp_grpc_listen: Option<SocketAddr>,
     /// How often retention and the merging of closed days run.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     housekeeping_interval: std::time::Duration,
@@ -168,6 +172,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
     config.index.retention.max_bytes = args.max_index_size.map(|b| b.as_u64());
     config.index.housekeeping_interval = args.housekeeping_interval;
     config.query_budget = args.query_budget.map(|b| b.as_u64());
+    config.otlp_grpc_listen = args.otlp_grpc_listen;
     config.users = args.users.as_deref().map(sluice_query::access::Users::load).transpose()?;
     if config.users.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(

@@ -1,0 +1,280 @@
+//! OTLP logs in: `POST /v1/logs` (OTLP/HTTP, protobuf) on the API listener and the gRPC
+//! `LogsService` (OTLP/gRPC, conventionally port 4317), with the `opentelemetry-proto` types.
+//!
+//! Resource attributes give the pod identity (`k8s.cluster.name`, `k8s.namespace.name`,
+//! `k8s.pod.name`, `k8s.pod.uid`, `k8s.container.name`, `k8s.node.name`, else `host.name`);
+//! the body becomes the message, `severity_text` (or the severity number's range) the level,
+//! `time_unix_nano` (or the observed time, or now) the time. A request is answered once its
+//! records are durable in the WAL.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsService;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+use prost::Message;
+use sluice_proto::LogRecord;
+use sluice_proto::id::source_key;
+
+use crate::external::ExternalState;
+
+pub fn routes() -> axum::Router<ExternalState> {
+    axum::Router::new().route("/v1/logs", post(http_logs))
+}
+
+async fn http_logs(
+    State(state): State<ExternalState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err((status, reason)) = state.authenticate(&headers, "OTLP/HTTP") {
+        return (status, reason).into_response();
+    }
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with("application/x-protobuf") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type {content_type:?}: this receiver takes OTLP/HTTP protobuf (application/x-protobuf)"),
+        )
+            .into_response();
+    }
+    let request = match ExportLogsServiceRequest::decode(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("undecodable ExportLogsServiceRequest: {e}"))
+                .into_response();
+        }
+    };
+    match state.append("otlp-http", to_records(request)).await {
+        Ok(_) => (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            ExportLogsServiceResponse::default().encode_to_vec(),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot persist an OTLP request");
+            // 503 is retryable for OTLP/HTTP exporters.
+            (StatusCode::SERVICE_UNAVAILABLE, format!("cannot persist the request: {e}"))
+                .into_response()
+        }
+    }
+}
+
+/// The OTLP/gRPC logs service.
+pub struct OtlpGrpc {
+    pub state: ExternalState,
+}
+
+#[tonic::async_trait]
+impl LogsService for OtlpGrpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = request.metadata().get("authorization").and_then(|v| v.to_str().ok())
+            && let Ok(v) = v.parse()
+        {
+            headers.insert(header::AUTHORIZATION, v);
+        }
+        self.state
+            .authenticate(&headers, "OTLP/gRPC")
+            .map_err(|(_, reason)| tonic::Status::unauthenticated(reason))?;
+        self.state
+            .append("otlp-grpc", to_records(request.into_inner()))
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("cannot persist the request: {e}")))?;
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            Any::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        }
+    })
+}
+
+/// Any value as text: strings as they are, the rest in a JSON-like form.
+fn text(value: &AnyValue) -> String {
+    match &value.value {
+        Some(Any::StringValue(s)) => s.clone(),
+        Some(Any::BoolValue(b)) => b.to_string(),
+        Some(Any::IntValue(i)) => i.to_string(),
+        Some(Any::DoubleValue(d)) => d.to_string(),
+        Some(Any::BytesValue(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Any::ArrayValue(a)) => {
+            format!("[{}]", a.values.iter().map(text).collect::<Vec<_>>().join(", "))
+        }
+        Some(Any::KvlistValue(kv)) => format!(
+            "{{{}}}",
+            kv.values
+                .iter()
+                .map(|kv| format!(
+                    "{}: {}",
+                    kv.key,
+                    kv.value.as_ref().map(text).unwrap_or_default()
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(Any::StringValueStrindex(_)) | None => String::new(),
+    }
+}
+
+/// The level of a severity number (OTLP's ranges of four).
+fn level_of(number: i32) -> &'static str {
+    match number {
+        1..=4 => "trace",
+        5..=8 => "debug",
+        9..=12 => "info",
+        13..=16 => "warn",
+        17..=20 => "error",
+        21..=24 => "fatal",
+        _ => "",
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+pub fn to_records(request: ExportLogsServiceRequest) -> Vec<LogRecord> {
+    let now = now_ns();
+    let mut out = Vec::new();
+    for resource_logs in request.resource_logs {
+        let attributes = resource_logs.resource.map(|r| r.attributes).unwrap_or_default();
+        let get = |key: &str| attribute(&attributes, key).unwrap_or_default().to_owned();
+        let service = get("service.name");
+        let (cluster, namespace, pod, container) = (
+            get("k8s.cluster.name"),
+            get("k8s.namespace.name"),
+            get("k8s.pod.name"),
+            get("k8s.container.name"),
+        );
+        let node = attribute(&attributes, "k8s.node.name")
+            .or_else(|| attribute(&attributes, "host.name"))
+            .unwrap_or_default()
+            .to_owned();
+        let origin = format!("otlp/{cluster}/{namespace}/{pod}/{container}/{service}");
+        let source = source_key(&origin, 0);
+        for scope in resource_logs.scope_logs {
+            for r in scope.log_records {
+                let ts = [r.time_unix_nano, r.observed_time_unix_nano]
+                    .into_iter()
+                    .find(|t| *t > 0)
+                    .map_or(now, |t| i64::try_from(t).unwrap_or(i64::MAX));
+                let level = sluice_proto::level::canonical(&r.severity_text)
+                    .unwrap_or_else(|| level_of(r.severity_number))
+                    .to_owned();
+                out.push(LogRecord {
+                    source,
+                    timestamp_ns: ts,
+                    ingest_time_ns: now,
+                    cluster: cluster.clone(),
+                    namespace: namespace.clone(),
+                    pod: pod.clone(),
+                    pod_uid: get("k8s.pod.uid"),
+                    container: container.clone(),
+                    node: node.clone(),
+                    level,
+                    file_path: if service.is_empty() {
+                        "otlp".to_owned()
+                    } else {
+                        format!("otlp/{service}")
+                    },
+                    message: r.body.as_ref().map(text).unwrap_or_default(),
+                    ..LogRecord::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::KeyValueList;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue { value: Some(Any::StringValue(value.to_owned())) }),
+            ..KeyValue::default()
+        }
+    }
+
+    #[test]
+    fn resource_attributes_become_pod_identity() {
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", "checkout"),
+                        kv("k8s.namespace.name", "prod"),
+                        kv("k8s.pod.name", "checkout-1"),
+                        kv("k8s.container.name", "app"),
+                        kv("host.name", "node-7"),
+                    ],
+                    ..Resource::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        OtlpRecord {
+                            time_unix_nano: 1_764_496_800_000_000_001,
+                            severity_text: "Error".into(),
+                            body: Some(AnyValue {
+                                value: Some(Any::StringValue("支付超时".into())),
+                            }),
+                            ..OtlpRecord::default()
+                        },
+                        OtlpRecord {
+                            observed_time_unix_nano: 5,
+                            severity_number: 14,
+                            body: Some(AnyValue {
+                                value: Some(Any::KvlistValue(KeyValueList {
+                                    values: vec![kv("a", "b")],
+                                })),
+                            }),
+                            ..OtlpRecord::default()
+                        },
+                    ],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        };
+        let records = to_records(request);
+        assert_eq!(records.len(), 2);
+        let r = &records[0];
+        assert_eq!(
+            (r.namespace.as_str(), r.pod.as_str(), r.container.as_str(), r.node.as_str()),
+            ("prod", "checkout-1", "app", "node-7")
+        );
+        assert_eq!(
+            (r.level.as_str(), r.message.as_str(), r.timestamp_ns),
+            ("error", "支付超时", 1_764_496_800_000_000_001)
+        );
+        assert_eq!(r.file_path, "otlp/checkout");
+        assert_eq!(
+            (records[1].level.as_str(), records[1].message.as_str(), records[1].timestamp_ns),
+            ("warn", "{a: b}", 5)
+        );
+        assert_eq!(records[0].source, records[1].source);
+    }
+}
