@@ -22,6 +22,7 @@ use crate::otlp::OtlpGrpc;
 use crate::runner::{Cursors, run_sink};
 use crate::sink::Sink;
 use crate::sinks::blackhole::BlackholeSink;
+use crate::sinks::elasticsearch::{ElasticsearchConfig, ElasticsearchSink};
 use crate::sinks::index::IndexSinkConfig;
 use crate::wal::Wal;
 use crate::{bulk, otlp};
@@ -48,6 +49,8 @@ pub struct CollectorConfig {
     pub query_budget: Option<u64>,
     /// Where to serve OTLP/gRPC logs (conventionally port 4317); `None`: not served.
     pub otlp_grpc_listen: Option<std::net::SocketAddr>,
+    /// A second sink, fed from its own WAL cursor beside the local index.
+    pub elasticsearch: Option<ElasticsearchConfig>,
 }
 
 impl CollectorConfig {
@@ -62,6 +65,7 @@ impl CollectorConfig {
             users: None,
             query_budget: None,
             otlp_grpc_listen: None,
+            elasticsearch: None,
         }
     }
 }
@@ -95,13 +99,31 @@ pub async fn run(
     } else {
         Box::new(config.index.build(store.clone(), wal.subscribe()))
     };
-    let runner = tokio::spawn(run_sink(
+    // One set of cursors for all sinks: the WAL keeps what the slowest one still needs.
+    let cursors = Arc::new(Cursors::default());
+    let mut runners = vec![tokio::spawn(run_sink(
         sink,
         flush_interval,
         wal.clone(),
-        Arc::new(Cursors::default()),
+        cursors.clone(),
         stop_rx.clone(),
-    ));
+    ))];
+    if let Some(es) = config.elasticsearch.clone() {
+        let interval = es.flush_interval;
+        let sink = ElasticsearchSink::new(es)
+            .map_err(|e| CollectorError::Sink { sink: "elasticsearch".to_owned(), message: e.0 })?;
+        if let Err(e) = sink.healthcheck().await {
+            // Not fatal: the sink retries, and the WAL keeps its records meanwhile.
+            tracing::warn!(error = %e, "Elasticsearch is not reachable yet");
+        }
+        runners.push(tokio::spawn(run_sink(
+            Box::new(sink),
+            interval,
+            wal.clone(),
+            cursors.clone(),
+            stop_rx.clone(),
+        )));
+    }
 
     let external = ExternalState { wal: wal.clone(), tokens: config.agent_tokens.clone() };
     let ingest = IngestServer::new(IngestService::new(wal))
@@ -166,7 +188,9 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "OTLP/gRPC task failed"),
         }
     }
-    let _ = runner.await;
+    for runner in runners {
+        let _ = runner.await;
+    }
     match (grpc_result, http_result) {
         (Ok(Ok(())), Ok(Ok(()))) => Ok(()),
         (Ok(Err(e)), _) => Err(CollectorError::Server(format!("gRPC server: {e}"))),

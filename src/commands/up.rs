@@ -45,6 +45,22 @@ pub(crate) struct CollectorArgs {
     /// and would read more than this (such as 32GiB) of index, unless they pass force=true.
     #[arg(long)]
     query_budget: Option<bytesize::ByteSize>,
+    /// Also send every record to Elasticsearch or OpenSearch at this URL (`_bulk`, each
+    /// record once by its id; refused records go to <data-dir>/sinks/elasticsearch/dead-letter.ndjson).
+    #[arg(long)]
+    elasticsearch: Option<String>,
+    /// Index name template for --elasticsearch: {cluster}, {namespace}, {pod}, {container},
+    /// {yyyy.MM.dd}.
+    #[arg(long, default_value = "logs-{namespace}-{yyyy.MM.dd}")]
+    es_index: String,
+    /// User for --elasticsearch basic auth; the password comes from SLUICE_ES_PASSWORD.
+    #[arg(long)]
+    es_user: Option<String>,
+    #[arg(long, env = "SLUICE_ES_PASSWORD", hide_env_values = true, requires = "es_user")]
+    es_password: Option<String>,
+    /// An Elasticsearch API key (base64 id:key), instead of a user.
+    #[arg(long, env = "SLUICE_ES_API_KEY", hide_env_values = true, conflicts_with = "es_user")]
+    es_api_key: Option<String>,
     /// Serve OTLP/gRPC logs here as well (such as 127.0.0.1:4317); OTLP/HTTP is always on
     /// --listen at /v1/logs, next to the Elasticsearch-compatible /_bulk.
     #[arg(long)]
@@ -173,6 +189,20 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
     config.index.housekeeping_interval = args.housekeeping_interval;
     config.query_budget = args.query_budget.map(|b| b.as_u64());
     config.otlp_grpc_listen = args.otlp_grpc_listen;
+    if let Some(url) = &args.elasticsearch {
+        use sluice_collector::sinks::elasticsearch::{ElasticsearchAuth, ElasticsearchConfig};
+        let mut es = ElasticsearchConfig::new(url, args.data_dir.join("sinks/elasticsearch"));
+        es.index = args.es_index.clone();
+        es.auth = match (&args.es_user, &args.es_password, &args.es_api_key) {
+            (Some(user), password, _) => ElasticsearchAuth::Basic {
+                user: user.clone(),
+                password: password.clone().unwrap_or_default(),
+            },
+            (None, _, Some(key)) => ElasticsearchAuth::ApiKey(key.clone()),
+            _ => ElasticsearchAuth::None,
+        };
+        config.elasticsearch = Some(es);
+    }
     config.users = args.users.as_deref().map(sluice_query::access::Users::load).transpose()?;
     if config.users.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(

@@ -1,0 +1,183 @@
+//! The HTTP side: `GET /`, `PUT _index_template/…`, `POST _bulk` with a gzip body, and the
+//! per-item reading of the bulk answer.
+
+use std::io::Write;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::{Value, json};
+
+use super::config::{ElasticsearchAuth, ElasticsearchConfig};
+
+/// What became of one item of a bulk request.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum ItemOutcome {
+    /// Stored now, or already there from an earlier attempt (`409` under `op_type=create`).
+    Delivered { duplicate: bool },
+    /// `429` or `5xx`: send it again later.
+    Retry(u16),
+    /// Any other refusal: it will never be taken as it is.
+    Rejected(u16, Value),
+}
+
+pub(super) struct Client {
+    http: reqwest::Client,
+    url: String,
+    auth: ElasticsearchAuth,
+}
+
+impl Client {
+    pub(super) fn new(config: &ElasticsearchConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("an HTTP client without TLS options builds");
+        Self { http, url: config.url.clone(), auth: config.auth.clone() }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.url));
+        match &self.auth {
+            ElasticsearchAuth::None => request,
+            ElasticsearchAuth::Basic { user, password } => request.basic_auth(user, Some(password)),
+            ElasticsearchAuth::ApiKey(key) => {
+                request.header("Authorization", format!("ApiKey {key}"))
+            }
+        }
+    }
+
+    /// The server's distribution and version, e.g. `opensearch 2.19.1`. OpenSearch sends no
+    /// `X-Elastic-Product` header, so none is required.
+    pub(super) async fn info(&self) -> Result<String, String> {
+        let response = self
+            .request(reqwest::Method::GET, "/")
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+        let status = response.status();
+        let body: Value =
+            response.json().await.map_err(|e| format!("{}: unreadable answer: {e}", self.url))?;
+        if !status.is_success() {
+            return Err(format!("{} answered {status}: {body}", self.url));
+        }
+        let version = &body["version"];
+        let distribution = version["distribution"].as_str().unwrap_or("elasticsearch");
+        Ok(format!("{distribution} {}", version["number"].as_str().unwrap_or("?")))
+    }
+
+    /// Installs the index template for indexes starting with `prefix`: keywords for the pod
+    /// identity, nanosecond time, and the message analysed with `cjk` (bigrams for Chinese,
+    /// Japanese and Korean, standard tokens otherwise).
+    pub(super) async fn put_template(&self, name: &str, prefix: &str) -> Result<(), String> {
+        let keyword = json!({"type": "keyword"});
+        let template = json!({
+            "index_patterns": [format!("{prefix}*")],
+            "priority": 200,
+            "template": {
+                "mappings": {
+                    "dynamic": false,
+                    "properties": {
+                        "@timestamp": {"type": "date_nanos"},
+                        "message": {"type": "text", "analyzer": "cjk"},
+                        "cluster": keyword, "namespace": keyword, "pod": keyword,
+                        "pod_uid": keyword, "container": keyword, "node": keyword,
+                        "stream": keyword, "level": keyword, "file": keyword,
+                        "flags": keyword, "sluice_id": keyword,
+                    }
+                }
+            }
+        });
+        let response = self
+            .request(reqwest::Method::PUT, &format!("/_index_template/{name}"))
+            .json(&template)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("installing index template {name} failed: {status}: {body}"));
+        }
+        Ok(())
+    }
+
+    /// Sends one bulk request; `Err` when the request as a whole failed (the caller retries
+    /// every item), else one outcome per item in order.
+    pub(super) async fn bulk(
+        &self,
+        ndjson: &[u8],
+        items: usize,
+    ) -> Result<Vec<ItemOutcome>, String> {
+        let mut gz = GzEncoder::new(Vec::with_capacity(ndjson.len() / 4), Compression::fast());
+        gz.write_all(ndjson).map_err(|e| e.to_string())?;
+        let body = gz.finish().map_err(|e| e.to_string())?;
+        let response = self
+            .request(reqwest::Method::POST, "/_bulk")
+            .header("Content-Type", "application/x-ndjson")
+            .header("Content-Encoding", "gzip")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
+        let status = response.status();
+        let text =
+            response.text().await.map_err(|e| format!("{}: unreadable answer: {e}", self.url))?;
+        if !status.is_success() {
+            return Err(format!(
+                "_bulk answered {status}: {}",
+                text.chars().take(500).collect::<String>()
+            ));
+        }
+        parse_bulk_answer(&text, items)
+    }
+}
+
+/// Reads every item of a bulk answer.
+pub(super) fn parse_bulk_answer(text: &str, items: usize) -> Result<Vec<ItemOutcome>, String> {
+    let body: Value =
+        serde_json::from_str(text).map_err(|e| format!("unreadable _bulk answer: {e}"))?;
+    let answers = body["items"].as_array().ok_or("the _bulk answer has no items")?;
+    if answers.len() != items {
+        return Err(format!("the _bulk answer has {} items for {items} sent", answers.len()));
+    }
+    Ok(answers
+        .iter()
+        .map(|item| {
+            let result =
+                item.as_object().and_then(|o| o.values().next()).cloned().unwrap_or_default();
+            let status = result["status"].as_u64().unwrap_or(0) as u16;
+            match status {
+                200..=299 => ItemOutcome::Delivered { duplicate: false },
+                409 => ItemOutcome::Delivered { duplicate: true },
+                429 | 500..=599 => ItemOutcome::Retry(status),
+                _ => ItemOutcome::Rejected(status, result["error"].clone()),
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_item_is_read() {
+        let answer = r#"{"took":3,"errors":true,"items":[
+            {"create":{"_index":"a","_id":"1","status":201}},
+            {"create":{"_index":"a","_id":"2","status":409,"error":{"type":"version_conflict_engine_exception"}}},
+            {"create":{"_index":"a","_id":"3","status":429,"error":{"type":"es_rejected_execution_exception"}}},
+            {"create":{"_index":"a","_id":"4","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [level]"}}},
+            {"create":{"_index":"a","_id":"5","status":503}}
+        ]}"#;
+        let outcomes = parse_bulk_answer(answer, 5).unwrap();
+        assert_eq!(outcomes[0], ItemOutcome::Delivered { duplicate: false });
+        assert_eq!(outcomes[1], ItemOutcome::Delivered { duplicate: true });
+        assert_eq!(outcomes[2], ItemOutcome::Retry(429));
+        assert!(
+            matches!(&outcomes[3], ItemOutcome::Rejected(400, e) if e["type"] == "mapper_parsing_exception")
+        );
+        assert_eq!(outcomes[4], ItemOutcome::Retry(503));
+        assert!(parse_bulk_answer(answer, 4).unwrap_err().contains("5 items for 4"));
+        assert!(parse_bulk_answer("<html>", 1).is_err());
+    }
+}

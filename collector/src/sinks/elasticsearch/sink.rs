@@ -1,0 +1,250 @@
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use sluice_proto::{LogRecord, Stream};
+
+use super::config::ElasticsearchConfig;
+use super::dead_letter::DeadLetters;
+use super::service::{Client, ItemOutcome};
+use crate::sink::{Sink, SinkError};
+
+const TEMPLATE_NAME: &str = "sluice-logs";
+
+/// A document waiting for its answer.
+struct Pending {
+    index: String,
+    /// The bulk action and document lines, ready to send (and to send again).
+    lines: String,
+}
+
+pub struct ElasticsearchSink {
+    config: ElasticsearchConfig,
+    client: Client,
+    pending: Vec<Pending>,
+    /// The WAL position just past the records in `pending`.
+    end: u64,
+    resume: u64,
+    cursor_path: PathBuf,
+    dead_letters: DeadLetters,
+    template_installed: bool,
+}
+
+impl ElasticsearchSink {
+    pub fn new(config: ElasticsearchConfig) -> Result<Self, SinkError> {
+        let cursor_path = config.state_dir.join("cursor");
+        let resume = match std::fs::read_to_string(&cursor_path) {
+            Ok(text) => text.trim().parse().map_err(|_| {
+                SinkError(format!("corrupt cursor file {}: {text:?}", cursor_path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(SinkError(format!("cannot read {}: {e}", cursor_path.display()))),
+        };
+        let dead_letters = DeadLetters::open(&config.state_dir).map_err(|e| {
+            SinkError(format!(
+                "cannot open the dead-letter file in {}: {e}",
+                config.state_dir.display()
+            ))
+        })?;
+        Ok(Self {
+            client: Client::new(&config),
+            config,
+            pending: Vec::new(),
+            end: resume,
+            resume,
+            cursor_path,
+            dead_letters,
+            template_installed: false,
+        })
+    }
+
+    fn save_cursor(&self, position: u64) -> Result<(), SinkError> {
+        let tmp = self.cursor_path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(position.to_string().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.cursor_path)
+        };
+        write().map_err(|e| SinkError(format!("cannot save {}: {e}", self.cursor_path.display())))
+    }
+}
+
+/// The index a record goes to: the template's placeholders filled in, lowercased, and
+/// characters Elasticsearch forbids in index names replaced.
+pub(super) fn index_name(template: &str, r: &LogRecord) -> String {
+    let date = chrono::DateTime::from_timestamp_nanos(r.timestamp_ns);
+    let or_none = |s: &str| if s.is_empty() { "none".to_owned() } else { s.to_owned() };
+    let name = template
+        .replace("{cluster}", &or_none(&r.cluster))
+        .replace("{namespace}", &or_none(&r.namespace))
+        .replace("{pod}", &or_none(&r.pod))
+        .replace("{container}", &or_none(&r.container))
+        .replace("{yyyy.MM.dd}", &date.format("%Y.%m.%d").to_string())
+        .replace("{yyyy-MM-dd}", &date.format("%Y-%m-%d").to_string())
+        .replace("{yyyy.MM}", &date.format("%Y.%m").to_string())
+        .to_lowercase();
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if matches!(c, '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#' | ':') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    cleaned.trim_start_matches(['_', '-', '+']).to_owned()
+}
+
+fn document(r: &LogRecord) -> Value {
+    let stream = Stream::try_from(r.stream).unwrap_or_default().name();
+    json!({
+        "@timestamp": sluice_query::search::format_ts(r.timestamp_ns),
+        "message": r.message,
+        "cluster": r.cluster,
+        "namespace": r.namespace,
+        "pod": r.pod,
+        "pod_uid": r.pod_uid,
+        "container": r.container,
+        "node": r.node,
+        "stream": stream,
+        "level": r.level,
+        "file": r.file_path,
+        "flags": sluice_proto::flags::names(r.flags),
+        "sluice_id": r.id().to_string(),
+    })
+}
+
+#[async_trait]
+impl Sink for ElasticsearchSink {
+    fn name(&self) -> &str {
+        "elasticsearch"
+    }
+
+    fn resume_position(&self) -> u64 {
+        self.resume
+    }
+
+    async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
+        for r in &records {
+            let index = index_name(&self.config.index, r);
+            let id = r.id().to_string();
+            // `create` and the record's own id: a resend is refused with 409, not stored twice.
+            let action = json!({"create": {"_index": index, "_id": id}});
+            let lines = format!("{action}\n{}\n", document(r));
+            self.pending.push(Pending { index, lines });
+        }
+        self.end = end;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<u64, SinkError> {
+        if !self.template_installed {
+            let prefix = self.config.index_prefix();
+            if prefix.is_empty() {
+                tracing::warn!(index = %self.config.index, "the index template starts with a placeholder; no index template is installed");
+            } else {
+                self.client.put_template(TEMPLATE_NAME, prefix).await.map_err(SinkError)?;
+            }
+            self.template_installed = true;
+        }
+        let mut retry = Vec::new();
+        let mut dead = Vec::new();
+        let (mut delivered, mut duplicates) = (0u64, 0u64);
+        let mut failure = None;
+        let pending = std::mem::take(&mut self.pending);
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut bytes = 0;
+        let mut iter = pending.into_iter().peekable();
+        while iter.peek().is_some() || !batch.is_empty() {
+            if let Some(next) = iter.peek()
+                && (batch.is_empty() || bytes + next.lines.len() <= self.config.batch_bytes)
+            {
+                bytes += next.lines.len();
+                batch.push(iter.next().expect("peeked"));
+                continue;
+            }
+            let body: String = batch.iter().map(|p| p.lines.as_str()).collect();
+            let sent = std::mem::take(&mut batch);
+            bytes = 0;
+            if failure.is_some() {
+                retry.extend(sent);
+                continue;
+            }
+            match self.client.bulk(body.as_bytes(), sent.len()).await {
+                Ok(outcomes) => {
+                    for (item, outcome) in sent.into_iter().zip(outcomes) {
+                        match outcome {
+                            ItemOutcome::Delivered { duplicate } => {
+                                delivered += 1;
+                                duplicates += u64::from(duplicate);
+                            }
+                            ItemOutcome::Retry(_) => retry.push(item),
+                            ItemOutcome::Rejected(status, reason) => {
+                                let doc = item
+                                    .lines
+                                    .split_once('\n')
+                                    .and_then(|(_, d)| serde_json::from_str(d.trim_end()).ok())
+                                    .unwrap_or(Value::Null);
+                                dead.push((item.index, status, reason, doc));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    retry.extend(sent);
+                }
+            }
+        }
+        metrics::counter!("sluice_sink_elasticsearch_delivered_total").increment(delivered);
+        metrics::counter!("sluice_sink_elasticsearch_duplicates_total").increment(duplicates);
+        metrics::counter!("sluice_sink_elasticsearch_retried_total").increment(retry.len() as u64);
+        if !dead.is_empty() {
+            self.dead_letters.add(&dead).map_err(|e| {
+                SinkError(format!("cannot write {}: {e}", self.dead_letters.path().display()))
+            })?;
+            metrics::counter!("sluice_sink_elasticsearch_dead_letters_total")
+                .increment(dead.len() as u64);
+            tracing::warn!(count = dead.len(), file = %self.dead_letters.path().display(), "Elasticsearch refused records; they are in the dead-letter file");
+        }
+        if !retry.is_empty() {
+            let n = retry.len();
+            self.pending = retry;
+            // The runner backs off and flushes again; the cursor stays until all are in.
+            return Err(SinkError(match failure {
+                Some(e) => format!("{n} records to send again: {e}"),
+                None => format!(
+                    "{n} records to send again: Elasticsearch asked to retry them (429/5xx)"
+                ),
+            }));
+        }
+        self.save_cursor(self.end)?;
+        self.resume = self.end;
+        Ok(self.end)
+    }
+
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        self.client.info().await.map(|_| ()).map_err(SinkError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_names_follow_the_template() {
+        let r = LogRecord {
+            timestamp_ns: 1_796_032_800_000_000_000,
+            namespace: "Prod".into(),
+            pod: "pay/1".into(),
+            ..LogRecord::default()
+        };
+        assert_eq!(index_name("logs-{namespace}-{yyyy.MM.dd}", &r), "logs-prod-2026.11.30");
+        assert_eq!(index_name("{cluster}-{pod}-{yyyy-MM-dd}", &r), "none-pay_1-2026-11-30");
+        assert_eq!(index_name("_x-{yyyy.MM}", &r), "x-2026.11");
+    }
+}

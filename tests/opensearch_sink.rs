@@ -1,0 +1,217 @@
+//! The Elasticsearch/OpenSearch sink against a real OpenSearch node (`scripts/test-servers
+//! start`, which `scripts/test` runs; `OPENSEARCH_URL` says where): every record delivered
+//! exactly once, counted in OpenSearch, also across a `kill -9` of `sluice up` mid-stream;
+//! records that collide with a mapping are refused by OpenSearch and land in the dead-letter
+//! file with the reason, while the local index keeps everything; Chinese phrases are found
+//! through the index template's `cjk` analyzer.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn opensearch() -> String {
+    std::env::var("OPENSEARCH_URL").expect(
+        "OPENSEARCH_URL is not set: run `bash scripts/test-servers start` and export its `env` (scripts/test does)",
+    )
+}
+
+fn es(method: reqwest::Method, url: &str, body: Option<Value>) -> Value {
+    let client = reqwest::blocking::Client::new();
+    let mut request = client.request(method, url).timeout(Duration::from_secs(30));
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    let response = request.send().unwrap();
+    let status = response.status();
+    let body: Value = response.json().unwrap();
+    assert!(status.is_success(), "{url}: {status}: {body}");
+    body
+}
+
+fn count(os: &str, indexes: &str, query: Value) -> u64 {
+    es(reqwest::Method::POST, &format!("{os}/{indexes}/_refresh"), None);
+    es(reqwest::Method::POST, &format!("{os}/{indexes}/_count"), Some(json!({ "query": query })))
+        ["count"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn every_record_once_in_opensearch_refusals_in_the_dead_letter_file() {
+    let os = opensearch();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("t{}x{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let (prod, _dev, watch) = two_namespaces(dir.path(), 1_500, 1_000);
+    // A third namespace whose index says `level` is a number: OpenSearch refuses its records.
+    let bad = dir.path().join("var/log/pods/bad_pay-9_u9/app/0.log");
+    std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
+    std::fs::write(&bad, cri_lines("bad", 200, 10_000, 2_700)).unwrap();
+    es(
+        reqwest::Method::PUT,
+        &format!("{os}/{prefix}-bad-2026.11.30"),
+        Some(json!({"mappings": {"properties": {"level": {"type": "integer"}}}})),
+    );
+
+    let data = dir.path().join("data");
+    let args = |extra: &mut Vec<std::ffi::OsString>| {
+        extra.extend(["--elasticsearch".into(), os.clone().into()]);
+        extra
+            .extend(["--es-index".into(), format!("{prefix}-{{namespace}}-{{yyyy.MM.dd}}").into()]);
+    };
+    let mut extra = Vec::new();
+    args(&mut extra);
+    let extra_refs: Vec<&std::ffi::OsStr> = extra.iter().map(|s| s.as_os_str()).collect();
+    let (mut up, base) = start_up_with(&data, std::slice::from_ref(&watch), &extra_refs);
+    let good = format!("{prefix}-prod-*,{prefix}-dev-*");
+    let dead_letters = data.join("sinks/elasticsearch/dead-letter.ndjson");
+    let dead = || std::fs::read_to_string(&dead_letters).map_or(0, |t| t.lines().count());
+    wait_until(
+        Duration::from_secs(60),
+        "2,500 documents in OpenSearch and 200 dead letters",
+        || count(&os, &good, json!({"match_all": {}})) >= 2_500 && dead() >= 200,
+    );
+    assert_eq!(count(&os, &good, json!({"match_all": {}})), 2_500);
+    assert_eq!(dead(), 200);
+    assert_eq!(total(&base, "namespace:bad"), 200, "the local index keeps what OpenSearch refused");
+    let letter: Value = serde_json::from_str(
+        std::fs::read_to_string(&dead_letters).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(letter["status"], 400);
+    assert_eq!(letter["reason"]["type"], "mapper_parsing_exception");
+    assert_eq!(letter["index"], format!("{prefix}-bad-2026.11.30"));
+    assert_eq!(letter["document"]["namespace"], "bad");
+
+    // More lines, and sluice up killed while they ship: what it had not flushed to
+    // OpenSearch is sent again from the WAL after the restart, and refused as duplicates.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&prod).unwrap();
+    f.write_all(cri_lines("prod", 1_000, 20_000, 2_700).as_bytes()).unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(400));
+    up.kill9();
+    let (_up, _base) = start_up_with(&data, std::slice::from_ref(&watch), &extra_refs);
+    wait_until(Duration::from_secs(60), "3,500 documents in OpenSearch", || {
+        count(&os, &good, json!({"match_all": {}})) >= 3_500
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&os, &good, json!({"match_all": {}})), 3_500, "each record exactly once");
+    assert_eq!(dead(), 200);
+
+    // The template's cjk analyzer finds the Chinese phrase in exactly the lines that hold it.
+    let phrase = count(&os, &good, json!({"match_phrase": {"message": "支付超时"}}));
+    assert_eq!(phrase, 350);
+    let doc = &es(
+        reqwest::Method::POST,
+        &format!("{os}/{prefix}-prod-*/_search"),
+        Some(json!({"query": {"match_phrase": {"message": "line 20005"}}})),
+    )["hits"]["hits"][0];
+    assert_eq!(doc["_source"]["pod"], "pay-1");
+    assert_eq!(doc["_source"]["level"], "info");
+    assert_eq!(doc["_id"], doc["_source"]["sluice_id"]);
+}
+
+/// A proxy in front of OpenSearch that answers 429 for every fourth item of the first bulk
+/// requests, after OpenSearch stored them: the sink must send those again, and OpenSearch's
+/// 409 on the resend must count as delivered. Returns its URL and the ids it answered 429 for.
+type Injected = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+fn fault_proxy(upstream: String) -> (String, Injected) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let injected = Injected::default();
+    let counter = injected.clone();
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        let mut bulks = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut parts = request_line.split_whitespace();
+            let (method, path) =
+                (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
+            let mut headers = Vec::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(':').unwrap();
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+                headers.push((name.to_owned(), value.trim().to_owned()));
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut forward =
+                client.request(method.parse().unwrap(), format!("{upstream}{path}")).body(body);
+            for (name, value) in &headers {
+                if !["host", "content-length", "connection"].contains(&name.to_lowercase().as_str())
+                {
+                    forward = forward.header(name, value);
+                }
+            }
+            let answer = forward.send().unwrap();
+            let status = answer.status().as_u16();
+            let mut text = answer.text().unwrap();
+            if path.starts_with("/_bulk") && status == 200 && bulks < 3 {
+                bulks += 1;
+                let mut v: Value = serde_json::from_str(&text).unwrap();
+                for (i, item) in v["items"].as_array_mut().unwrap().iter_mut().enumerate() {
+                    if i % 4 == 1 {
+                        item["create"]["status"] = json!(429);
+                        item["create"]["error"] =
+                            json!({"type": "es_rejected_execution_exception"});
+                        let id = item["create"]["_id"].as_str().unwrap().to_owned();
+                        counter.lock().unwrap().insert(id);
+                    }
+                }
+                v["errors"] = json!(true);
+                text = v.to_string();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, injected)
+}
+
+#[test]
+fn items_answered_429_are_sent_again_and_counted_once() {
+    let os = opensearch();
+    let (proxy, injected) = fault_proxy(os.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("r{}x{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let (_prod, _dev, watch) = two_namespaces(dir.path(), 500, 300);
+    let index = format!("{prefix}-{{namespace}}-{{yyyy.MM.dd}}");
+    let extra: [&std::ffi::OsStr; 4] =
+        ["--elasticsearch".as_ref(), proxy.as_ref(), "--es-index".as_ref(), index.as_ref()];
+    let (_up, base) = start_up_with(&dir.path().join("data"), &[watch], &extra);
+    let all = format!("{prefix}-*");
+    wait_until(Duration::from_secs(60), "800 documents in OpenSearch", || {
+        count(&os, &all, json!({"match_all": {}})) >= 800
+            && metric(&base, "sluice_sink_elasticsearch_delivered_total") >= 800.0
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let injected = injected.lock().unwrap().len() as f64;
+    assert!(injected > 0.0);
+    assert_eq!(count(&os, &all, json!({"match_all": {}})), 800);
+    assert_eq!(metric(&base, "sluice_sink_elasticsearch_delivered_total"), 800.0);
+    assert_eq!(metric(&base, "sluice_sink_elasticsearch_duplicates_total"), injected);
+    assert!(metric(&base, "sluice_sink_elasticsearch_retried_total") >= injected);
+}
