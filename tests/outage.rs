@@ -207,8 +207,12 @@ fn drop_policies_count_exactly_what_they_drop() {
             metric(&agent_base, "sluice_agent_spool_unacked_bytes") == 0.0
                 && metric(&agent_base, "sluice_agent_records_acked_total") > 0.0
         });
-        std::thread::sleep(Duration::from_millis(800));
+        // Acknowledged means durable in the collector's WAL; indexing may still be catching up.
         let dropped = metric(&agent_base, &label) as u64;
+        wait_until(Duration::from_secs(60), "every kept line is indexed", || {
+            total(&base, "dropped") + dropped >= lines as u64
+        });
+        std::thread::sleep(Duration::from_millis(800));
         let indexed = total(&base, "dropped");
         println!("{policy}: {lines} lines, {dropped} dropped, {indexed} indexed");
         assert!(dropped > 0 && indexed > 0, "{policy}: {dropped} dropped, {indexed} indexed");

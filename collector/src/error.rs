@@ -16,6 +16,9 @@ pub enum CollectorError {
     Corrupt { path: PathBuf, position: u64, reason: String },
     #[error("WAL position {position} is not in the log (it holds {first}..{end})")]
     OutOfRange { position: u64, first: u64, end: u64 },
+    /// The WAL is at its cap and blocks: sinks are behind.
+    #[error("the WAL holds {bytes} bytes, its cap is {max_bytes}: sinks are behind; retry later")]
+    Full { bytes: u64, max_bytes: u64 },
     #[error("sink {sink}: {message}")]
     Sink { sink: String, message: String },
     #[error("invalid {path}: {reason}")]

@@ -69,6 +69,19 @@ pub async fn run_sink(
             let payload = match reader.next(end) {
                 Ok(Some(payload)) => payload,
                 Ok(None) => break,
+                Err(CollectorError::OutOfRange { position, .. }) => {
+                    // The WAL dropped segments this sink had not read (its cap, drop_oldest).
+                    let first = wal.first().unwrap_or(position);
+                    if first > position {
+                        tracing::error!(sink = %name, position, first, "the WAL dropped records this sink had not read");
+                        metrics::counter!("sluice_collector_wal_lost_bytes_total", "sink" => name.clone())
+                            .increment(first - position);
+                        reader = wal.reader(first);
+                    } else {
+                        tokio::time::sleep(RETRY_START).await;
+                    }
+                    break;
+                }
                 Err(e @ CollectorError::Corrupt { .. }) => {
                     let skipped = reader.skip_segment().unwrap_or(0);
                     tracing::error!(sink = %name, error = %e, skipped, "skipping the rest of a corrupt WAL segment");

@@ -24,7 +24,7 @@ use crate::sink::Sink;
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::elasticsearch::{ElasticsearchConfig, ElasticsearchSink};
 use crate::sinks::index::IndexSinkConfig;
-use crate::wal::Wal;
+use crate::wal::{Wal, WalLimit};
 use crate::{bulk, otlp};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsServiceServer;
 
@@ -36,6 +36,8 @@ pub struct CollectorConfig {
     /// Holds `wal/` and `index/`.
     pub data_dir: PathBuf,
     pub wal_segment_bytes: u64,
+    /// A cap on the WAL's size and what happens at it; `None`: it grows while a sink is behind.
+    pub wal_limit: Option<WalLimit>,
     pub index: IndexSinkConfig,
     /// Serve agents over TLS with this certificate.
     pub tls: Option<TlsFiles>,
@@ -58,6 +60,7 @@ impl CollectorConfig {
         Self {
             data_dir,
             wal_segment_bytes: 64 << 20,
+            wal_limit: None,
             index: IndexSinkConfig::default(),
             tls: None,
             agent_tokens: None,
@@ -82,10 +85,13 @@ pub async fn run(
     let index_dir = config.data_dir.join("index");
     let wal = {
         let dir = wal_dir.clone();
+        let (segment_bytes, limit) = (config.wal_segment_bytes, config.wal_limit);
         Arc::new(
-            tokio::task::spawn_blocking(move || Wal::open(&dir, config.wal_segment_bytes))
-                .await
-                .map_err(|e| CollectorError::Server(e.to_string()))??,
+            tokio::task::spawn_blocking(move || {
+                Wal::open(&dir, segment_bytes).map(|w| w.with_limit(limit))
+            })
+            .await
+            .map_err(|e| CollectorError::Server(e.to_string()))??,
         )
     };
     let store = Store::open(&index_dir)

@@ -5,6 +5,11 @@
 //! is named by the position of its first byte, so positions stay valid as old segments are
 //! deleted. An append is synced to disk before it returns: the collector acks only then.
 //! On open, a torn tail (a crash mid-append) is cut off.
+//!
+//! The log may be capped ([`WalLimit`]): when a sink stays behind, the WAL keeps its records
+//! until the cap, then either refuses new batches (`block`, the default: agents keep theirs in
+//! their spools and retry, nothing is lost) or deletes its oldest segments (`drop_oldest`:
+//! the sinks behind lose them, counted, and the others go on).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -26,9 +31,26 @@ struct Active {
     len: u64,
 }
 
+/// What the log does when it holds `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Refuse appends until sinks catch up and segments are released.
+    Block,
+    /// Delete the oldest segments, whatever sink still needed them.
+    DropOldest,
+}
+
+/// A cap on the log's disk size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalLimit {
+    pub max_bytes: u64,
+    pub when_full: WhenFull,
+}
+
 pub struct Wal {
     dir: PathBuf,
     segment_bytes: u64,
+    limit: Option<WalLimit>,
     active: Mutex<Active>,
     end: watch::Sender<u64>,
 }
@@ -58,6 +80,7 @@ impl Wal {
         Ok(Self {
             dir: dir.to_owned(),
             segment_bytes,
+            limit: None,
             active: Mutex::new(Active { file, base, len }),
             end,
         })
@@ -76,6 +99,9 @@ impl Wal {
             });
         }
         let mut active = self.active.lock().expect("WAL lock poisoned");
+        if let Some(limit) = self.limit {
+            self.make_room(&mut active, limit, HEADER_BYTES + payload.len() as u64)?;
+        }
         if active.len >= self.segment_bytes {
             self.roll(&mut active)?;
         }
@@ -93,6 +119,55 @@ impl Wal {
         metrics::counter!("sluice_collector_wal_appended_bytes_total")
             .increment(frame.len() as u64);
         Ok(end)
+    }
+
+    /// Caps the log (see [`WalLimit`]).
+    pub fn with_limit(mut self, limit: Option<WalLimit>) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Applies the cap before an append of `incoming` bytes.
+    fn make_room(
+        &self,
+        active: &mut Active,
+        limit: WalLimit,
+        incoming: u64,
+    ) -> Result<(), CollectorError> {
+        let segments = list_segments(&self.dir)?;
+        let end = active.base + active.len;
+        let first = segments.first().copied().unwrap_or(active.base);
+        // An empty log takes any frame, however large: nothing could ever make room for it.
+        if end == first || end - first + incoming <= limit.max_bytes {
+            return Ok(());
+        }
+        match limit.when_full {
+            WhenFull::Block => {
+                // Only whole segments are released, never the one being written: close it, so
+                // that once the sinks are past it the log can empty.
+                if active.len > 0 {
+                    self.roll(active)?;
+                }
+                metrics::counter!("sluice_collector_wal_full_refusals_total").increment(1);
+                Err(CollectorError::Full { bytes: end - first, max_bytes: limit.max_bytes })
+            }
+            WhenFull::DropOldest => {
+                let mut first = first;
+                for pair in segments.windows(2) {
+                    if end - first + incoming <= limit.max_bytes || pair[0] >= active.base {
+                        break;
+                    }
+                    let path = segment_path(&self.dir, pair[0]);
+                    let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    fs::remove_file(&path)
+                        .map_err(CollectorError::io("delete WAL segment", &path))?;
+                    metrics::counter!("sluice_collector_wal_dropped_bytes_total").increment(len);
+                    tracing::warn!(segment = %path.display(), bytes = len, "WAL over its cap: dropped its oldest segment");
+                    first = pair[1];
+                }
+                Ok(())
+            }
+        }
     }
 
     fn roll(&self, active: &mut Active) -> Result<(), CollectorError> {
@@ -357,5 +432,36 @@ mod tests {
             prop_assert_eq!(wal.end(), if whole == 0 { 0 } else { ends[whole - 1] });
             prop_assert_eq!(read_all(&wal, 0).len(), whole);
         }
+    }
+    #[test]
+    fn a_capped_log_blocks_or_drops_its_oldest_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let frame = vec![7u8; 1000];
+        let limit = |when_full| Some(WalLimit { max_bytes: 5_000, when_full });
+        let wal =
+            Wal::open(&dir.path().join("block"), 2_000).unwrap().with_limit(limit(WhenFull::Block));
+        let mut appended = 0;
+        while wal.append(&frame).is_ok() {
+            appended += 1;
+            assert!(appended < 100, "the cap never refused");
+        }
+        assert!(matches!(wal.append(&frame), Err(CollectorError::Full { .. })));
+        assert!(wal.disk_bytes().unwrap() <= 5_000);
+        // A sink catching up frees segments; appends go on.
+        wal.release(wal.end()).unwrap();
+        wal.append(&frame).unwrap();
+
+        let wal = Wal::open(&dir.path().join("drop"), 2_000)
+            .unwrap()
+            .with_limit(limit(WhenFull::DropOldest));
+        for _ in 0..20 {
+            wal.append(&frame).unwrap();
+        }
+        assert!(wal.disk_bytes().unwrap() <= 5_000 + 2_000, "{}", wal.disk_bytes().unwrap());
+        assert!(wal.first().unwrap() > 0);
+        let mut reader = wal.reader(0);
+        assert!(matches!(reader.next(wal.end()), Err(CollectorError::OutOfRange { .. })));
+        let mut reader = wal.reader(wal.first().unwrap());
+        assert_eq!(reader.next(wal.end()).unwrap().unwrap(), frame);
     }
 }

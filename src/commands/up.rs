@@ -45,6 +45,18 @@ pub(crate) struct CollectorArgs {
     /// and would read more than this (such as 32GiB) of index, unless they pass force=true.
     #[arg(long)]
     query_budget: Option<bytesize::ByteSize>,
+    /// Cap the WAL (such as 8GiB): while a sink is behind it holds that much, then does what
+    /// --wal-when-full says.
+    #[arg(long)]
+    wal_max_size: Option<bytesize::ByteSize>,
+    /// At --wal-max-size: `block` refuses new batches (agents keep them in their spools and
+    /// retry; nothing is lost) or `drop-oldest` deletes the oldest segments (the sinks behind
+    /// lose them, counted in sluice_collector_wal_lost_bytes_total; the others go on).
+    #[arg(long, value_enum, default_value = "block", requires = "wal_max_size")]
+    wal_when_full: WhenFullArg,
+    /// The size of one WAL segment file; space is freed a whole segment at a time.
+    #[arg(long, default_value = "64MiB")]
+    wal_segment_size: bytesize::ByteSize,
     /// Also send every record to Elasticsearch or OpenSearch at this URL (`_bulk`, each
     /// record once by its id; refused records go to <data-dir>/sinks/elasticsearch/dead-letter.ndjson).
     #[arg(long)]
@@ -86,6 +98,12 @@ pub(crate) struct UpArgs {
     /// For files already there at the first start: read them from the beginning or the end.
     #[arg(long, value_enum, default_value = "beginning")]
     read_from: ReadFromArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum WhenFullArg {
+    Block,
+    DropOldest,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -189,6 +207,14 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
     config.index.housekeeping_interval = args.housekeeping_interval;
     config.query_budget = args.query_budget.map(|b| b.as_u64());
     config.otlp_grpc_listen = args.otlp_grpc_listen;
+    config.wal_segment_bytes = args.wal_segment_size.as_u64();
+    config.wal_limit = args.wal_max_size.map(|max| sluice_collector::wal::WalLimit {
+        max_bytes: max.as_u64(),
+        when_full: match args.wal_when_full {
+            WhenFullArg::Block => sluice_collector::wal::WhenFull::Block,
+            WhenFullArg::DropOldest => sluice_collector::wal::WhenFull::DropOldest,
+        },
+    });
     if let Some(url) = &args.elasticsearch {
         use sluice_collector::sinks::elasticsearch::{ElasticsearchAuth, ElasticsearchConfig};
         let mut es = ElasticsearchConfig::new(url, args.data_dir.join("sinks/elasticsearch"));
