@@ -39,6 +39,9 @@ fn a_full_wal_blocks_and_loses_nothing() {
         metric(&base, "sluice_collector_wal_full_refusals_total") > 0.0
     });
     std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(metric(&base, "sluice_sink_healthy{sink=\"elasticsearch\"}"), 0.0);
+    assert_eq!(metric(&base, "sluice_sink_healthy{sink=\"index\"}"), 1.0);
+    assert!(metric(&base, "sluice_sink_lag_bytes{sink=\"elasticsearch\"}") > 0.0);
     let wal_bytes: u64 = std::fs::read_dir(data.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())

@@ -70,6 +70,10 @@ struct PipelineArgs {
     /// How often the collector commits the index (its `--commit-interval`).
     #[arg(long, default_value = "1s")]
     commit_interval: String,
+    /// Also give the collector an Elasticsearch sink at a closed port, which fails for the
+    /// whole run: measures that a sick sink does not slow the local index.
+    #[arg(long)]
+    sick_sink: bool,
     /// Where the JSON report goes.
     #[arg(long, default_value = "bench/results/pipeline.json")]
     out: PathBuf,
@@ -77,6 +81,7 @@ struct PipelineArgs {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    sick_sink: bool,
     raw_mib: f64,
     records: u64,
     files: usize,
@@ -146,8 +151,12 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let (grpc, http) = (free_port()?, free_port()?);
     let base = format!("http://127.0.0.1:{http}");
     let data = work.path().join("collector");
-    let collector =
-        start_collector(&sluice, &data, grpc, http, &["--commit-interval", &args.commit_interval])?;
+    let dead = format!("http://127.0.0.1:{}", free_port()?);
+    let mut collector_args = vec!["--commit-interval", &args.commit_interval];
+    if args.sick_sink {
+        collector_args.extend(["--elasticsearch", dead.as_str()]);
+    }
+    let collector = start_collector(&sluice, &data, grpc, http, &collector_args)?;
 
     let agent_dir = work.path().join("agent");
     let watch = format!("{}/**/*.log", logs.display());
@@ -185,6 +194,7 @@ fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let mib = generated.bytes as f64 / 1048576.0;
     let mb = generated.bytes as f64 / 1e6;
     let report = Report {
+        sick_sink: args.sick_sink,
         raw_mib: mib,
         records: generated.records,
         files: args.files,
@@ -293,6 +303,9 @@ fn print_table(r: &Report) {
     println!("| measure | value |");
     println!("|---|---|");
     println!("| raw logs | {:.1} MiB, {} records, {} files |", r.raw_mib, r.records, r.files);
+    if r.sick_sink {
+        println!("| sick sink | an Elasticsearch sink at a closed port, failing all along |");
+    }
     println!("| wall time, agent start → all searchable | {:.2} s |", r.wall_seconds);
     println!("| throughput | {:.1} MB/s, {:.0} records/s |", r.mb_per_second, r.records_per_second);
     println!(

@@ -173,6 +173,16 @@ fn starting_position(resume: u64, wal: &Wal, name: &str) -> u64 {
     resume
 }
 
+/// `sluice_sink_healthy{sink}`: 1 after the sink's last write or flush went through, 0 while
+/// it fails and is being retried.
+fn healthy(sink: &str, ok: bool) {
+    metrics::gauge!("sluice_sink_healthy", "sink" => sink.to_owned()).set(if ok {
+        1.0
+    } else {
+        0.0
+    });
+}
+
 /// Retries until the sink takes the records; false if the collector is stopping.
 async fn write_with_retry(
     sink: &mut dyn Sink,
@@ -183,10 +193,14 @@ async fn write_with_retry(
     let mut delay = RETRY_START;
     loop {
         match sink.write(records.clone(), end).await {
-            Ok(()) => return true,
+            Ok(()) => {
+                healthy(sink.name(), true);
+                return true;
+            }
             Err(e) => {
                 metrics::counter!("sluice_sink_errors_total", "sink" => sink.name().to_owned())
                     .increment(1);
+                healthy(sink.name(), false);
                 tracing::warn!(sink = sink.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "sink write failed");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -207,8 +221,14 @@ async fn flush_with_retry(
     let mut delay = RETRY_START;
     loop {
         match sink.flush().await {
-            Ok(position) => return Some(position),
+            Ok(position) => {
+                healthy(sink.name(), true);
+                return Some(position);
+            }
             Err(e) => {
+                healthy(sink.name(), false);
+                metrics::counter!("sluice_sink_errors_total", "sink" => sink.name().to_owned())
+                    .increment(1);
                 tracing::warn!(sink = sink.name(), error = %e, "sink flush failed");
                 if last {
                     return None;

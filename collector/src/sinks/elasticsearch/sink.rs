@@ -10,6 +10,9 @@ use super::service::{Client, ItemOutcome};
 use crate::sink::{Sink, SinkError};
 
 const TEMPLATE_NAME: &str = "sluice-logs";
+/// Bulk requests' worth of documents the sink holds before it sends without waiting for a
+/// flush.
+const PENDING_BATCHES: usize = 4;
 
 /// A document waiting for its answer.
 struct Pending {
@@ -128,6 +131,12 @@ impl Sink for ElasticsearchSink {
     }
 
     async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
+        // Memory stays bounded when Elasticsearch is slow or away: past a few bulk requests'
+        // worth, send before taking more; a failure refuses these records (the runner offers
+        // them again), so nothing is held twice.
+        if self.pending_bytes() >= PENDING_BATCHES * self.config.batch_bytes {
+            self.send().await?;
+        }
         for r in &records {
             let index = index_name(&self.config.index, r);
             let id = r.id().to_string();
@@ -141,6 +150,25 @@ impl Sink for ElasticsearchSink {
     }
 
     async fn flush(&mut self) -> Result<u64, SinkError> {
+        self.send().await?;
+        self.save_cursor(self.end)?;
+        self.resume = self.end;
+        Ok(self.end)
+    }
+
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        self.client.info().await.map(|_| ()).map_err(SinkError)
+    }
+}
+
+impl ElasticsearchSink {
+    fn pending_bytes(&self) -> usize {
+        self.pending.iter().map(|p| p.lines.len()).sum()
+    }
+
+    /// Sends everything pending; what Elasticsearch asks to retry (or could not be sent)
+    /// stays pending and makes this an error, so the caller backs off and comes again.
+    async fn send(&mut self) -> Result<(), SinkError> {
         if !self.template_installed {
             let prefix = self.config.index_prefix();
             if prefix.is_empty() {
@@ -221,13 +249,7 @@ impl Sink for ElasticsearchSink {
                 ),
             }));
         }
-        self.save_cursor(self.end)?;
-        self.resume = self.end;
-        Ok(self.end)
-    }
-
-    async fn healthcheck(&self) -> Result<(), SinkError> {
-        self.client.info().await.map(|_| ()).map_err(SinkError)
+        Ok(())
     }
 }
 
