@@ -118,13 +118,17 @@ fn every_record_once_in_opensearch_refusals_in_the_dead_letter_file() {
 /// requests, after OpenSearch stored them: the sink must send those again, and OpenSearch's
 /// 409 on the resend must count as delivered. Returns its URL and the ids it answered 429 for.
 type Injected = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+/// Every `Authorization` header the proxy saw.
+type Seen = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
-fn fault_proxy(upstream: String) -> (String, Injected) {
+fn fault_proxy(upstream: String) -> (String, Injected, Seen) {
     use std::io::{BufRead, BufReader, Read};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let injected = Injected::default();
     let counter = injected.clone();
+    let seen = Seen::default();
+    let authorizations = seen.clone();
     std::thread::spawn(move || {
         let client = reqwest::blocking::Client::new();
         let mut bulks = 0;
@@ -150,6 +154,9 @@ fn fault_proxy(upstream: String) -> (String, Injected) {
                 let (name, value) = line.split_once(':').unwrap();
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse().unwrap();
+                }
+                if name.eq_ignore_ascii_case("authorization") {
+                    authorizations.lock().unwrap().insert(value.trim().to_owned());
                 }
                 headers.push((name.to_owned(), value.trim().to_owned()));
             }
@@ -188,20 +195,29 @@ fn fault_proxy(upstream: String) -> (String, Injected) {
             );
         }
     });
-    (url, injected)
+    (url, injected, seen)
 }
 
 #[test]
 fn items_answered_429_are_sent_again_and_counted_once() {
     let os = opensearch();
-    let (proxy, injected) = fault_proxy(os.clone());
+    let (proxy, injected, seen) = fault_proxy(os.clone());
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("r{}x{}", std::process::id(), chrono::Utc::now().timestamp_micros());
     let (_prod, _dev, watch) = two_namespaces(dir.path(), 500, 300);
     let index = format!("{prefix}-{{namespace}}-{{yyyy.MM.dd}}");
-    let extra: [&std::ffi::OsStr; 4] =
-        ["--elasticsearch".as_ref(), proxy.as_ref(), "--es-index".as_ref(), index.as_ref()];
-    let (_up, base) = start_up_with(&dir.path().join("data"), &[watch], &extra);
+    let extra: [&std::ffi::OsStr; 6] = [
+        "--elasticsearch".as_ref(),
+        proxy.as_ref(),
+        "--es-index".as_ref(),
+        index.as_ref(),
+        "--es-user".as_ref(),
+        "shipper".as_ref(),
+    ];
+    // The password comes from the environment, never the command line.
+    let env = [("SLUICE_ES_PASSWORD", "s3cret-password")];
+    let data = dir.path().join("data");
+    let (_up, base) = start_up_with_env(&data, &[watch], &extra, &env);
     let all = format!("{prefix}-*");
     wait_until(Duration::from_secs(60), "800 documents in OpenSearch", || {
         count(&os, &all, json!({"match_all": {}})) >= 800
@@ -214,4 +230,13 @@ fn items_answered_429_are_sent_again_and_counted_once() {
     assert_eq!(metric(&base, "sluice_sink_elasticsearch_delivered_total"), 800.0);
     assert_eq!(metric(&base, "sluice_sink_elasticsearch_duplicates_total"), injected);
     assert!(metric(&base, "sluice_sink_elasticsearch_retried_total") >= injected);
+    // Basic auth from --es-user and SLUICE_ES_PASSWORD, on every request.
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen.contains("Basic c2hpcHBlcjpzM2NyZXQtcGFzc3dvcmQ="), "{seen:?}");
+    let log = std::fs::read_to_string(data.join("logs/up.log")).unwrap();
+    assert!(
+        !log.contains("s3cret-password") && !log.contains("c2hpcHBlcjpzM2NyZXQt"),
+        "a secret in the log"
+    );
 }

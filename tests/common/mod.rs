@@ -86,7 +86,18 @@ pub fn start_up_with(
     watch: &[String],
     extra: &[&std::ffi::OsStr],
 ) -> (Proc, String) {
+    start_up_with_env(data_dir, watch, extra, &[])
+}
+
+/// `start_up_with` and environment variables for the process (secrets, say).
+pub fn start_up_with_env(
+    data_dir: &Path,
+    watch: &[String],
+    extra: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> (Proc, String) {
     let mut cmd = Command::new(sluice());
+    cmd.envs(env.iter().copied());
     cmd.args(["up", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(["--commit-interval", "300ms"]);
