@@ -240,3 +240,35 @@ fn items_answered_429_are_sent_again_and_counted_once() {
         "a secret in the log"
     );
 }
+
+#[test]
+fn data_streams_take_the_records_once() {
+    let os = opensearch();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("s{}x{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let (_prod, _dev, watch) = two_namespaces(dir.path(), 200, 100);
+    let index = format!("{prefix}-{{namespace}}");
+    let extra: [&std::ffi::OsStr; 5] = [
+        "--elasticsearch".as_ref(),
+        os.as_ref(),
+        "--es-index".as_ref(),
+        index.as_ref(),
+        "--es-data-stream".as_ref(),
+    ];
+    let (_up, _base) = start_up_with(&dir.path().join("data"), &[watch], &extra);
+    let all = format!("{prefix}-*");
+    wait_until(Duration::from_secs(60), "300 documents in the data streams", || {
+        count(&os, &all, json!({"match_all": {}})) >= 300
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&os, &all, json!({"match_all": {}})), 300);
+    let streams = es(reqwest::Method::GET, &format!("{os}/_data_stream/{prefix}-*"), None);
+    let mut names: Vec<&str> = streams["data_streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, [format!("{prefix}-dev"), format!("{prefix}-prod")]);
+}

@@ -65,6 +65,10 @@ pub(crate) struct CollectorArgs {
     /// {yyyy.MM.dd}.
     #[arg(long, default_value = "logs-{namespace}-{yyyy.MM.dd}")]
     es_index: String,
+    /// Write to data streams named by --es-index (such as 'logs-{namespace}', no date: a
+    /// data stream rolls over by itself).
+    #[arg(long, requires = "elasticsearch")]
+    es_data_stream: bool,
     /// User for --elasticsearch basic auth; the password comes from SLUICE_ES_PASSWORD.
     #[arg(long)]
     es_user: Option<String>,
@@ -219,6 +223,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
         use sluice_collector::sinks::elasticsearch::{ElasticsearchAuth, ElasticsearchConfig};
         let mut es = ElasticsearchConfig::new(url, args.data_dir.join("sinks/elasticsearch"));
         es.index = args.es_index.clone();
+        es.data_stream = args.es_data_stream;
         es.auth = match (&args.es_user, &args.es_password, &args.es_api_key) {
             (Some(user), password, _) => ElasticsearchAuth::Basic {
                 user: user.clone(),

@@ -11,6 +11,9 @@ pub struct ElasticsearchConfig {
     /// record's UTC date as `{yyyy.MM.dd}` (or `{yyyy-MM-dd}`, `{yyyy.MM}`); lowercased.
     pub index: String,
     pub auth: ElasticsearchAuth,
+    /// Write to data streams named by `index` (which then needs no date: a data stream rolls
+    /// its backing indexes over by itself).
+    pub data_stream: bool,
     /// A bulk request carries at most this much (uncompressed NDJSON).
     pub batch_bytes: usize,
     pub flush_interval: Duration,
@@ -53,6 +56,7 @@ impl ElasticsearchConfig {
             url: url.into().trim_end_matches('/').to_owned(),
             index: "logs-{namespace}-{yyyy.MM.dd}".to_owned(),
             auth: ElasticsearchAuth::None,
+            data_stream: false,
             batch_bytes: 5 << 20,
             flush_interval: Duration::from_secs(1),
             state_dir,

@@ -68,9 +68,15 @@ impl Client {
     /// Installs the index template for indexes starting with `prefix`: keywords for the pod
     /// identity, nanosecond time, and the message analysed with `cjk` (bigrams for Chinese,
     /// Japanese and Korean, standard tokens otherwise).
-    pub(super) async fn put_template(&self, name: &str, prefix: &str) -> Result<(), String> {
+    /// With `data_stream`, indexes created by the pattern are data streams.
+    pub(super) async fn put_template(
+        &self,
+        name: &str,
+        prefix: &str,
+        data_stream: bool,
+    ) -> Result<(), String> {
         let keyword = json!({"type": "keyword"});
-        let template = json!({
+        let mut template = json!({
             "index_patterns": [format!("{prefix}*")],
             "priority": 200,
             "template": {
@@ -87,6 +93,9 @@ impl Client {
                 }
             }
         });
+        if data_stream {
+            template["data_stream"] = json!({});
+        }
         let response = self
             .request(reqwest::Method::PUT, &format!("/_index_template/{name}"))
             .json(&template)

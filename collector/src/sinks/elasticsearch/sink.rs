@@ -10,6 +10,7 @@ use super::service::{Client, ItemOutcome};
 use crate::sink::{Sink, SinkError};
 
 const TEMPLATE_NAME: &str = "sluice-logs";
+const DATA_STREAM_TEMPLATE_NAME: &str = "sluice-logs-streams";
 /// Bulk requests' worth of documents the sink holds before it sends without waiting for a
 /// flush.
 const PENDING_BATCHES: usize = 4;
@@ -174,7 +175,12 @@ impl ElasticsearchSink {
             if prefix.is_empty() {
                 tracing::warn!(index = %self.config.index, "the index template starts with a placeholder; no index template is installed");
             } else {
-                self.client.put_template(TEMPLATE_NAME, prefix).await.map_err(SinkError)?;
+                let (name, stream) = if self.config.data_stream {
+                    (DATA_STREAM_TEMPLATE_NAME, true)
+                } else {
+                    (TEMPLATE_NAME, false)
+                };
+                self.client.put_template(name, prefix, stream).await.map_err(SinkError)?;
             }
             self.template_installed = true;
         }
