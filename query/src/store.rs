@@ -270,7 +270,8 @@ impl Store {
     }
 
     /// How many segments a partition's searchers see.
-    pub fn segment_count(&self, key: &str) -> Option<usize> {
+    #[cfg(test)]
+    pub(crate) fn segment_count(&self, key: &str) -> Option<usize> {
         let partitions = self.partitions.read().expect("partition map poisoned");
         Some(partitions.get(key)?.searcher().segment_readers().len())
     }
