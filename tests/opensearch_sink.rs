@@ -114,94 +114,132 @@ fn every_record_once_in_opensearch_refusals_in_the_dead_letter_file() {
     assert_eq!(doc["_id"], doc["_source"]["sluice_id"]);
 }
 
-/// A proxy in front of OpenSearch that answers 429 for every fourth item of the first bulk
-/// requests, after OpenSearch stored them: the sink must send those again, and OpenSearch's
-/// 409 on the resend must count as delivered. Returns its URL and the ids it answered 429 for.
+/// A proxy in front of OpenSearch. With `inject`, it answers 429 for every fourth item of
+/// the first bulk requests, after OpenSearch stored them: the sink must send those again, and
+/// OpenSearch's 409 on the resend must count as delivered. With `tls`, it speaks HTTPS.
+/// Returns its URL, the ids it answered 429 for, and the `Authorization` headers it saw.
 type Injected = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 /// Every `Authorization` header the proxy saw.
 type Seen = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
-fn fault_proxy(upstream: String) -> (String, Injected, Seen) {
-    use std::io::{BufRead, BufReader, Read};
+fn proxy(
+    upstream: String,
+    inject: bool,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> (String, Injected, Seen) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let url = match tls {
+        Some(_) => format!("https://localhost:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    };
     let injected = Injected::default();
-    let counter = injected.clone();
     let seen = Seen::default();
-    let authorizations = seen.clone();
+    let (counter, authorizations) = (injected.clone(), seen.clone());
     std::thread::spawn(move || {
         let client = reqwest::blocking::Client::new();
         let mut bulks = 0;
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                continue;
-            }
-            let mut parts = request_line.split_whitespace();
-            let (method, path) =
-                (parts.next().unwrap().to_owned(), parts.next().unwrap().to_owned());
-            let mut headers = Vec::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                let (name, value) = line.split_once(':').unwrap();
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap();
-                }
-                if name.eq_ignore_ascii_case("authorization") {
-                    authorizations.lock().unwrap().insert(value.trim().to_owned());
-                }
-                headers.push((name.to_owned(), value.trim().to_owned()));
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let mut forward =
-                client.request(method.parse().unwrap(), format!("{upstream}{path}")).body(body);
-            for (name, value) in &headers {
-                if !["host", "content-length", "connection"].contains(&name.to_lowercase().as_str())
-                {
-                    forward = forward.header(name, value);
-                }
-            }
-            let answer = forward.send().unwrap();
-            let status = answer.status().as_u16();
-            let mut text = answer.text().unwrap();
-            if path.starts_with("/_bulk") && status == 200 && bulks < 3 {
-                bulks += 1;
-                let mut v: Value = serde_json::from_str(&text).unwrap();
-                for (i, item) in v["items"].as_array_mut().unwrap().iter_mut().enumerate() {
-                    if i % 4 == 1 {
-                        item["create"]["status"] = json!(429);
-                        item["create"]["error"] =
-                            json!({"type": "es_rejected_execution_exception"});
-                        let id = item["create"]["_id"].as_str().unwrap().to_owned();
-                        counter.lock().unwrap().insert(id);
-                    }
-                }
-                v["errors"] = json!(true);
-                text = v.to_string();
-            }
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
+            let Ok(stream) = stream else { continue };
+            let mut stream: Box<dyn ReadWrite> = match &tls {
+                Some(config) => Box::new(rustls::StreamOwned::new(
+                    rustls::ServerConnection::new(config.clone()).unwrap(),
+                    stream,
+                )),
+                None => Box::new(stream),
+            };
+            let _ = serve(
+                &mut stream,
+                &client,
+                &upstream,
+                inject,
+                &mut bulks,
+                &counter,
+                &authorizations,
             );
         }
     });
     (url, injected, seen)
 }
 
+trait ReadWrite: std::io::Read + std::io::Write + Send {}
+impl<T: std::io::Read + std::io::Write + Send> ReadWrite for T {}
+
+fn serve(
+    stream: &mut Box<dyn ReadWrite>,
+    client: &reqwest::blocking::Client,
+    upstream: &str,
+    inject: bool,
+    bulks: &mut usize,
+    counter: &Injected,
+    authorizations: &Seen,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(());
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, path) =
+        (parts.next().unwrap_or("GET").to_owned(), parts.next().unwrap_or("/").to_owned());
+    let mut headers = Vec::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else { continue };
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+        if name.eq_ignore_ascii_case("authorization") {
+            authorizations.lock().unwrap().insert(value.trim().to_owned());
+        }
+        headers.push((name.to_owned(), value.trim().to_owned()));
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let mut forward =
+        client.request(method.parse().unwrap(), format!("{upstream}{path}")).body(body);
+    for (name, value) in &headers {
+        if !["host", "content-length", "connection"].contains(&name.to_lowercase().as_str()) {
+            forward = forward.header(name, value);
+        }
+    }
+    let answer = forward.send().map_err(std::io::Error::other)?;
+    let status = answer.status().as_u16();
+    let mut text = answer.text().map_err(std::io::Error::other)?;
+    if inject && path.starts_with("/_bulk") && status == 200 && *bulks < 3 {
+        *bulks += 1;
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        for (i, item) in v["items"].as_array_mut().unwrap().iter_mut().enumerate() {
+            if i % 4 == 1 {
+                item["create"]["status"] = json!(429);
+                item["create"]["error"] = json!({"type": "es_rejected_execution_exception"});
+                let id = item["create"]["_id"].as_str().unwrap().to_owned();
+                counter.lock().unwrap().insert(id);
+            }
+        }
+        v["errors"] = json!(true);
+        text = v.to_string();
+    }
+    let stream = reader.get_mut();
+    write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    )?;
+    stream.flush()
+}
+
 #[test]
 fn items_answered_429_are_sent_again_and_counted_once() {
     let os = opensearch();
-    let (proxy, injected, seen) = fault_proxy(os.clone());
+    let (proxy, injected, seen) = proxy(os.clone(), true, None);
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("r{}x{}", std::process::id(), chrono::Utc::now().timestamp_micros());
     let (_prod, _dev, watch) = two_namespaces(dir.path(), 500, 300);
@@ -271,4 +309,66 @@ fn data_streams_take_the_records_once() {
         .collect();
     names.sort_unstable();
     assert_eq!(names, [format!("{prefix}-dev"), format!("{prefix}-prod")]);
+}
+
+/// A TLS server for `localhost` with a certificate from a CA made here; returns its config and
+/// the CA's PEM file.
+fn tls_server(dir: &std::path::Path) -> (std::sync::Arc<rustls::ServerConfig>, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert =
+        CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let ca_file = dir.join("es-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    (std::sync::Arc::new(config), ca_file)
+}
+
+#[test]
+fn https_with_a_private_ca() {
+    let os = opensearch();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, ca_file) = tls_server(dir.path());
+    let (url, _, _) = proxy(os.clone(), false, Some(config));
+    let prefix = format!("h{}x{}", std::process::id(), chrono::Utc::now().timestamp_micros());
+    let (_prod, _dev, watch) = two_namespaces(dir.path(), 200, 100);
+    let index = format!("{prefix}-{{namespace}}");
+    // Without the CA, the certificate is not trusted: nothing is sent, the sink is unhealthy.
+    let untrusted: [&std::ffi::OsStr; 4] =
+        ["--elasticsearch".as_ref(), url.as_ref(), "--es-index".as_ref(), index.as_ref()];
+    let (mut up, base) =
+        start_up_with(&dir.path().join("untrusted"), std::slice::from_ref(&watch), &untrusted);
+    wait_until(Duration::from_secs(30), "the untrusted sink fails", || {
+        metric(&base, "sluice_sink_errors_total{sink=\"elasticsearch\"}") > 0.0
+    });
+    assert_eq!(metric(&base, "sluice_sink_healthy{sink=\"elasticsearch\"}"), 0.0);
+    up.kill9();
+    let trusted: [&std::ffi::OsStr; 6] = [
+        "--elasticsearch".as_ref(),
+        url.as_ref(),
+        "--es-index".as_ref(),
+        index.as_ref(),
+        "--es-ca-file".as_ref(),
+        ca_file.as_os_str(),
+    ];
+    let (_up, _base) = start_up_with(&dir.path().join("trusted"), &[watch], &trusted);
+    let all = format!("{prefix}-*");
+    wait_until(Duration::from_secs(60), "300 documents over https", || {
+        count(&os, &all, json!({"match_all": {}})) >= 300
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&os, &all, json!({"match_all": {}})), 300);
 }

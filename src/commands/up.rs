@@ -69,6 +69,9 @@ pub(crate) struct CollectorArgs {
     /// data stream rolls over by itself).
     #[arg(long, requires = "elasticsearch")]
     es_data_stream: bool,
+    /// PEM certificates to trust for an https:// --elasticsearch, besides the system's.
+    #[arg(long, requires = "elasticsearch")]
+    es_ca_file: Option<PathBuf>,
     /// User for --elasticsearch basic auth; the password comes from SLUICE_ES_PASSWORD.
     #[arg(long)]
     es_user: Option<String>,
@@ -224,6 +227,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
         let mut es = ElasticsearchConfig::new(url, args.data_dir.join("sinks/elasticsearch"));
         es.index = args.es_index.clone();
         es.data_stream = args.es_data_stream;
+        es.ca_file = args.es_ca_file.clone();
         es.auth = match (&args.es_user, &args.es_password, &args.es_api_key) {
             (Some(user), password, _) => ElasticsearchAuth::Basic {
                 user: user.clone(),

@@ -11,6 +11,8 @@ pub struct ElasticsearchConfig {
     /// record's UTC date as `{yyyy.MM.dd}` (or `{yyyy-MM-dd}`, `{yyyy.MM}`); lowercased.
     pub index: String,
     pub auth: ElasticsearchAuth,
+    /// PEM certificates to trust for `https://` besides the system's.
+    pub ca_file: Option<PathBuf>,
     /// Write to data streams named by `index` (which then needs no date: a data stream rolls
     /// its backing indexes over by itself).
     pub data_stream: bool,
@@ -56,6 +58,7 @@ impl ElasticsearchConfig {
             url: url.into().trim_end_matches('/').to_owned(),
             index: "logs-{namespace}-{yyyy.MM.dd}".to_owned(),
             auth: ElasticsearchAuth::None,
+            ca_file: None,
             data_stream: false,
             batch_bytes: 5 << 20,
             flush_interval: Duration::from_secs(1),

@@ -2,9 +2,14 @@
 //! per-item reading of the bulk answer.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::http::{Method, Request};
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::config::{ElasticsearchAuth, ElasticsearchConfig};
@@ -20,45 +25,113 @@ pub(super) enum ItemOutcome {
     Rejected(u16, Value),
 }
 
+type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// HTTP and HTTPS with rustls on ring, the one crypto provider of the collector (tonic uses it
+/// too). reqwest is not used here: its rustls feature would spread, through feature
+/// unification, to every reqwest client in the workspace, which then all need a process-wide
+/// provider installed (`shared/specs/dependencies.md`).
 pub(super) struct Client {
-    http: reqwest::Client,
+    http: hyper_util::client::legacy::Client<Https, http_body_util::Full<Bytes>>,
     url: String,
-    auth: ElasticsearchAuth,
+    authorization: Option<String>,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a request got back.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
 }
 
 impl Client {
-    pub(super) fn new(config: &ElasticsearchConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .expect("an HTTP client without TLS options builds");
-        Self { http, url: config.url.clone(), auth: config.auth.clone() }
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let request = self.http.request(method, format!("{}{path}", self.url));
-        match &self.auth {
-            ElasticsearchAuth::None => request,
-            ElasticsearchAuth::Basic { user, password } => request.basic_auth(user, Some(password)),
-            ElasticsearchAuth::ApiKey(key) => {
-                request.header("Authorization", format!("ApiKey {key}"))
+    pub(super) fn new(config: &ElasticsearchConfig) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            let mut added = 0;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(format!("CA file {} holds no PEM certificate", path.display()));
             }
         }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        let authorization = match &config.auth {
+            ElasticsearchAuth::None => None,
+            ElasticsearchAuth::Basic { user, password } => {
+                use base64::Engine;
+                let pair = format!("{user}:{password}");
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)))
+            }
+            ElasticsearchAuth::ApiKey(key) => Some(format!("ApiKey {key}")),
+        };
+        Ok(Self { http, url: config.url.clone(), authorization })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
+        let url = format!("{}{path}", self.url);
+        let mut request = Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(a) = &self.authorization {
+            request = request.header("Authorization", a);
+        }
+        let request = request
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .map_err(|e| format!("{url}: {e}"))?;
+        let response = tokio::time::timeout(TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| format!("{url}: no answer within {TIMEOUT:?}"))?
+            .map_err(|e| format!("cannot reach {url}: {e:#}"))?;
+        let status = response.status().as_u16();
+        let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
+            .await
+            .map_err(|_| format!("{url}: the answer did not finish within {TIMEOUT:?}"))?
+            .map_err(|e| format!("{url}: unreadable answer: {e}"))?
+            .to_bytes()
+            .to_vec();
+        Ok(Answer { status, body })
     }
 
     /// The server's distribution and version, e.g. `opensearch 2.19.1`. OpenSearch sends no
     /// `X-Elastic-Product` header, so none is required.
     pub(super) async fn info(&self) -> Result<String, String> {
-        let response = self
-            .request(reqwest::Method::GET, "/")
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
-        let status = response.status();
-        let body: Value =
-            response.json().await.map_err(|e| format!("{}: unreadable answer: {e}", self.url))?;
-        if !status.is_success() {
-            return Err(format!("{} answered {status}: {body}", self.url));
+        let answer = self.send(Method::GET, "/", &[], Vec::new()).await?;
+        let body: Value = serde_json::from_slice(&answer.body)
+            .map_err(|e| format!("{}: unreadable answer: {e}", self.url))?;
+        if !(200..300).contains(&answer.status) {
+            return Err(format!("{} answered {}: {body}", self.url, answer.status));
         }
         let version = &body["version"];
         let distribution = version["distribution"].as_str().unwrap_or("elasticsearch");
@@ -67,8 +140,8 @@ impl Client {
 
     /// Installs the index template for indexes starting with `prefix`: keywords for the pod
     /// identity, nanosecond time, and the message analysed with `cjk` (bigrams for Chinese,
-    /// Japanese and Korean, standard tokens otherwise).
-    /// With `data_stream`, indexes created by the pattern are data streams.
+    /// Japanese and Korean, standard tokens otherwise). With `data_stream`, indexes created
+    /// by the pattern are data streams.
     pub(super) async fn put_template(
         &self,
         name: &str,
@@ -96,16 +169,20 @@ impl Client {
         if data_stream {
             template["data_stream"] = json!({});
         }
-        let response = self
-            .request(reqwest::Method::PUT, &format!("/_index_template/{name}"))
-            .json(&template)
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(format!("installing index template {name} failed: {status}: {body}"));
+        let answer = self
+            .send(
+                Method::PUT,
+                &format!("/_index_template/{name}"),
+                &[("Content-Type", "application/json")],
+                template.to_string().into_bytes(),
+            )
+            .await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(format!(
+                "installing index template {name} failed: {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ));
         }
         Ok(())
     }
@@ -120,20 +197,13 @@ impl Client {
         let mut gz = GzEncoder::new(Vec::with_capacity(ndjson.len() / 4), Compression::fast());
         gz.write_all(ndjson).map_err(|e| e.to_string())?;
         let body = gz.finish().map_err(|e| e.to_string())?;
-        let response = self
-            .request(reqwest::Method::POST, "/_bulk")
-            .header("Content-Type", "application/x-ndjson")
-            .header("Content-Encoding", "gzip")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.url))?;
-        let status = response.status();
-        let text =
-            response.text().await.map_err(|e| format!("{}: unreadable answer: {e}", self.url))?;
-        if !status.is_success() {
+        let headers = [("Content-Type", "application/x-ndjson"), ("Content-Encoding", "gzip")];
+        let answer = self.send(Method::POST, "/_bulk", &headers, body).await?;
+        let text = String::from_utf8_lossy(&answer.body);
+        if !(200..300).contains(&answer.status) {
             return Err(format!(
-                "_bulk answered {status}: {}",
+                "_bulk answered {}: {}",
+                answer.status,
                 text.chars().take(500).collect::<String>()
             ));
         }

@@ -9,8 +9,6 @@ use super::dead_letter::DeadLetters;
 use super::service::{Client, ItemOutcome};
 use crate::sink::{Sink, SinkError};
 
-const TEMPLATE_NAME: &str = "sluice-logs";
-const DATA_STREAM_TEMPLATE_NAME: &str = "sluice-logs-streams";
 /// Bulk requests' worth of documents the sink holds before it sends without waiting for a
 /// flush.
 const PENDING_BATCHES: usize = 4;
@@ -51,7 +49,7 @@ impl ElasticsearchSink {
             ))
         })?;
         Ok(Self {
-            client: Client::new(&config),
+            client: Client::new(&config).map_err(SinkError)?,
             config,
             pending: Vec::new(),
             end: resume,
@@ -175,12 +173,17 @@ impl ElasticsearchSink {
             if prefix.is_empty() {
                 tracing::warn!(index = %self.config.index, "the index template starts with a placeholder; no index template is installed");
             } else {
-                let (name, stream) = if self.config.data_stream {
-                    (DATA_STREAM_TEMPLATE_NAME, true)
-                } else {
-                    (TEMPLATE_NAME, false)
-                };
-                self.client.put_template(name, prefix, stream).await.map_err(SinkError)?;
+                // One template per prefix, so collectors writing different prefixes into one
+                // cluster do not overwrite each other's.
+                let kind = if self.config.data_stream { "streams" } else { "logs" };
+                let name = index_name(
+                    &format!("sluice-{kind}-{}", prefix.trim_end_matches(['-', '_', '.'])),
+                    &LogRecord::default(),
+                );
+                self.client
+                    .put_template(&name, prefix, self.config.data_stream)
+                    .await
+                    .map_err(SinkError)?;
             }
             self.template_installed = true;
         }
