@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use sluice_proto::id::source_key;
 use sluice_proto::{LogRecord, Stream};
 
-use crate::external::ExternalState;
+use crate::external::{ExternalState, now_ns};
 
 /// Decompressed request bodies above this are refused (Elasticsearch's default limit is
 /// 100 MB of body).
@@ -82,16 +82,17 @@ async fn bulk(
             return request_error(StatusCode::BAD_REQUEST, "parse_exception", reason);
         }
     };
-    let items = match parse(&text, path_index.as_deref()) {
+    let mut items = match parse(&text, path_index.as_deref()) {
         Ok(items) => items,
         Err(reason) => {
             return request_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason);
         }
     };
     let mut records = Vec::new();
-    for item in &items {
+    for item in &mut items {
         if let Item::Accepted { record, .. } = item {
-            records.push(record.as_ref().clone());
+            // Moved out: the answers need only the action and the index.
+            records.push(*std::mem::take(record));
         }
     }
     let ids = match state.append(&client, records).await {
@@ -239,12 +240,6 @@ fn text_at<'a>(doc: &'a Map<String, Value>, paths: &[&[&str]]) -> Option<&'a str
         }
         at.as_str().filter(|s| !s.is_empty())
     })
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// A document as a record; what it does not map stays in the message only when there is no

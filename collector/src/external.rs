@@ -12,6 +12,13 @@ use crate::auth::AgentTokens;
 use crate::wal::Wal;
 use crate::wal_frame::{self, MAX_EXTERNAL_RECORDS};
 
+/// Unix nanoseconds now: the receive time of records, and their time when they carry none.
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
 /// What the HTTP receivers share.
 #[derive(Clone)]
 pub struct ExternalState {

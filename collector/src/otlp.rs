@@ -22,7 +22,7 @@ use prost::Message;
 use sluice_proto::LogRecord;
 use sluice_proto::id::source_key;
 
-use crate::external::ExternalState;
+use crate::external::{ExternalState, now_ns};
 
 pub fn routes() -> axum::Router<ExternalState> {
     axum::Router::new().route("/v1/logs", post(http_logs))
@@ -142,12 +142,6 @@ fn level_of(number: i32) -> &'static str {
         21..=24 => "fatal",
         _ => "",
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 pub fn to_records(request: ExportLogsServiceRequest) -> Vec<LogRecord> {
