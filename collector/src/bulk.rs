@@ -244,7 +244,7 @@ fn text_at<'a>(doc: &'a Map<String, Value>, paths: &[&[&str]]) -> Option<&'a str
 
 /// A document as a record; what it does not map stays in the message only when there is no
 /// message field (the whole document is then the message).
-fn to_record(index: &str, doc: Map<String, Value>) -> LogRecord {
+pub(crate) fn to_record(index: &str, doc: Map<String, Value>) -> LogRecord {
     let time = ["@timestamp", "timestamp", "time"].iter().find_map(|k| doc.get(*k));
     let timestamp_ns = match time {
         Some(Value::String(s)) => {

@@ -9,10 +9,12 @@
 //! - [`server`]: wiring and start-up (`sluice up`, `sluice collector`).
 //! - [`ingest`]: the gRPC receiver for agents; [`auth`]: TLS and per-agent bearer tokens.
 //! - [`bulk`] (Elasticsearch `_bulk`) and [`otlp`] (OTLP/HTTP and OTLP/gRPC logs): receivers
-//!   for other clients, made durable through [`external`].
+//!   for other clients, made durable through [`external`]; [`kafka_source`]: a consumer
+//!   group feeding the WAL, committing offsets once every sink holds what it read.
 //! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds.
 //! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
-//! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks (`index`, the local store; `blackhole`, for benchmarks).
+//! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks (`index`, the local store;
+//!   `elasticsearch`; `kafka`; `blackhole`, for benchmarks).
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
@@ -20,6 +22,7 @@ pub mod bulk;
 pub mod error;
 pub mod external;
 pub mod ingest;
+pub mod kafka_source;
 pub mod otlp;
 pub mod runner;
 pub mod server;

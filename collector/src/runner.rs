@@ -31,10 +31,16 @@ pub struct Cursors {
 }
 
 impl Cursors {
-    fn set(&self, sink: &str, position: u64) -> u64 {
+    /// Records `sink`'s durable position; returns the lowest of all sinks'.
+    pub(crate) fn set(&self, sink: &str, position: u64) -> u64 {
         let mut positions = self.positions.lock().expect("cursors poisoned");
         positions.insert(sink.to_owned(), position);
         positions.values().copied().min().unwrap_or(position)
+    }
+
+    /// The position every sink has flushed past; `None` before any sink is known.
+    pub fn min(&self) -> Option<u64> {
+        self.positions.lock().expect("cursors poisoned").values().copied().min()
     }
 
     pub fn get(&self, sink: &str) -> Option<u64> {
@@ -42,7 +48,8 @@ impl Cursors {
     }
 }
 
-/// Drives `sink` until `stop` turns true; flushes what it has before returning.
+/// Drives `sink` until `stop` turns true; flushes what it has before returning. The caller
+/// has registered the sink in `cursors` (see [`Cursors::set`]) before anything reads them.
 pub async fn run_sink(
     mut sink: Box<dyn Sink>,
     flush_interval: Duration,
@@ -51,7 +58,8 @@ pub async fn run_sink(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = sink.name().to_owned();
-    let start = starting_position(sink.resume_position(), &wal, &name);
+    let Some(resume) = open_with_retry(sink.as_mut(), &mut stop).await else { return };
+    let start = starting_position(resume, &wal, &name);
     cursors.set(&name, start);
     let mut reader = wal.reader(start);
     let mut ends = wal.subscribe();
@@ -181,6 +189,30 @@ fn healthy(sink: &str, ok: bool) {
     } else {
         0.0
     });
+}
+
+/// Retries until the sink opens; `None` if the collector stops first.
+async fn open_with_retry(sink: &mut dyn Sink, stop: &mut watch::Receiver<bool>) -> Option<u64> {
+    let mut delay = RETRY_START;
+    loop {
+        match sink.open().await {
+            Ok(position) => {
+                healthy(sink.name(), true);
+                return Some(position);
+            }
+            Err(e) => {
+                metrics::counter!("sluice_sink_errors_total", "sink" => sink.name().to_owned())
+                    .increment(1);
+                healthy(sink.name(), false);
+                tracing::warn!(sink = sink.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "cannot open the sink");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return None,
+                }
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
 }
 
 /// Retries until the sink takes the records; false if the collector is stopping.

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_proto::ingest_server::IngestServer;
 use sluice_query::Store;
@@ -18,12 +19,14 @@ use crate::CollectorError;
 use crate::auth::{AgentTokens, TlsFiles, TokenCheck};
 use crate::external::ExternalState;
 use crate::ingest::IngestService;
+use crate::kafka_source::{self, KafkaSourceConfig};
 use crate::otlp::OtlpGrpc;
 use crate::runner::{Cursors, run_sink};
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::elasticsearch::{ElasticsearchConfig, ElasticsearchSink};
 use crate::sinks::index::IndexSinkConfig;
+use crate::sinks::kafka::{KafkaConfig, KafkaSink};
 use crate::wal::{Wal, WalLimit};
 use crate::{bulk, otlp};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsServiceServer;
@@ -51,8 +54,11 @@ pub struct CollectorConfig {
     pub query_budget: Option<u64>,
     /// Where to serve OTLP/gRPC logs (conventionally port 4317); `None`: not served.
     pub otlp_grpc_listen: Option<std::net::SocketAddr>,
-    /// A second sink, fed from its own WAL cursor beside the local index.
+    /// More sinks, each fed from its own WAL cursor beside the local index.
     pub elasticsearch: Option<ElasticsearchConfig>,
+    pub kafka: Option<KafkaConfig>,
+    /// Records read from Kafka topics into the WAL, beside those from agents.
+    pub kafka_source: Option<KafkaSourceConfig>,
 }
 
 impl CollectorConfig {
@@ -69,6 +75,8 @@ impl CollectorConfig {
             query_budget: None,
             otlp_grpc_listen: None,
             elasticsearch: None,
+            kafka: None,
+            kafka_source: None,
         }
     }
 }
@@ -107,6 +115,10 @@ pub async fn run(
     };
     // One set of cursors for all sinks: the WAL keeps what the slowest one still needs.
     let cursors = Arc::new(Cursors::default());
+    // Until a sink says where it is, the WAL keeps everything it holds now for it, and the
+    // Kafka source commits nothing past it.
+    let first = wal.first()?;
+    cursors.set(sink.name(), first);
     let mut runners = vec![tokio::spawn(run_sink(
         sink,
         flush_interval,
@@ -114,22 +126,37 @@ pub async fn run(
         cursors.clone(),
         stop_rx.clone(),
     ))];
+    let mut more: Vec<(Box<dyn Sink>, Duration)> = Vec::new();
+    let refused = |sink: &str| {
+        let sink = sink.to_owned();
+        move |e: SinkError| CollectorError::Sink { sink, message: e.0 }
+    };
     if let Some(es) = config.elasticsearch.clone() {
         let interval = es.flush_interval;
-        let sink = ElasticsearchSink::new(es)
-            .map_err(|e| CollectorError::Sink { sink: "elasticsearch".to_owned(), message: e.0 })?;
+        let sink = ElasticsearchSink::new(es).map_err(refused("elasticsearch"))?;
         if let Err(e) = sink.healthcheck().await {
             // Not fatal: the sink retries, and the WAL keeps its records meanwhile.
             tracing::warn!(error = %e, "Elasticsearch is not reachable yet");
         }
+        more.push((Box::new(sink), interval));
+    }
+    if let Some(kafka) = config.kafka.clone() {
+        let interval = kafka.flush_interval;
+        more.push((Box::new(KafkaSink::new(kafka).map_err(refused("kafka"))?), interval));
+    }
+    for (sink, interval) in more {
+        cursors.set(sink.name(), first);
         runners.push(tokio::spawn(run_sink(
-            Box::new(sink),
+            sink,
             interval,
             wal.clone(),
             cursors.clone(),
             stop_rx.clone(),
         )));
     }
+    let source_task = config.kafka_source.clone().map(|source| {
+        tokio::spawn(kafka_source::run(source, wal.clone(), cursors.clone(), stop_rx.clone()))
+    });
 
     let external = ExternalState { wal: wal.clone(), tokens: config.agent_tokens.clone() };
     let ingest = IngestServer::new(IngestService::new(wal))
@@ -193,6 +220,9 @@ pub async fn run(
             Ok(Err(e)) => tracing::warn!(error = %e, "OTLP/gRPC server stopped with an error"),
             Err(e) => tracing::warn!(error = %e, "OTLP/gRPC task failed"),
         }
+    }
+    if let Some(task) = source_task {
+        let _ = task.await;
     }
     for runner in runners {
         let _ = runner.await;

@@ -13,9 +13,10 @@ pub trait Sink: Send {
     /// A short name for logs and metrics labels.
     fn name(&self) -> &str;
 
-    /// The WAL position before which this sink durably holds everything: where its runner
-    /// starts reading after a restart.
-    fn resume_position(&self) -> u64;
+    /// Connects if the sink needs to, and returns the WAL position before which it durably
+    /// holds everything: where its runner starts reading after a restart. The runner retries
+    /// until it succeeds, so a server that is down at start-up delays only this sink.
+    async fn open(&mut self) -> Result<u64, SinkError>;
 
     /// Takes the records of one WAL frame; `end` is the position just past that frame.
     /// Records may be ones the sink already has (replays); it must not store them twice.

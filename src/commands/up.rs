@@ -80,6 +80,39 @@ pub(crate) struct CollectorArgs {
     /// An Elasticsearch API key (base64 id:key), instead of a user.
     #[arg(long, env = "SLUICE_ES_API_KEY", hide_env_values = true, conflicts_with = "es_user")]
     es_api_key: Option<String>,
+    /// Also send every record to Kafka at these brokers (host:port,…), in transactions with
+    /// the sink's WAL cursor: read_committed consumers see each record once.
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Topic template for --kafka: {cluster}, {namespace}, {pod}, {container}.
+    #[arg(long, default_value = "sluice-logs")]
+    kafka_topic: String,
+    /// How records are written to --kafka: json (the Elasticsearch document) or protobuf.
+    #[arg(long, default_value = "json", value_parser = str::parse::<sluice_collector::sinks::kafka::Encoding>)]
+    kafka_encoding: sluice_collector::sinks::kafka::Encoding,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "zstd", value_parser = str::parse::<sluice_collector::sinks::kafka::KafkaCompression>)]
+    kafka_compression: sluice_collector::sinks::kafka::KafkaCompression,
+    /// How long the producer waits to fill a batch (librdkafka linger.ms).
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    kafka_linger: std::time::Duration,
+    /// The producer's transactional.id: stable across restarts, one per collector.
+    #[arg(long, default_value = "sluice-collector")]
+    kafka_transactional_id: String,
+    /// Read records from Kafka at these brokers as well (a consumer group; offsets are
+    /// committed once every sink holds what was read).
+    #[arg(long, requires = "kafka_source_topic")]
+    kafka_source: Option<String>,
+    /// A topic for --kafka-source to read; repeat for more.
+    #[arg(long, requires = "kafka_source")]
+    kafka_source_topic: Vec<String>,
+    /// The consumer group of --kafka-source.
+    #[arg(long, default_value = "sluice")]
+    kafka_source_group: String,
+    /// A librdkafka setting (KEY=VALUE, such as security.protocol=ssl) for --kafka and
+    /// --kafka-source; repeat for more.
+    #[arg(long, value_parser = key_value)]
+    kafka_option: Vec<(String, String)>,
     /// Serve OTLP/gRPC logs here as well (such as 127.0.0.1:4317); OTLP/HTTP is always on
     /// --listen at /v1/logs, next to the Elasticsearch-compatible /_bulk.
     #[arg(long)]
@@ -238,6 +271,25 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
         };
         config.elasticsearch = Some(es);
     }
+    if let Some(brokers) = &args.kafka {
+        use sluice_collector::sinks::kafka::KafkaConfig;
+        let mut kafka = KafkaConfig::new(brokers, args.data_dir.join("sinks/kafka"));
+        kafka.topic = args.kafka_topic.clone();
+        kafka.encoding = args.kafka_encoding;
+        kafka.compression = args.kafka_compression;
+        kafka.linger = args.kafka_linger;
+        kafka.transactional_id = args.kafka_transactional_id.clone();
+        kafka.options = args.kafka_option.clone();
+        config.kafka = Some(kafka);
+    }
+    if let Some(brokers) = &args.kafka_source {
+        config.kafka_source = Some(sluice_collector::kafka_source::KafkaSourceConfig {
+            brokers: brokers.clone(),
+            topics: args.kafka_source_topic.clone(),
+            group: args.kafka_source_group.clone(),
+            options: args.kafka_option.clone(),
+        });
+    }
     config.users = args.users.as_deref().map(sluice_query::access::Users::load).transpose()?;
     if config.users.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
@@ -246,6 +298,13 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
         );
     }
     Ok((grpc, http, config))
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

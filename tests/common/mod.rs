@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub mod kafka;
+
 pub fn sluice() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }

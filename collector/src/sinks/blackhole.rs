@@ -25,8 +25,8 @@ impl Sink for BlackholeSink {
         "blackhole"
     }
 
-    fn resume_position(&self) -> u64 {
-        self.start
+    async fn open(&mut self) -> Result<u64, SinkError> {
+        Ok(self.start)
     }
 
     async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
@@ -52,7 +52,7 @@ mod tests {
     #[tokio::test]
     async fn covers_what_it_was_given_and_starts_at_the_wal_end() {
         let mut sink = BlackholeSink::new(40);
-        assert_eq!(sink.resume_position(), 40);
+        assert_eq!(sink.open().await.unwrap(), 40);
         assert_eq!(sink.flush().await.unwrap(), 40);
         sink.write(vec![LogRecord::default(); 3], 90).await.unwrap();
         assert_eq!(sink.flush().await.unwrap(), 90);

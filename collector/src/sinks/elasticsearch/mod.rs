@@ -8,7 +8,6 @@
 //! HTTP is hyper with rustls on ring (see `service.rs` for why not reqwest).
 
 mod config;
-mod dead_letter;
 mod service;
 mod sink;
 

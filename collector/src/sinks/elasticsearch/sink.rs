@@ -2,12 +2,14 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use sluice_proto::{LogRecord, Stream};
+use sluice_proto::LogRecord;
 
 use super::config::ElasticsearchConfig;
-use super::dead_letter::DeadLetters;
 use super::service::{Client, ItemOutcome};
 use crate::sink::{Sink, SinkError};
+use crate::sinks::dead_letter::DeadLetters;
+use crate::sinks::document::document;
+use crate::sinks::template;
 
 /// Bulk requests' worth of documents the sink holds before it sends without waiting for a
 /// flush.
@@ -42,12 +44,7 @@ impl ElasticsearchSink {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(SinkError(format!("cannot read {}: {e}", cursor_path.display()))),
         };
-        let dead_letters = DeadLetters::open(&config.state_dir).map_err(|e| {
-            SinkError(format!(
-                "cannot open the dead-letter file in {}: {e}",
-                config.state_dir.display()
-            ))
-        })?;
+        let dead_letters = DeadLetters::open(&config.state_dir)?;
         Ok(Self {
             client: Client::new(&config).map_err(SinkError)?,
             config,
@@ -73,21 +70,11 @@ impl ElasticsearchSink {
     }
 }
 
-/// The index a record goes to: the template's placeholders filled in, lowercased, and
-/// characters Elasticsearch forbids in index names replaced.
+/// The index a record goes to: the template filled in, lowercased, and characters
+/// Elasticsearch forbids in index names replaced.
 pub(super) fn index_name(template: &str, r: &LogRecord) -> String {
-    let date = chrono::DateTime::from_timestamp_nanos(r.timestamp_ns);
-    let or_none = |s: &str| if s.is_empty() { "none".to_owned() } else { s.to_owned() };
-    let name = template
-        .replace("{cluster}", &or_none(&r.cluster))
-        .replace("{namespace}", &or_none(&r.namespace))
-        .replace("{pod}", &or_none(&r.pod))
-        .replace("{container}", &or_none(&r.container))
-        .replace("{yyyy.MM.dd}", &date.format("%Y.%m.%d").to_string())
-        .replace("{yyyy-MM-dd}", &date.format("%Y-%m-%d").to_string())
-        .replace("{yyyy.MM}", &date.format("%Y.%m").to_string())
-        .to_lowercase();
-    let cleaned: String = name
+    let cleaned: String = template::fill(template, r)
+        .to_lowercase()
         .chars()
         .map(|c| {
             if matches!(c, '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ' ' | ',' | '#' | ':') {
@@ -100,33 +87,14 @@ pub(super) fn index_name(template: &str, r: &LogRecord) -> String {
     cleaned.trim_start_matches(['_', '-', '+']).to_owned()
 }
 
-fn document(r: &LogRecord) -> Value {
-    let stream = Stream::try_from(r.stream).unwrap_or_default().name();
-    json!({
-        "@timestamp": sluice_query::search::format_ts(r.timestamp_ns),
-        "message": r.message,
-        "cluster": r.cluster,
-        "namespace": r.namespace,
-        "pod": r.pod,
-        "pod_uid": r.pod_uid,
-        "container": r.container,
-        "node": r.node,
-        "stream": stream,
-        "level": r.level,
-        "file": r.file_path,
-        "flags": sluice_proto::flags::names(r.flags),
-        "sluice_id": r.id().to_string(),
-    })
-}
-
 #[async_trait]
 impl Sink for ElasticsearchSink {
     fn name(&self) -> &str {
         "elasticsearch"
     }
 
-    fn resume_position(&self) -> u64 {
-        self.resume
+    async fn open(&mut self) -> Result<u64, SinkError> {
+        Ok(self.resume)
     }
 
     async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
@@ -225,7 +193,7 @@ impl ElasticsearchSink {
                                     .split_once('\n')
                                     .and_then(|(_, d)| serde_json::from_str(d.trim_end()).ok())
                                     .unwrap_or(Value::Null);
-                                dead.push((item.index, status, reason, doc));
+                                dead.push(json!({"index": item.index, "status": status, "reason": reason, "document": doc}));
                             }
                         }
                     }

@@ -61,8 +61,8 @@ impl Sink for IndexSink {
         "index"
     }
 
-    fn resume_position(&self) -> u64 {
-        self.resume
+    async fn open(&mut self) -> Result<u64, SinkError> {
+        Ok(self.resume)
     }
 
     async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {

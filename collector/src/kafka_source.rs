@@ -1,0 +1,242 @@
+//! `--kafka-source`: a consumer group reading topics into the WAL — the scale-out tier
+//! (collectors → Kafka → indexers). Offsets are committed only once every sink has flushed
+//! past the WAL frame that holds the messages, so a crash anywhere replays rather than
+//! loses; replays are harmless because each record keeps a stable id (its own when it came
+//! from our Kafka sink, else topic/partition/offset) and the sinks store an id once.
+//!
+//! Reading uses `isolation.level=read_committed`: what an aborted transaction of our Kafka
+//! sink wrote is never read.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_proto::LogBatch;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::runner::Cursors;
+use crate::sinks::kafka::encoding::{self, CONTENT_TYPE, Origin};
+use crate::sinks::kafka::service::{Context, client_config};
+use crate::wal::Wal;
+use crate::wal_frame;
+
+/// A WAL frame is cut at this many records or bytes, or this long after its first record.
+const BATCH_RECORDS: usize = 5_000;
+const BATCH_BYTES: usize = 4 << 20;
+const BATCH_WAIT: Duration = Duration::from_millis(200);
+/// How often delivered offsets are committed.
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct KafkaSourceConfig {
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub group: String,
+    /// More librdkafka settings, applied last.
+    pub options: Vec<(String, String)>,
+}
+
+// Options may hold SASL passwords; they never reach logs.
+impl fmt::Debug for KafkaSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSourceConfig")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumerContext for Context {}
+
+/// Offsets to commit (the next to read, per partition) once the WAL is delivered up to `end`.
+struct Delivered {
+    end: u64,
+    offsets: HashMap<(String, i32), i64>,
+}
+
+/// Reads until `stop`; a consumer that cannot be made is retried.
+pub async fn run(
+    config: KafkaSourceConfig,
+    wal: Arc<Wal>,
+    cursors: Arc<Cursors>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match consumer(&config) {
+            Ok(consumer) => {
+                tracing::info!(brokers = %config.brokers, topics = ?config.topics, group = %config.group, "reading from Kafka");
+                consume(&config, &consumer, &wal, &cursors, &mut stop).await;
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the Kafka source; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY) => {}
+                    () = stopped(&mut stop) => return,
+                }
+            }
+        }
+    }
+}
+
+fn consumer(config: &KafkaSourceConfig) -> Result<StreamConsumer<Context>, String> {
+    let consumer: StreamConsumer<Context> = client_config(&config.brokers, &[])
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .extend_options(&config.options)
+        .create_with_context(Context)
+        .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", config.brokers))?;
+    let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| format!("cannot subscribe to {:?}: {e}", config.topics))?;
+    Ok(consumer)
+}
+
+trait ExtendOptions {
+    fn extend_options(&mut self, options: &[(String, String)]) -> &mut Self;
+}
+
+impl ExtendOptions for rdkafka::ClientConfig {
+    fn extend_options(&mut self, options: &[(String, String)]) -> &mut Self {
+        for (k, v) in options {
+            self.set(k, v);
+        }
+        self
+    }
+}
+
+async fn consume(
+    config: &KafkaSourceConfig,
+    consumer: &StreamConsumer<Context>,
+    wal: &Arc<Wal>,
+    cursors: &Cursors,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let agent = format!("kafka:{}", config.group);
+    let mut records = Vec::new();
+    let mut bytes = 0;
+    let mut next: HashMap<(String, i32), i64> = HashMap::new();
+    let mut waiting: VecDeque<Delivered> = VecDeque::new();
+    let mut first_at: Option<Instant> = None;
+    let mut last_commit = Instant::now();
+    loop {
+        let cut_at = first_at.map(|t| t + BATCH_WAIT);
+        let stopping = tokio::select! {
+            () = stopped(stop) => true,
+            _ = tokio::time::sleep_until(cut_at.unwrap_or_else(|| Instant::now() + COMMIT_EVERY)) => false,
+            message = consumer.recv() => {
+                match message {
+                    Ok(m) => {
+                        let content_type = m.headers().and_then(|h| {
+                            h.iter().find(|h| h.key.eq_ignore_ascii_case(CONTENT_TYPE))
+                                .and_then(|h| std::str::from_utf8(h.value?).ok())
+                        });
+                        let origin = Origin { topic: m.topic(), partition: m.partition(), offset: m.offset() };
+                        let payload = m.payload().unwrap_or_default();
+                        let (record, problem) = encoding::decode(payload, content_type, &origin);
+                        if let Some(problem) = problem {
+                            metrics::counter!("sluice_kafka_source_undecodable_total").increment(1);
+                            tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), problem, "kept a Kafka message as plain text");
+                        }
+                        bytes += payload.len();
+                        records.push(record);
+                        next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+                        first_at.get_or_insert_with(Instant::now);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                false
+            }
+        };
+        let due = first_at.is_some_and(|t| t.elapsed() >= BATCH_WAIT);
+        if !records.is_empty()
+            && (stopping || due || records.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES)
+        {
+            let count = records.len() as u64;
+            let batch = LogBatch {
+                agent: agent.clone(),
+                records: std::mem::take(&mut records),
+                ..LogBatch::default()
+            };
+            let payload = wal_frame::encode_batch(&batch);
+            // The records stay ours until the WAL has them: a full WAL (--wal-max-size with
+            // `block`) or a disk error holds the consumer here, and Kafka keeps the rest.
+            let end = loop {
+                let (wal, payload) = (wal.clone(), payload.clone());
+                match tokio::task::spawn_blocking(move || wal.append(&payload)).await {
+                    Ok(Ok(end)) => break Some(end),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot append Kafka records to the WAL; retrying")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "WAL task failed; retrying"),
+                }
+                if stopping {
+                    break None;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY) => {}
+                    () = stopped(stop) => break None,
+                }
+            };
+            let Some(end) = end else { return };
+            metrics::counter!("sluice_kafka_source_records_total").increment(count);
+            metrics::counter!("sluice_kafka_source_bytes_total").increment(bytes as u64);
+            waiting.push_back(Delivered { end, offsets: std::mem::take(&mut next) });
+            bytes = 0;
+            first_at = None;
+        }
+        if stopping || last_commit.elapsed() >= COMMIT_EVERY {
+            commit_delivered(consumer, cursors, &mut waiting, stopping);
+            last_commit = Instant::now();
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Commits the offsets of every WAL frame all sinks have flushed past.
+fn commit_delivered(
+    consumer: &StreamConsumer<Context>,
+    cursors: &Cursors,
+    waiting: &mut VecDeque<Delivered>,
+    last: bool,
+) {
+    let Some(delivered_until) = cursors.min() else { return };
+    let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+    while waiting.front().is_some_and(|d| d.end <= delivered_until) {
+        offsets.extend(waiting.pop_front().expect("checked").offsets);
+    }
+    if offsets.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in &offsets {
+        if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+            tracing::warn!(error = %e, topic, partition, "cannot list a Kafka offset");
+        }
+    }
+    let mode = if last { CommitMode::Sync } else { CommitMode::Async };
+    match consumer.commit(&list, mode) {
+        Ok(()) => metrics::counter!("sluice_kafka_source_commits_total").increment(1),
+        // Not fatal: a later commit covers these offsets, and a replay is deduplicated.
+        Err(e) => tracing::warn!(error = %e, "cannot commit Kafka offsets"),
+    }
+}

@@ -1,0 +1,164 @@
+//! The librdkafka side of the sink: the transactional producer, the cursor topic, and
+//! librdkafka's logs and delivery reports routed to tracing and metrics.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::KafkaConfig;
+
+/// Longest a transaction call (init, commit, abort) or the cursor read may take.
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a message costs beyond its payload (key, headers, record overhead), for the size check.
+pub(super) const MESSAGE_OVERHEAD: usize = 4096;
+
+/// Routes librdkafka's logs to tracing and counts failed deliveries.
+pub(crate) struct Context;
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = ();
+
+    // A failed delivery fails the transaction's commit, which resends; this only counts.
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            metrics::counter!("sluice_sink_kafka_delivery_errors_total").increment(1);
+            tracing::debug!(error = %e, "a Kafka delivery failed; its transaction will be sent again");
+        }
+    }
+}
+
+pub(super) type Producer = ThreadedProducer<Context>;
+
+/// The settings every client of `config` starts from: brokers, then the user's options.
+pub(crate) fn client_config(brokers: &str, options: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers).set_log_level(RDKafkaLogLevel::Warning);
+    for (k, v) in options {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A transactional producer with `config`'s id, its earlier incarnations fenced.
+pub(super) fn producer(config: &KafkaConfig) -> Result<Producer, String> {
+    let mut c = ClientConfig::new();
+    let request_max = config.max_message_bytes + MESSAGE_OVERHEAD;
+    c.set("bootstrap.servers", &config.brokers)
+        .set_log_level(RDKafkaLogLevel::Warning)
+        .set("transactional.id", &config.transactional_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", config.compression.codec())
+        .set("linger.ms", config.linger.as_millis().to_string())
+        .set("batch.size", config.batch_bytes.min(request_max).to_string())
+        .set("message.max.bytes", request_max.to_string())
+        // What waits in librdkafka's queue; beyond it `send` says QueueFull and the sink waits.
+        .set("queue.buffering.max.kbytes", "65536")
+        .set("queue.buffering.max.messages", "500000")
+        .set("transaction.timeout.ms", "60000")
+        .set("message.timeout.ms", "55000");
+    for (k, v) in &config.options {
+        c.set(k, v);
+    }
+    let producer: Producer = c
+        .create_with_context(Context)
+        .map_err(|e| format!("cannot create a Kafka producer for {}: {e}", config.brokers))?;
+    rdkafka::producer::Producer::init_transactions(&producer, CALL_TIMEOUT).map_err(|e| {
+        format!(
+            "cannot start transactions on {} as {:?}: {e}",
+            config.brokers, config.transactional_id
+        )
+    })?;
+    Ok(producer)
+}
+
+/// Creates the cursor topic (one partition, compacted) unless it exists.
+pub(super) async fn ensure_cursor_topic(config: &KafkaConfig) -> Result<(), String> {
+    let admin: AdminClient<_> = client_config(&config.brokers, &config.options)
+        .create_with_context(Context)
+        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+    let topic = NewTopic::new(&config.cursor_topic, 1, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
+    let results = admin
+        .create_topics([&topic], &AdminOptions::new().operation_timeout(Some(CALL_TIMEOUT)))
+        .await
+        .map_err(|e| format!("cannot create the cursor topic {:?}: {e}", config.cursor_topic))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(format!("cannot create the cursor topic {name:?}: {code}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The WAL position the last committed transaction of `config.transactional_id` reached,
+/// read with `read_committed` to the end of the cursor topic; `None` before the first one.
+pub(super) fn read_cursor(config: &KafkaConfig) -> Result<Option<u64>, String> {
+    let consumer: BaseConsumer<DefaultConsumerContext> =
+        client_config(&config.brokers, &config.options)
+            .set("group.id", format!("{}-cursor", config.transactional_id))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&config.cursor_topic, 0, Offset::Beginning)
+        .map_err(|e| e.to_string())?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| format!("cannot read {:?}: {e}", config.cursor_topic))?;
+    let started = Instant::now();
+    let mut cursor = None;
+    loop {
+        if started.elapsed() > CALL_TIMEOUT {
+            return Err(format!(
+                "reading the cursor topic {:?} did not reach its end in {CALL_TIMEOUT:?}",
+                config.cursor_topic
+            ));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(cursor),
+            Some(Err(e)) => return Err(format!("cannot read {:?}: {e}", config.cursor_topic)),
+            Some(Ok(m)) if m.key() == Some(config.transactional_id.as_bytes()) => {
+                let value = m.payload().and_then(|p| std::str::from_utf8(p).ok());
+                cursor = Some(value.and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    format!("corrupt cursor in {:?}: {value:?}", config.cursor_topic)
+                })?);
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}

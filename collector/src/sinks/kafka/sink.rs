@@ -1,0 +1,296 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer as _};
+use serde_json::json;
+use sluice_proto::LogRecord;
+
+use super::config::KafkaConfig;
+use super::encoding::CONTENT_TYPE;
+use super::service::{self, Producer};
+use crate::sink::{Sink, SinkError};
+use crate::sinks::dead_letter::DeadLetters;
+use crate::sinks::document::document;
+use crate::sinks::template;
+
+/// How long the sink waits when librdkafka's queue is full before it tries again.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
+
+/// A message of the open transaction, kept until it commits: an abort sends it again.
+struct Pending {
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+}
+
+pub struct KafkaSink {
+    config: KafkaConfig,
+    /// `None` until opened, and again after a fatal error (a new one is made and fences it).
+    producer: Option<Arc<Producer>>,
+    /// Messages of the transaction in progress.
+    pending: Vec<Pending>,
+    pending_bytes: usize,
+    /// Whether `pending` is in an open transaction at the broker as it stands; false after an
+    /// abort (or a half-done write), when it must be sent again in a new one.
+    in_transaction: bool,
+    /// The WAL position the pending messages reach, and the one last committed.
+    end: u64,
+    committed: u64,
+    dead_letters: DeadLetters,
+}
+
+impl KafkaSink {
+    pub fn new(config: KafkaConfig) -> Result<Self, SinkError> {
+        let dead_letters = DeadLetters::open(&config.state_dir)?;
+        Ok(Self {
+            config,
+            producer: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            in_transaction: false,
+            end: 0,
+            committed: 0,
+            dead_letters,
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Producer) -> Result<T, KafkaError> + Send + 'static,
+    ) -> Result<T, KafkaError> {
+        let producer = self.producer.clone().expect("the sink is open");
+        tokio::task::spawn_blocking(move || work(&producer))
+            .await
+            .map_err(|_| KafkaError::Canceled)?
+    }
+
+    /// Makes sure a producer exists and a transaction holding every pending message is open.
+    async fn ready(&mut self) -> Result<(), SinkError> {
+        if self.producer.is_none() {
+            let config = self.config.clone();
+            let producer = tokio::task::spawn_blocking(move || service::producer(&config))
+                .await
+                .map_err(|e| SinkError(format!("Kafka producer task failed: {e}")))?
+                .map_err(SinkError)?;
+            self.producer = Some(Arc::new(producer));
+            self.in_transaction = false;
+        }
+        if !self.in_transaction {
+            self.blocking(|p| p.begin_transaction()).await.map_err(|e| self.failed("begin", e))?;
+            self.in_transaction = true;
+            for i in 0..self.pending.len() {
+                if let Err(e) = self.produce(i).await {
+                    self.in_transaction = false;
+                    let _ = self.blocking(|p| p.abort_transaction(service::CALL_TIMEOUT)).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands pending message `i` to librdkafka, waiting while its queue is full.
+    async fn produce(&self, i: usize) -> Result<(), SinkError> {
+        let producer = self.producer.as_ref().expect("the sink is open");
+        let m = &self.pending[i];
+        loop {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: CONTENT_TYPE,
+                value: Some(self.config.encoding.content_type()),
+            });
+            let record = BaseRecord::to(&m.topic).key(&m.key).payload(&m.payload).headers(headers);
+            match producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    metrics::counter!("sluice_sink_kafka_queue_full_total").increment(1);
+                    tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                }
+                Err((e, _)) => {
+                    return Err(SinkError(format!(
+                        "cannot send to Kafka topic {:?}: {e}",
+                        m.topic
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The error for a failed transaction call, after doing what it asks: an abortable
+    /// error aborts (the pending messages go again in the next transaction); a fatal one
+    /// drops the producer (a new one fences it and starts over).
+    fn failed(&mut self, what: &str, e: KafkaError) -> SinkError {
+        let rd = match &e {
+            KafkaError::Transaction(rd) => Some(rd.clone()),
+            _ => None,
+        };
+        if rd.as_ref().is_some_and(|rd| rd.is_fatal()) {
+            tracing::error!(error = %e, id = %self.config.transactional_id, "fatal Kafka producer error (is another collector using this transactional id?); starting a new producer");
+            self.producer = None;
+            self.in_transaction = false;
+        } else if rd.as_ref().is_some_and(|rd| rd.txn_requires_abort()) {
+            self.in_transaction = false;
+            if let Some(producer) = self.producer.clone()
+                && let Err(abort) = producer.abort_transaction(service::CALL_TIMEOUT)
+            {
+                tracing::warn!(error = %abort, "cannot abort the Kafka transaction; starting a new producer");
+                self.producer = None;
+            }
+        }
+        metrics::counter!("sluice_sink_kafka_transaction_errors_total").increment(1);
+        SinkError(format!("kafka transaction {what} failed: {e}"))
+    }
+
+    async fn commit(&mut self) -> Result<(), SinkError> {
+        if self.end == self.committed && self.pending.is_empty() {
+            return Ok(());
+        }
+        self.ready().await?;
+        let position = self.end.to_string();
+        let cursor = BaseRecord::<str, str>::to(&self.config.cursor_topic)
+            .key(self.config.transactional_id.as_str())
+            .payload(position.as_str())
+            .partition(0);
+        let sent = self.producer.as_ref().expect("ready").send(cursor).map_err(|(e, _)| e);
+        if let Err(e) = sent {
+            return Err(self.failed("cursor", e));
+        }
+        let result = self.blocking(|p| p.commit_transaction(service::CALL_TIMEOUT)).await;
+        match result {
+            Ok(()) => {
+                metrics::counter!("sluice_sink_kafka_delivered_total")
+                    .increment(self.pending.len() as u64);
+                self.pending.clear();
+                self.pending_bytes = 0;
+                self.in_transaction = false;
+                self.committed = self.end;
+                Ok(())
+            }
+            // Retriable (a timeout, a broker away): the same commit is tried again; the
+            // extra cursor message it carries says the same thing.
+            Err(KafkaError::Transaction(rd)) if rd.is_retriable() => {
+                metrics::counter!("sluice_sink_kafka_transaction_errors_total").increment(1);
+                Err(SinkError(format!("kafka commit did not finish, retrying: {rd}")))
+            }
+            Err(e) => Err(self.failed("commit", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    async fn open(&mut self) -> Result<u64, SinkError> {
+        service::ensure_cursor_topic(&self.config).await.map_err(SinkError)?;
+        // Making the producer fences an earlier one with the same id and settles its open
+        // transaction, so the cursor read next is final.
+        self.ready().await?;
+        let config = self.config.clone();
+        let cursor = tokio::task::spawn_blocking(move || service::read_cursor(&config))
+            .await
+            .map_err(|e| SinkError(format!("Kafka cursor task failed: {e}")))?
+            .map_err(SinkError)?
+            .unwrap_or(0);
+        self.end = cursor;
+        self.committed = cursor;
+        Ok(cursor)
+    }
+
+    async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
+        if self.pending_bytes >= self.config.transaction_bytes {
+            self.commit().await?;
+        }
+        self.ready().await?;
+        let first = self.pending.len();
+        let mut dead = Vec::new();
+        for r in &records {
+            let payload = self.config.encoding.encode(r);
+            let topic = topic_name(&self.config.topic, r);
+            if payload.len() > self.config.max_message_bytes || topic.is_empty() {
+                let reason = if topic.is_empty() {
+                    format!("the topic template {:?} gives an empty name", self.config.topic)
+                } else {
+                    format!(
+                        "the message is {} bytes, over the limit of {}",
+                        payload.len(),
+                        self.config.max_message_bytes
+                    )
+                };
+                dead.push(json!({"topic": topic, "reason": reason, "document": document(r)}));
+                continue;
+            }
+            self.pending_bytes += payload.len();
+            self.pending.push(Pending {
+                topic,
+                key: format!("{}/{}", r.namespace, r.pod),
+                payload,
+            });
+        }
+        for i in first..self.pending.len() {
+            if let Err(e) = self.produce(i).await {
+                // Some of these records may be in the transaction already: it is abandoned,
+                // and what was pending before them goes again in a new one.
+                self.pending.truncate(first);
+                self.pending_bytes = self.pending.iter().map(|p| p.payload.len()).sum();
+                self.in_transaction = false;
+                let _ = self.blocking(|p| p.abort_transaction(service::CALL_TIMEOUT)).await;
+                return Err(e);
+            }
+        }
+        if !dead.is_empty() {
+            self.dead_letters.add(&dead).map_err(|e| {
+                SinkError(format!("cannot write {}: {e}", self.dead_letters.path().display()))
+            })?;
+            metrics::counter!("sluice_sink_kafka_dead_letters_total").increment(dead.len() as u64);
+            tracing::warn!(count = dead.len(), file = %self.dead_letters.path().display(), "records Kafka cannot take are in the dead-letter file");
+        }
+        self.end = end;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<u64, SinkError> {
+        self.commit().await?;
+        Ok(self.committed)
+    }
+
+    async fn healthcheck(&self) -> Result<(), SinkError> {
+        let Some(producer) = self.producer.clone() else {
+            return Err(SinkError("not connected to Kafka".to_owned()));
+        };
+        tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(None, Duration::from_secs(5)).map(|_| ())
+        })
+        .await
+        .map_err(|e| SinkError(e.to_string()))?
+        .map_err(|e| SinkError(format!("kafka is not reachable: {e}")))
+    }
+}
+
+/// The topic a record goes to: the template filled in, characters Kafka does not allow
+/// (anything but ASCII letters, digits, `.`, `_`, `-`) replaced, at most 249 of them.
+fn topic_name(template: &str, r: &LogRecord) -> String {
+    template::fill(template, r)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .take(249)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_the_template_and_kafka_rules() {
+        let r =
+            LogRecord { namespace: "prod".into(), pod: "订单/1".into(), ..LogRecord::default() };
+        assert_eq!(topic_name("logs-{namespace}", &r), "logs-prod");
+        assert_eq!(topic_name("{cluster}.{pod}", &r), "none.___1");
+        assert_eq!(topic_name(&"x".repeat(300), &r).len(), 249);
+    }
+}
