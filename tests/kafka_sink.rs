@@ -72,6 +72,46 @@ fn every_record_once_in_kafka_across_a_collector_kill() {
 }
 
 #[test]
+fn records_too_large_for_a_message_go_to_the_dead_letter_file() {
+    let brokers = brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("big");
+    let (prod, _dev, watch) = two_namespaces(dir.path(), 300, 200);
+    let long = "x".repeat(6_000);
+    append(
+        &prod,
+        &format!("2026-11-30T11:00:00.000000000Z stdout F ERROR {long} oversized\n").repeat(20),
+    );
+    let args = [
+        "--kafka",
+        &brokers,
+        "--kafka-topic",
+        &topic,
+        "--kafka-transactional-id",
+        &topic,
+        "--kafka-max-message-size",
+        "4KiB",
+    ];
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let data = dir.path().join("data");
+    let (_up, base) = start_up_with(&data, std::slice::from_ref(&watch), &args);
+    let messages =
+        wait_for_messages(&brokers, std::slice::from_ref(&topic), 500, Duration::from_secs(60));
+    assert_eq!(messages.len(), 500);
+    let dead_letters = data.join("sinks/kafka/dead-letter.ndjson");
+    wait_until(Duration::from_secs(10), "20 dead letters", || {
+        std::fs::read_to_string(&dead_letters).is_ok_and(|t| t.lines().count() == 20)
+    });
+    let text = std::fs::read_to_string(&dead_letters).unwrap();
+    let letter: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(letter["topic"], topic.as_str());
+    assert!(letter["reason"].as_str().unwrap().contains("over the limit of 4096"), "{letter}");
+    assert!(letter["document"]["message"].as_str().unwrap().ends_with("oversized"));
+    assert_eq!(metric(&base, "sluice_sink_kafka_dead_letters_total"), 20.0);
+    assert_eq!(total(&base, "oversized"), 20, "the local index keeps them");
+}
+
+#[test]
 fn every_record_once_in_kafka_across_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(&dir.path().join("broker"));

@@ -11,6 +11,7 @@ mod agent;
 mod generate;
 mod procstat;
 mod search;
+mod sinks;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -39,6 +40,8 @@ enum Cmd {
     Agent(agent::AgentArgs),
     /// Search latency over a large index, and rg over the same files.
     Search(search::SearchArgs),
+    /// What each sink costs the collector, draining the same WAL.
+    Sinks(sinks::SinksArgs),
     /// Write generated logs only.
     Generate {
         #[arg(long)]
@@ -137,6 +140,7 @@ fn run() -> anyhow::Result<()> {
         Cmd::Pipeline(args) => pipeline(args),
         Cmd::Agent(args) => agent::agent(args),
         Cmd::Search(args) => search::search(args),
+        Cmd::Sinks(args) => sinks::sinks(args),
     }
 }
 

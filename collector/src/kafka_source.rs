@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_proto::LogBatch;
@@ -38,6 +38,9 @@ pub struct KafkaSourceConfig {
     pub brokers: String,
     pub topics: Vec<String>,
     pub group: String,
+    /// `group.instance.id` (static membership): a restarted collector gets its partitions
+    /// back at once instead of after the group's session timeout.
+    pub instance_id: Option<String>,
     /// More librdkafka settings, applied last.
     pub options: Vec<(String, String)>,
 }
@@ -49,11 +52,10 @@ impl fmt::Debug for KafkaSourceConfig {
             .field("brokers", &self.brokers)
             .field("topics", &self.topics)
             .field("group", &self.group)
+            .field("instance_id", &self.instance_id)
             .finish_non_exhaustive()
     }
 }
-
-impl ConsumerContext for Context {}
 
 /// Offsets to commit (the next to read, per partition) once the WAL is delivered up to `end`.
 struct Delivered {
@@ -87,7 +89,11 @@ pub async fn run(
 }
 
 fn consumer(config: &KafkaSourceConfig) -> Result<StreamConsumer<Context>, String> {
-    let consumer: StreamConsumer<Context> = client_config(&config.brokers, &[])
+    let mut client = client_config(&config.brokers, &[]);
+    if let Some(id) = &config.instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer<Context> = client
         .set("group.id", &config.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -143,13 +149,13 @@ async fn consume(
                         });
                         let origin = Origin { topic: m.topic(), partition: m.partition(), offset: m.offset() };
                         let payload = m.payload().unwrap_or_default();
-                        let (record, problem) = encoding::decode(payload, content_type, &origin);
+                        let (decoded, problem) = encoding::decode(payload, content_type, &origin);
                         if let Some(problem) = problem {
                             metrics::counter!("sluice_kafka_source_undecodable_total").increment(1);
                             tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), problem, "kept a Kafka message as plain text");
                         }
                         bytes += payload.len();
-                        records.push(record);
+                        records.extend(decoded);
                         next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
                         first_at.get_or_insert_with(Instant::now);
                     }

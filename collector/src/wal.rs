@@ -325,11 +325,33 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, CollectorError> {
 }
 
 /// The length of the whole frames at the start of `file`.
+/// How much of the segment is whole frames, read one frame at a time: a segment is up to
+/// `segment_bytes` long, and holding it all would set the collector's peak memory at start.
 fn valid_length(file: &mut File, path: &Path) -> Result<u64, CollectorError> {
-    let mut bytes = Vec::new();
+    let size = file.metadata().map_err(CollectorError::io("stat", path))?.len();
     file.seek(SeekFrom::Start(0)).map_err(CollectorError::io("seek", path))?;
-    file.read_to_end(&mut bytes).map_err(CollectorError::io("read", path))?;
-    Ok(frame::valid_prefix(&bytes) as u64)
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, &mut *file);
+    let mut at = 0u64;
+    let mut payload = Vec::new();
+    loop {
+        let mut head = [0u8; HEADER_BYTES as usize];
+        match reader.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(at),
+            Err(e) => return Err(CollectorError::io("read", path)(e)),
+        }
+        let (len, crc) = frame::header(&head);
+        let end = at + HEADER_BYTES + len;
+        if end > size {
+            return Ok(at);
+        }
+        payload.resize(len as usize, 0);
+        reader.read_exact(&mut payload).map_err(CollectorError::io("read", path))?;
+        if !frame::verify(&payload, crc) {
+            return Ok(at);
+        }
+        at = end;
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), CollectorError> {

@@ -96,6 +96,10 @@ pub(crate) struct CollectorArgs {
     /// How long the producer waits to fill a batch (librdkafka linger.ms).
     #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
     kafka_linger: std::time::Duration,
+    /// Records whose message would be larger go to <data-dir>/sinks/kafka/dead-letter.ndjson;
+    /// keep it at or below the broker's message.max.bytes.
+    #[arg(long, default_value = "1000000B")]
+    kafka_max_message_size: bytesize::ByteSize,
     /// The producer's transactional.id: stable across restarts, one per collector.
     #[arg(long, default_value = "sluice-collector")]
     kafka_transactional_id: String,
@@ -109,6 +113,10 @@ pub(crate) struct CollectorArgs {
     /// The consumer group of --kafka-source.
     #[arg(long, default_value = "sluice")]
     kafka_source_group: String,
+    /// Static membership in --kafka-source-group (such as the pod name): a restarted
+    /// collector takes its partitions back at once rather than after the session timeout.
+    #[arg(long, requires = "kafka_source")]
+    kafka_source_instance_id: Option<String>,
     /// A librdkafka setting (KEY=VALUE, such as security.protocol=ssl) for --kafka and
     /// --kafka-source; repeat for more.
     #[arg(long, value_parser = key_value)]
@@ -278,6 +286,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
         kafka.encoding = args.kafka_encoding;
         kafka.compression = args.kafka_compression;
         kafka.linger = args.kafka_linger;
+        kafka.max_message_bytes = args.kafka_max_message_size.as_u64() as usize;
         kafka.transactional_id = args.kafka_transactional_id.clone();
         kafka.options = args.kafka_option.clone();
         config.kafka = Some(kafka);
@@ -287,6 +296,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
             brokers: brokers.clone(),
             topics: args.kafka_source_topic.clone(),
             group: args.kafka_source_group.clone(),
+            instance_id: args.kafka_source_instance_id.clone(),
             options: args.kafka_option.clone(),
         });
     }

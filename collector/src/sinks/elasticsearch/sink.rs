@@ -8,7 +8,7 @@ use super::config::ElasticsearchConfig;
 use super::service::{Client, ItemOutcome};
 use crate::sink::{Sink, SinkError};
 use crate::sinks::dead_letter::DeadLetters;
-use crate::sinks::document::document;
+use crate::sinks::document::Document;
 use crate::sinks::template;
 
 /// Bulk requests' worth of documents the sink holds before it sends without waiting for a
@@ -109,7 +109,7 @@ impl Sink for ElasticsearchSink {
             let id = r.id().to_string();
             // `create` and the record's own id: a resend is refused with 409, not stored twice.
             let action = json!({"create": {"_index": index, "_id": id}});
-            let lines = format!("{action}\n{}\n", document(r));
+            let lines = format!("{action}\n{}\n", Document::of(r).to_json());
             self.pending.push(Pending { index, lines });
         }
         self.end = end;

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +10,11 @@ use serde_json::json;
 use sluice_proto::LogRecord;
 
 use super::config::KafkaConfig;
-use super::encoding::CONTENT_TYPE;
+use super::encoding::{self, CONTENT_TYPE, Encoding};
 use super::service::{self, Producer};
 use crate::sink::{Sink, SinkError};
 use crate::sinks::dead_letter::DeadLetters;
-use crate::sinks::document::document;
+use crate::sinks::document::Document;
 use crate::sinks::template;
 
 /// How long the sink waits when librdkafka's queue is full before it tries again.
@@ -40,12 +41,17 @@ pub struct KafkaSink {
     end: u64,
     committed: u64,
     dead_letters: DeadLetters,
+    /// The topic when the template has no placeholders: one name for every record.
+    fixed_topic: Option<String>,
 }
 
 impl KafkaSink {
     pub fn new(config: KafkaConfig) -> Result<Self, SinkError> {
         let dead_letters = DeadLetters::open(&config.state_dir)?;
+        let fixed_topic =
+            (!config.topic.contains('{')).then(|| topic_name(&config.topic, &LogRecord::default()));
         Ok(Self {
+            fixed_topic,
             config,
             producer: None,
             pending: Vec::new(),
@@ -179,6 +185,80 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    fn topic(&self, r: &LogRecord) -> String {
+        match &self.fixed_topic {
+            Some(topic) => topic.clone(),
+            None => topic_name(&self.config.topic, r),
+        }
+    }
+
+    /// The messages for `records` (one each, or one per key for a batch encoding), and
+    /// dead letters for those no message can carry.
+    fn messages(&self, records: &[LogRecord]) -> (Vec<Pending>, Vec<serde_json::Value>) {
+        let max = self.config.max_message_bytes;
+        let mut dead = Vec::new();
+        let mut refuse = |r: &LogRecord, topic: &str, size: usize| {
+            let reason = if topic.is_empty() {
+                format!("the topic template {:?} gives an empty name", self.config.topic)
+            } else {
+                format!("the message is {size} bytes, over the limit of {max}")
+            };
+            dead.push(
+                json!({"topic": topic, "reason": reason, "document": Document::of(r).to_value()}),
+            );
+        };
+        let key = |r: &LogRecord| format!("{}/{}", r.namespace, r.pod);
+        let mut out = Vec::new();
+        if self.config.encoding != Encoding::ProtobufBatch {
+            for r in records {
+                let (topic, payload) = (self.topic(r), self.config.encoding.encode(r));
+                if payload.len() > max || topic.is_empty() {
+                    refuse(r, &topic, payload.len());
+                } else {
+                    out.push(Pending { topic, key: key(r), payload });
+                }
+            }
+            return (out, dead);
+        }
+        // Records grouped by topic and key in first-seen order, each group cut into
+        // messages under the size limit; order within a key is kept.
+        let mut groups: Vec<(String, String, Vec<&LogRecord>)> = Vec::new();
+        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        for r in records {
+            let (topic, key) = (self.topic(r), key(r));
+            let len = encoding::batch_len(r);
+            if len > max || topic.is_empty() {
+                refuse(r, &topic, len);
+                continue;
+            }
+            let i = *index.entry((topic.clone(), key.clone())).or_insert_with(|| {
+                groups.push((topic, key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].2.push(r);
+        }
+        for (topic, key, group) in groups {
+            let mut start = 0;
+            let mut bytes = 0;
+            for (i, r) in group.iter().enumerate() {
+                let len = encoding::batch_len(r);
+                if bytes + len > max {
+                    out.push(Pending {
+                        topic: topic.clone(),
+                        key: key.clone(),
+                        payload: encoding::encode_batch(&group[start..i]),
+                    });
+                    (start, bytes) = (i, 0);
+                }
+                bytes += len;
+            }
+            out.push(Pending { topic, key, payload: encoding::encode_batch(&group[start..]) });
+        }
+        (out, dead)
+    }
+}
+
 #[async_trait]
 impl Sink for KafkaSink {
     fn name(&self) -> &str {
@@ -207,29 +287,10 @@ impl Sink for KafkaSink {
         }
         self.ready().await?;
         let first = self.pending.len();
-        let mut dead = Vec::new();
-        for r in &records {
-            let payload = self.config.encoding.encode(r);
-            let topic = topic_name(&self.config.topic, r);
-            if payload.len() > self.config.max_message_bytes || topic.is_empty() {
-                let reason = if topic.is_empty() {
-                    format!("the topic template {:?} gives an empty name", self.config.topic)
-                } else {
-                    format!(
-                        "the message is {} bytes, over the limit of {}",
-                        payload.len(),
-                        self.config.max_message_bytes
-                    )
-                };
-                dead.push(json!({"topic": topic, "reason": reason, "document": document(r)}));
-                continue;
-            }
-            self.pending_bytes += payload.len();
-            self.pending.push(Pending {
-                topic,
-                key: format!("{}/{}", r.namespace, r.pod),
-                payload,
-            });
+        let (messages, dead) = self.messages(&records);
+        for m in messages {
+            self.pending_bytes += m.payload.len();
+            self.pending.push(m);
         }
         for i in first..self.pending.len() {
             if let Err(e) = self.produce(i).await {
@@ -292,5 +353,41 @@ mod tests {
         assert_eq!(topic_name("logs-{namespace}", &r), "logs-prod");
         assert_eq!(topic_name("{cluster}.{pod}", &r), "none.___1");
         assert_eq!(topic_name(&"x".repeat(300), &r).len(), 249);
+    }
+
+    #[test]
+    fn batches_group_by_key_keep_order_and_stay_under_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = KafkaConfig::new("127.0.0.1:1", dir.path().to_owned());
+        config.encoding = Encoding::ProtobufBatch;
+        config.max_message_bytes = 400;
+        let sink = KafkaSink::new(config).unwrap();
+        let record = |pod: &str, offset: u64, size: usize| LogRecord {
+            namespace: "prod".into(),
+            pod: pod.into(),
+            offset,
+            message: "m".repeat(size),
+            ..LogRecord::default()
+        };
+        let records: Vec<LogRecord> = (0..10)
+            .map(|i| record(if i % 3 == 0 { "a" } else { "b" }, i, 90))
+            .chain([record("a", 10, 500)])
+            .collect();
+        let (messages, dead) = sink.messages(&records);
+        assert_eq!(dead.len(), 1, "the record over the limit is refused");
+        assert!(dead[0]["reason"].as_str().unwrap().contains("over the limit of 400"));
+        let mut seen: Vec<(String, u64)> = Vec::new();
+        for m in &messages {
+            assert!(m.payload.len() <= 400, "{} bytes", m.payload.len());
+            let batch =
+                <sluice_proto::LogBatch as prost::Message>::decode(m.payload.as_slice()).unwrap();
+            assert!(batch.records.iter().all(|r| format!("{}/{}", r.namespace, r.pod) == m.key));
+            seen.extend(batch.records.iter().map(|r| (m.key.clone(), r.offset)));
+        }
+        let offsets =
+            |key: &str| seen.iter().filter(|(k, _)| k == key).map(|(_, o)| *o).collect::<Vec<_>>();
+        assert_eq!(offsets("prod/a"), [0, 3, 6, 9]);
+        assert_eq!(offsets("prod/b"), [1, 2, 4, 5, 7, 8]);
+        assert!(messages.len() >= 4, "two keys, cut to stay under 400 bytes");
     }
 }
