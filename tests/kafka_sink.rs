@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::time::Duration;
 
 use common::kafka::*;
@@ -21,11 +20,6 @@ fn ids(messages: &[Received]) -> HashSet<String> {
             doc["sluice_id"].as_str().unwrap().to_owned()
         })
         .collect()
-}
-
-fn append(path: &std::path::Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 #[test]

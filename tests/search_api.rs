@@ -6,8 +6,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Read};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -97,15 +96,6 @@ fn collect_for(rx: &mpsc::Receiver<Value>, want: usize, limit: Duration) -> Vec<
         got.push(v);
     }
     got
-}
-
-fn append(path: &Path, text: &str) {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
 }
 
 #[test]

@@ -12,13 +12,15 @@
 //!   for other clients, made durable through [`external`]; [`kafka_source`]: a consumer
 //!   group feeding the WAL, committing offsets once every sink holds what it read.
 //! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds.
-//! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
+//! - [`runner`]: one task per sink, from its cursor, with retries and flushes; records get
+//!   their pod's labels, node and owner from [`enrich`] (a cluster-wide pod watch) on the way.
 //! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks (`index`, the local store;
 //!   `elasticsearch`; `kafka`; `blackhole`, for benchmarks).
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
 pub mod bulk;
+pub mod enrich;
 pub mod error;
 pub mod external;
 pub mod ingest;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::enrich::PodCache;
 use crate::sink::Sink;
 use crate::wal::Wal;
 use crate::{CollectorError, wal_frame};
@@ -19,6 +20,8 @@ use crate::{CollectorError, wal_frame};
 /// Frames handled between two looks at the flush clock.
 const FRAMES_PER_ROUND: usize = 64;
 const RETRY_START: Duration = Duration::from_millis(200);
+/// How long a sink waits at start for the first list of pods.
+const POD_LIST_WAIT: Duration = Duration::from_secs(10);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 /// An idle sink is still flushed this often, so that time-driven work (index retention)
 /// happens without new records.
@@ -48,17 +51,31 @@ impl Cursors {
     }
 }
 
+/// What every sink's runner reads from and reports to.
+#[derive(Clone)]
+pub struct Feed {
+    pub wal: Arc<Wal>,
+    pub cursors: Arc<Cursors>,
+    /// Pod metadata added to records before the sink sees them.
+    pub pods: Option<Arc<PodCache>>,
+}
+
 /// Drives `sink` until `stop` turns true; flushes what it has before returning. The caller
 /// has registered the sink in `cursors` (see [`Cursors::set`]) before anything reads them.
 pub async fn run_sink(
     mut sink: Box<dyn Sink>,
     flush_interval: Duration,
-    wal: Arc<Wal>,
-    cursors: Arc<Cursors>,
+    feed: Feed,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Feed { wal, cursors, pods } = feed;
     let name = sink.name().to_owned();
     let Some(resume) = open_with_retry(sink.as_mut(), &mut stop).await else { return };
+    if let Some(pods) = &pods
+        && !pods.wait_listed(POD_LIST_WAIT).await
+    {
+        tracing::warn!(sink = %name, "pods not listed yet; records go on without pod metadata until they are");
+    }
     let start = starting_position(resume, &wal, &name);
     cursors.set(&name, start);
     let mut reader = wal.reader(start);
@@ -103,7 +120,7 @@ pub async fn run_sink(
                     break;
                 }
             };
-            let records = match wal_frame::decode_batch_at(&payload, at)
+            let mut records = match wal_frame::decode_batch_at(&payload, at)
                 .and_then(|batch| batch.into_records().map_err(|e| e.to_string()))
             {
                 Ok(records) => records,
@@ -113,6 +130,9 @@ pub async fn run_sink(
                     continue;
                 }
             };
+            if let Some(pods) = &pods {
+                pods.enrich(&mut records);
+            }
             if !write_with_retry(sink.as_mut(), records, reader.position(), &mut stop).await {
                 break;
             }

@@ -17,11 +17,12 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::CollectorError;
 use crate::auth::{AgentTokens, TlsFiles, TokenCheck};
+use crate::enrich::{self, PodCache};
 use crate::external::ExternalState;
 use crate::ingest::IngestService;
 use crate::kafka_source::{self, KafkaSourceConfig};
 use crate::otlp::OtlpGrpc;
-use crate::runner::{Cursors, run_sink};
+use crate::runner::{Cursors, Feed, run_sink};
 use crate::sink::{Sink, SinkError};
 use crate::sinks::blackhole::BlackholeSink;
 use crate::sinks::elasticsearch::{ElasticsearchConfig, ElasticsearchSink};
@@ -59,6 +60,8 @@ pub struct CollectorConfig {
     pub kafka: Option<KafkaConfig>,
     /// Records read from Kafka topics into the WAL, beside those from agents.
     pub kafka_source: Option<KafkaSourceConfig>,
+    /// Watch the cluster's pods (when there is one) for records' labels, node and owner.
+    pub pod_metadata: bool,
 }
 
 impl CollectorConfig {
@@ -77,6 +80,7 @@ impl CollectorConfig {
             elasticsearch: None,
             kafka: None,
             kafka_source: None,
+            pod_metadata: true,
         }
     }
 }
@@ -119,13 +123,17 @@ pub async fn run(
     // Kafka source commits nothing past it.
     let first = wal.first()?;
     cursors.set(sink.name(), first);
-    let mut runners = vec![tokio::spawn(run_sink(
-        sink,
-        flush_interval,
-        wal.clone(),
-        cursors.clone(),
-        stop_rx.clone(),
-    ))];
+    let pods = match config.pod_metadata {
+        true => enrich::client().await.map(|client| {
+            let cache = Arc::new(PodCache::default());
+            tokio::spawn(enrich::watch_pods(client, cache.clone(), stop_rx.clone()));
+            cache
+        }),
+        false => None,
+    };
+    let feed = Feed { wal: wal.clone(), cursors: cursors.clone(), pods };
+    let mut runners =
+        vec![tokio::spawn(run_sink(sink, flush_interval, feed.clone(), stop_rx.clone()))];
     let mut more: Vec<(Box<dyn Sink>, Duration)> = Vec::new();
     let refused = |sink: &str| {
         let sink = sink.to_owned();
@@ -146,13 +154,7 @@ pub async fn run(
     }
     for (sink, interval) in more {
         cursors.set(sink.name(), first);
-        runners.push(tokio::spawn(run_sink(
-            sink,
-            interval,
-            wal.clone(),
-            cursors.clone(),
-            stop_rx.clone(),
-        )));
+        runners.push(tokio::spawn(run_sink(sink, interval, feed.clone(), stop_rx.clone())));
     }
     let source_task = config.kafka_source.clone().map(|source| {
         tokio::spawn(kafka_source::run(source, wal.clone(), cursors.clone(), stop_rx.clone()))

@@ -121,6 +121,10 @@ pub(crate) struct CollectorArgs {
     /// --kafka-source; repeat for more.
     #[arg(long, value_parser = key_value)]
     kafka_option: Vec<(String, String)>,
+    /// Do not watch the cluster's pods for records' labels, node and owner (by default the
+    /// collector does when it finds a cluster: in a pod, or through KUBECONFIG).
+    #[arg(long)]
+    no_pod_metadata: bool,
     /// Serve OTLP/gRPC logs here as well (such as 127.0.0.1:4317); OTLP/HTTP is always on
     /// --listen at /v1/logs, next to the Elasticsearch-compatible /_bulk.
     #[arg(long)]
@@ -255,6 +259,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
     config.index.housekeeping_interval = args.housekeeping_interval;
     config.query_budget = args.query_budget.map(|b| b.as_u64());
     config.otlp_grpc_listen = args.otlp_grpc_listen;
+    config.pod_metadata = !args.no_pod_metadata;
     config.wal_segment_bytes = args.wal_segment_size.as_u64();
     config.wal_limit = args.wal_max_size.map(|max| sluice_collector::wal::WalLimit {
         max_bytes: max.as_u64(),

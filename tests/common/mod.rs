@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 pub mod kafka;
+pub mod kube;
 
 pub fn sluice() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
@@ -418,4 +419,15 @@ pub fn two_namespaces(dir: &Path, prod: usize, dev: usize) -> (PathBuf, PathBuf,
         std::fs::write(file, cri_lines(ns, n, first, prod + dev)).unwrap();
     }
     (prod_file, dev_file, format!("{}/*/*/*.log", pods.display()))
+}
+
+/// Appends `text` to the file at `path`, as a logging application does.
+pub fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
 }

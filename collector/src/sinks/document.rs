@@ -27,6 +27,8 @@ pub(crate) struct Document<'a> {
     sluice_id: String,
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     labels: &'a HashMap<String, String>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    owner: &'a str,
 }
 
 impl<'a> Document<'a> {
@@ -46,6 +48,7 @@ impl<'a> Document<'a> {
             flags: sluice_proto::flags::names(r.flags),
             sluice_id: r.id().to_string(),
             labels: &r.labels,
+            owner: &r.owner,
         }
     }
 

@@ -155,13 +155,18 @@ impl Client {
             "template": {
                 "mappings": {
                     "dynamic": false,
+                    // Pod labels are whatever the cluster uses: each a keyword, under `labels`.
+                    "dynamic_templates": [
+                        {"labels": {"path_match": "labels.*", "mapping": keyword}}
+                    ],
                     "properties": {
                         "@timestamp": {"type": "date_nanos"},
                         "message": {"type": "text", "analyzer": "cjk"},
                         "cluster": keyword, "namespace": keyword, "pod": keyword,
                         "pod_uid": keyword, "container": keyword, "node": keyword,
                         "stream": keyword, "level": keyword, "file": keyword,
-                        "flags": keyword, "sluice_id": keyword,
+                        "flags": keyword, "sluice_id": keyword, "owner": keyword,
+                        "labels": {"type": "object", "dynamic": true},
                     }
                 }
             }

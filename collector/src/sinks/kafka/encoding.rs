@@ -134,10 +134,11 @@ fn from_document(doc: Map<String, Value>, origin: &Origin<'_>) -> LogRecord {
         .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
         .unwrap_or_default();
     let text = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_owned);
-    let (node, file) = (text("node"), text("file"));
+    let (node, file, owner) = (text("node"), text("file"), text("owner"));
     let mut record = crate::bulk::to_record(origin.topic, doc);
     record.node = node.unwrap_or(record.node);
     record.file_path = file.unwrap_or(record.file_path);
+    record.owner = owner.unwrap_or_default();
     record.source = id.source;
     record.offset = id.offset;
     record.labels = labels;
