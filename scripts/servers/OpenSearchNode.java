@@ -12,6 +12,8 @@ public class OpenSearchNode {
                 e.printStackTrace();
             }
         }));
+        // A test node on a busy disk must not refuse indexes: the disk watermarks are off.
+        runner.onBuild((number, settings) -> settings.put("cluster.routing.allocation.disk.threshold_enabled", false));
         try {
             runner.build("-basePath", args[0], "-numOfNode", "1", "-baseHttpPort", args[1], "-clusterName", "sluice-test");
         } catch (Throwable t) {
