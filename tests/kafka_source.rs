@@ -91,6 +91,13 @@ fn every_message_indexed_once_across_a_collector_kill() {
 
 #[test]
 fn agents_to_kafka_to_an_indexer_keep_every_record_once() {
+    for encoding in ["protobuf-batch", "ndjson"] {
+        chain(encoding);
+    }
+}
+
+/// Agents → `sluice up --kafka --kafka-encoding <encoding>` → `sluice collector --kafka-source`.
+fn chain(encoding: &str) {
     let brokers = brokers();
     let topic = unique("chain");
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +109,7 @@ fn agents_to_kafka_to_an_indexer_keep_every_record_once() {
         "--kafka-topic",
         &topic,
         "--kafka-encoding",
-        "protobuf-batch",
+        encoding,
         "--kafka-transactional-id",
         &topic,
     ];
@@ -120,7 +127,7 @@ fn agents_to_kafka_to_an_indexer_keep_every_record_once() {
         total(&base, "") >= 2_500
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(total(&base, ""), 2_500);
+    assert_eq!(total(&base, ""), 2_500, "{encoding}");
     assert_eq!(total(&base, "namespace:dev"), 1_000);
     assert_eq!(total(&base, "支付超时"), 250);
     // The same record has the same id at the edge and in the indexer.

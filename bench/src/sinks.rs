@@ -88,9 +88,9 @@ pub(crate) fn sinks(args: SinksArgs) -> anyhow::Result<()> {
     let run_id = format!("{}x{}", std::process::id(), chrono::Utc::now().timestamp());
     let mut cases: Vec<(String, Vec<String>, &str)> =
         vec![("index (local tantivy)".to_owned(), vec![], "index")];
-    if let Some(brokers) = &args.kafka {
+    if let Some(brokers) = args.kafka.as_ref().filter(|b| !b.is_empty()) {
         for (encoding, compression) in
-            [("json", "zstd"), ("protobuf", "lz4"), ("protobuf-batch", "zstd")]
+            [("json", "zstd"), ("protobuf", "lz4"), ("protobuf-batch", "zstd"), ("ndjson", "zstd")]
         {
             let id = format!("bench-{run_id}-{encoding}");
             cases.push((
@@ -114,7 +114,7 @@ pub(crate) fn sinks(args: SinksArgs) -> anyhow::Result<()> {
             ));
         }
     }
-    if let Some(url) = &args.opensearch {
+    if let Some(url) = args.opensearch.as_ref().filter(|u| !u.is_empty()) {
         let index = format!("bench-{run_id}-{{namespace}}-{{yyyy.MM.dd}}");
         cases.push((
             "opensearch (_bulk, gzip)".to_owned(),

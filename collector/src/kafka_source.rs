@@ -147,7 +147,7 @@ async fn consume(
                             h.iter().find(|h| h.key.eq_ignore_ascii_case(CONTENT_TYPE))
                                 .and_then(|h| std::str::from_utf8(h.value?).ok())
                         });
-                        let origin = Origin { topic: m.topic(), partition: m.partition(), offset: m.offset() };
+                        let origin = Origin { topic: m.topic(), partition: m.partition(), offset: m.offset(), line: None };
                         let payload = m.payload().unwrap_or_default();
                         let (decoded, problem) = encoding::decode(payload, content_type, &origin);
                         if let Some(problem) = problem {

@@ -14,6 +14,7 @@ pub(crate) const CONTENT_TYPE: &str = "content-type";
 const JSON: &str = "application/json";
 const PROTOBUF: &str = "application/x-protobuf; message=sluice.v1.LogRecord";
 const PROTOBUF_BATCH: &str = "application/x-protobuf; message=sluice.v1.LogBatch";
+const NDJSON: &str = "application/x-ndjson";
 /// The field number of `records` in `LogBatch`.
 const BATCH_RECORDS_FIELD: u32 = 3;
 
@@ -28,6 +29,9 @@ pub enum Encoding {
     /// per record (bench/: `sluice-bench sinks`). For Sluice's own `--kafka-source`, as
     /// Loki's Kafka ingest writes whole push requests.
     ProtobufBatch,
+    /// The JSON documents of one key from one WAL frame in one message, one per line: as
+    /// cheap as `protobuf-batch`, and readable by any consumer with a line codec.
+    Ndjson,
 }
 
 impl std::str::FromStr for Encoding {
@@ -38,9 +42,10 @@ impl std::str::FromStr for Encoding {
             "json" => Ok(Self::Json),
             "protobuf" => Ok(Self::Protobuf),
             "protobuf-batch" => Ok(Self::ProtobufBatch),
-            other => {
-                Err(format!("unknown encoding {other:?}: use json, protobuf or protobuf-batch"))
-            }
+            "ndjson" => Ok(Self::Ndjson),
+            other => Err(format!(
+                "unknown encoding {other:?}: use json, protobuf, protobuf-batch or ndjson"
+            )),
         }
     }
 }
@@ -51,38 +56,46 @@ impl Encoding {
             Self::Json => JSON,
             Self::Protobuf => PROTOBUF,
             Self::ProtobufBatch => PROTOBUF_BATCH,
+            Self::Ndjson => NDJSON,
         }
     }
 
-    /// One record's message; for [`Encoding::ProtobufBatch`], a batch of one.
+    /// Whether a message holds the records of one key rather than one record.
+    pub(super) fn batches(self) -> bool {
+        matches!(self, Self::ProtobufBatch | Self::Ndjson)
+    }
+
+    /// One record's message, or its part of a batch message: the parts of a batch encoding
+    /// laid end to end are a whole message (a `LogBatch`'s repeated field, or lines).
     pub(super) fn encode(self, r: &LogRecord) -> Vec<u8> {
         match self {
             Self::Json => Document::of(r).to_json().into_bytes(),
             Self::Protobuf => r.encode_to_vec(),
-            Self::ProtobufBatch => encode_batch(&[r]),
+            Self::ProtobufBatch => {
+                let mut out = Vec::with_capacity(prost::encoding::message::encoded_len(
+                    BATCH_RECORDS_FIELD,
+                    r,
+                ));
+                prost::encoding::message::encode(BATCH_RECORDS_FIELD, r, &mut out);
+                out
+            }
+            Self::Ndjson => {
+                let mut line = Document::of(r).to_json().into_bytes();
+                line.push(b'\n');
+                line
+            }
         }
     }
 }
 
-/// What `r` adds to a [`Encoding::ProtobufBatch`] message.
-pub(super) fn batch_len(r: &LogRecord) -> usize {
-    prost::encoding::message::encoded_len(BATCH_RECORDS_FIELD, r)
-}
-
-/// A `LogBatch` holding `records`, encoded without copying them into one.
-pub(super) fn encode_batch(records: &[&LogRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(records.iter().map(|r| batch_len(r)).sum());
-    for r in records {
-        prost::encoding::message::encode(BATCH_RECORDS_FIELD, *r, &mut out);
-    }
-    out
-}
-
 /// Where a message came from: what gives a record without an id of its own a stable one.
+#[derive(Clone, Copy)]
 pub(crate) struct Origin<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
+    /// The line within an `ndjson` message.
+    pub line: Option<usize>,
 }
 
 /// The records a message carries, and what was wrong with it if it could not be read as
@@ -101,6 +114,18 @@ pub(crate) fn decode(
             },
             Err(e) => broken(format!("undecodable protobuf batch: {e}")),
         },
+        Some(NDJSON) => {
+            let mut records = Vec::new();
+            for (i, line) in payload.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate() {
+                // Lines without a `sluice_id` get one from their message and place in it.
+                let place = Origin { line: Some(i), ..*origin };
+                match serde_json::from_slice::<Value>(line) {
+                    Ok(Value::Object(doc)) => records.push(from_document(doc, &place)),
+                    _ => records.push(plain(line, &place)),
+                }
+            }
+            (records, None)
+        }
         Some(t) if t.starts_with("application/x-protobuf") => match LogRecord::decode(payload) {
             Ok(record) => (vec![record], None),
             Err(e) => broken(format!("undecodable protobuf record: {e}")),
@@ -116,10 +141,17 @@ pub(crate) fn decode(
 }
 
 fn origin_id(origin: &Origin<'_>) -> RecordId {
-    RecordId::new(
-        source_key(&format!("kafka/{}/{}", origin.topic, origin.partition), 0),
-        origin.offset.max(0) as u64,
-    )
+    let offset = origin.offset.max(0) as u64;
+    match origin.line {
+        None => RecordId::new(
+            source_key(&format!("kafka/{}/{}", origin.topic, origin.partition), 0),
+            offset,
+        ),
+        Some(line) => RecordId::new(
+            source_key(&format!("kafka/{}/{}/ndjson", origin.topic, origin.partition), 0),
+            (offset << 20) | (line as u64 & ((1 << 20) - 1)),
+        ),
+    }
 }
 
 fn from_document(doc: Map<String, Value>, origin: &Origin<'_>) -> LogRecord {
@@ -180,7 +212,7 @@ mod tests {
     use super::*;
 
     fn origin() -> Origin<'static> {
-        Origin { topic: "logs", partition: 2, offset: 41 }
+        Origin { topic: "logs", partition: 2, offset: 41, line: None }
     }
 
     fn record() -> LogRecord {
@@ -204,9 +236,16 @@ mod tests {
         let proto = decode(&Encoding::Protobuf.encode(&r), Some(PROTOBUF), &origin());
         assert_eq!(proto, (vec![r.clone()], None));
         let other = LogRecord { offset: 1300, message: "next".into(), ..r.clone() };
-        let batch = decode(&encode_batch(&[&r, &other]), Some(PROTOBUF_BATCH), &origin());
+        let parts = |e: Encoding| [e.encode(&r), e.encode(&other)].concat();
+        let batch = decode(&parts(Encoding::ProtobufBatch), Some(PROTOBUF_BATCH), &origin());
         assert_eq!(batch, (vec![r.clone(), other.clone()], None));
-        assert_eq!(encode_batch(&[&r, &other]).len(), batch_len(&r) + batch_len(&other));
+        let (lines, problem) = decode(&parts(Encoding::Ndjson), Some(NDJSON), &origin());
+        assert_eq!(problem, None);
+        assert_eq!(lines.iter().map(|l| l.id()).collect::<Vec<_>>(), [r.id(), other.id()]);
+        assert_eq!(lines[1].message, "next");
+        let foreign = decode(b"{\"message\":\"a\"}\nplain b\n", Some(NDJSON), &origin()).0;
+        assert_eq!((foreign[0].message.as_str(), foreign[1].message.as_str()), ("a", "plain b"));
+        assert_ne!(foreign[0].id(), foreign[1].id(), "each line its own id");
         let (json, problem) = decode(&Encoding::Json.encode(&r), Some(JSON), &origin());
         assert_eq!(problem, None);
         let json = &json[0];

@@ -10,7 +10,7 @@ use serde_json::json;
 use sluice_proto::LogRecord;
 
 use super::config::KafkaConfig;
-use super::encoding::{self, CONTENT_TYPE, Encoding};
+use super::encoding::CONTENT_TYPE;
 use super::service::{self, Producer};
 use crate::sink::{Sink, SinkError};
 use crate::sinks::dead_letter::DeadLetters;
@@ -210,7 +210,7 @@ impl KafkaSink {
         };
         let key = |r: &LogRecord| format!("{}/{}", r.namespace, r.pod);
         let mut out = Vec::new();
-        if self.config.encoding != Encoding::ProtobufBatch {
+        if !self.config.encoding.batches() {
             for r in records {
                 let (topic, payload) = (self.topic(r), self.config.encoding.encode(r));
                 if payload.len() > max || topic.is_empty() {
@@ -221,39 +221,33 @@ impl KafkaSink {
             }
             return (out, dead);
         }
-        // Records grouped by topic and key in first-seen order, each group cut into
+        // Records' parts grouped by topic and key in first-seen order, each group cut into
         // messages under the size limit; order within a key is kept.
-        let mut groups: Vec<(String, String, Vec<&LogRecord>)> = Vec::new();
+        let mut groups: Vec<(String, String, Vec<Vec<u8>>)> = Vec::new();
         let mut index: HashMap<(String, String), usize> = HashMap::new();
         for r in records {
             let (topic, key) = (self.topic(r), key(r));
-            let len = encoding::batch_len(r);
-            if len > max || topic.is_empty() {
-                refuse(r, &topic, len);
+            let part = self.config.encoding.encode(r);
+            if part.len() > max || topic.is_empty() {
+                refuse(r, &topic, part.len());
                 continue;
             }
             let i = *index.entry((topic.clone(), key.clone())).or_insert_with(|| {
                 groups.push((topic, key, Vec::new()));
                 groups.len() - 1
             });
-            groups[i].2.push(r);
+            groups[i].2.push(part);
         }
-        for (topic, key, group) in groups {
-            let mut start = 0;
-            let mut bytes = 0;
-            for (i, r) in group.iter().enumerate() {
-                let len = encoding::batch_len(r);
-                if bytes + len > max {
-                    out.push(Pending {
-                        topic: topic.clone(),
-                        key: key.clone(),
-                        payload: encoding::encode_batch(&group[start..i]),
-                    });
-                    (start, bytes) = (i, 0);
+        for (topic, key, parts) in groups {
+            let mut payload: Vec<u8> = Vec::new();
+            for part in parts {
+                if payload.len() + part.len() > max {
+                    let full = std::mem::take(&mut payload);
+                    out.push(Pending { topic: topic.clone(), key: key.clone(), payload: full });
                 }
-                bytes += len;
+                payload.extend_from_slice(&part);
             }
-            out.push(Pending { topic, key, payload: encoding::encode_batch(&group[start..]) });
+            out.push(Pending { topic, key, payload });
         }
         (out, dead)
     }
@@ -359,7 +353,7 @@ mod tests {
     fn batches_group_by_key_keep_order_and_stay_under_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = KafkaConfig::new("127.0.0.1:1", dir.path().to_owned());
-        config.encoding = Encoding::ProtobufBatch;
+        config.encoding = super::super::Encoding::ProtobufBatch;
         config.max_message_bytes = 400;
         let sink = KafkaSink::new(config).unwrap();
         let record = |pod: &str, offset: u64, size: usize| LogRecord {
