@@ -60,6 +60,18 @@ impl Encoding {
         }
     }
 
+    /// The length of `r`'s part of a batch message when it is known without encoding it
+    /// (`protobuf-batch`, which is then encoded straight into the message).
+    pub(super) fn part_len(self, r: &LogRecord) -> Option<usize> {
+        (self == Self::ProtobufBatch)
+            .then(|| prost::encoding::message::encoded_len(BATCH_RECORDS_FIELD, r))
+    }
+
+    /// Appends `r`'s `protobuf-batch` part to `out`.
+    pub(super) fn encode_part_into(r: &LogRecord, out: &mut Vec<u8>) {
+        prost::encoding::message::encode(BATCH_RECORDS_FIELD, r, out);
+    }
+
     /// Whether a message holds the records of one key rather than one record.
     pub(super) fn batches(self) -> bool {
         matches!(self, Self::ProtobufBatch | Self::Ndjson)
@@ -72,11 +84,8 @@ impl Encoding {
             Self::Json => Document::of(r).to_json().into_bytes(),
             Self::Protobuf => r.encode_to_vec(),
             Self::ProtobufBatch => {
-                let mut out = Vec::with_capacity(prost::encoding::message::encoded_len(
-                    BATCH_RECORDS_FIELD,
-                    r,
-                ));
-                prost::encoding::message::encode(BATCH_RECORDS_FIELD, r, &mut out);
+                let mut out = Vec::with_capacity(self.part_len(r).unwrap_or_default());
+                Self::encode_part_into(r, &mut out);
                 out
             }
             Self::Ndjson => {

@@ -10,7 +10,7 @@ use serde_json::json;
 use sluice_proto::LogRecord;
 
 use super::config::KafkaConfig;
-use super::encoding::CONTENT_TYPE;
+use super::encoding::{CONTENT_TYPE, Encoding};
 use super::service::{self, Producer};
 use crate::sink::{Sink, SinkError};
 use crate::sinks::dead_letter::DeadLetters;
@@ -223,11 +223,15 @@ impl KafkaSink {
         }
         // Records' parts grouped by topic and key in first-seen order, each group cut into
         // messages under the size limit; order within a key is kept.
-        let mut groups: Vec<(String, String, Vec<Vec<u8>>)> = Vec::new();
+        let mut groups: Vec<(String, String, Vec<Part<'_>>)> = Vec::new();
         let mut index: HashMap<(String, String), usize> = HashMap::new();
+        let encoding = self.config.encoding;
         for r in records {
             let (topic, key) = (self.topic(r), key(r));
-            let part = self.config.encoding.encode(r);
+            let part = match encoding.part_len(r) {
+                Some(len) => Part::Record(r, len),
+                None => Part::Encoded(encoding.encode(r)),
+            };
             if part.len() > max || topic.is_empty() {
                 refuse(r, &topic, part.len());
                 continue;
@@ -245,7 +249,10 @@ impl KafkaSink {
                     let full = std::mem::take(&mut payload);
                     out.push(Pending { topic: topic.clone(), key: key.clone(), payload: full });
                 }
-                payload.extend_from_slice(&part);
+                match part {
+                    Part::Record(r, _) => Encoding::encode_part_into(r, &mut payload),
+                    Part::Encoded(bytes) => payload.extend_from_slice(&bytes),
+                }
             }
             out.push(Pending { topic, key, payload });
         }
@@ -326,6 +333,22 @@ impl Sink for KafkaSink {
     }
 }
 
+/// One record's share of a batch message.
+enum Part<'r> {
+    /// Encoded straight into the message (`protobuf-batch`), with its encoded length.
+    Record(&'r LogRecord, usize),
+    Encoded(Vec<u8>),
+}
+
+impl Part<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Part::Record(_, len) => *len,
+            Part::Encoded(bytes) => bytes.len(),
+        }
+    }
+}
+
 /// The topic a record goes to: the template filled in, characters Kafka does not allow
 /// (anything but ASCII letters, digits, `.`, `_`, `-`) replaced, at most 249 of them.
 fn topic_name(template: &str, r: &LogRecord) -> String {
@@ -353,7 +376,7 @@ mod tests {
     fn batches_group_by_key_keep_order_and_stay_under_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = KafkaConfig::new("127.0.0.1:1", dir.path().to_owned());
-        config.encoding = super::super::Encoding::ProtobufBatch;
+        config.encoding = Encoding::ProtobufBatch;
         config.max_message_bytes = 400;
         let sink = KafkaSink::new(config).unwrap();
         let record = |pod: &str, offset: u64, size: usize| LogRecord {
