@@ -1,5 +1,6 @@
-//! The Elasticsearch/OpenSearch sink against a real OpenSearch node (`scripts/test-servers
-//! start`, which `scripts/test` runs; `OPENSEARCH_URL` says where): every record delivered
+//! The Elasticsearch/OpenSearch sink against a real OpenSearch 2.19 node and, for the main
+//! case, a real Elasticsearch 7.10 node (`scripts/test-servers start`, which `scripts/test`
+//! runs; `OPENSEARCH_URL` and `ELASTICSEARCH_URL` say where): every record delivered
 //! exactly once, counted in OpenSearch, also across a `kill -9` of `sluice up` mid-stream;
 //! records that collide with a mapping are refused by OpenSearch and land in the dead-letter
 //! file with the reason, while the local index keeps everything; Chinese phrases are found
@@ -42,7 +43,27 @@ fn count(os: &str, indexes: &str, query: Value) -> u64 {
 
 #[test]
 fn every_record_once_in_opensearch_refusals_in_the_dead_letter_file() {
-    let os = opensearch();
+    every_record_once_refusals_in_the_dead_letter_file(&opensearch());
+}
+
+/// The same against a real Elasticsearch node (7.10.2, `ELASTICSEARCH_URL`), which answers
+/// with Elasticsearch's own headers and errors.
+#[test]
+fn every_record_once_in_elasticsearch_refusals_in_the_dead_letter_file() {
+    let es = std::env::var("ELASTICSEARCH_URL").expect(
+        "ELASTICSEARCH_URL is not set: run `bash scripts/test-servers start` and export its `env` (scripts/test does)",
+    );
+    assert!(
+        http_get(&es).is_some_and(|b| b.contains("\"number\" : \"7.")),
+        "not Elasticsearch 7 at {es}"
+    );
+    every_record_once_refusals_in_the_dead_letter_file(&es);
+}
+
+/// 2,500 records once, 200 refused by a mapping into the dead-letter file, 1,000 more across a
+/// `kill -9` of `sluice up`, and the template's `cjk` analyzer, on the server at `os`.
+fn every_record_once_refusals_in_the_dead_letter_file(os: &str) {
+    let os = os.to_owned();
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("t{}x{}", std::process::id(), chrono::Utc::now().timestamp_micros());
     let (prod, _dev, watch) = two_namespaces(dir.path(), 1_500, 1_000);
