@@ -51,6 +51,9 @@ fn every_record_once_in_kafka_across_a_collector_kill() {
     assert_eq!(messages[0].content_type.as_deref(), Some("application/json"));
     let doc: Value = serde_json::from_slice(&prod_messages[0].payload).unwrap();
     assert_eq!(doc["namespace"], "prod");
+    // The message's timestamp is the record's own time.
+    let ts = chrono::DateTime::parse_from_rfc3339(doc["@timestamp"].as_str().unwrap()).unwrap();
+    assert_eq!(prod_messages[0].timestamp_ms, Some(ts.timestamp_millis()));
     assert!(doc["message"].as_str().unwrap().contains("prod line"), "{doc}");
     assert!(metric(&base, "sluice_sink_kafka_delivered_total") >= 2_500.0);
 

@@ -34,6 +34,8 @@ pub struct Received {
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub content_type: Option<String>,
+    /// The message's timestamp, in milliseconds.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Every committed message of `topics` from the beginning (a topic not created yet has
@@ -79,6 +81,7 @@ pub fn read_committed(brokers: &str, topics: &[String]) -> Vec<Received> {
                 partition: m.partition(),
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 payload: m.payload().unwrap_or_default().to_vec(),
+                timestamp_ms: m.timestamp().to_millis(),
                 content_type: m.headers().and_then(|h| {
                     h.iter()
                         .find(|h| h.key == "content-type")

@@ -25,6 +25,9 @@ struct Pending {
     topic: String,
     key: String,
     payload: Vec<u8>,
+    /// The message's Kafka timestamp: its (first) record's time, in milliseconds, so that
+    /// time-based lookups (`offsetsForTimes`) and retention follow the logs' own clock.
+    timestamp_ms: i64,
 }
 
 pub struct KafkaSink {
@@ -107,7 +110,11 @@ impl KafkaSink {
                 key: CONTENT_TYPE,
                 value: Some(self.config.encoding.content_type()),
             });
-            let record = BaseRecord::to(&m.topic).key(&m.key).payload(&m.payload).headers(headers);
+            let record = BaseRecord::to(&m.topic)
+                .key(&m.key)
+                .payload(&m.payload)
+                .headers(headers)
+                .timestamp(m.timestamp_ms);
             match producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -216,7 +223,7 @@ impl KafkaSink {
                 if payload.len() > max || topic.is_empty() {
                     refuse(r, &topic, payload.len());
                 } else {
-                    out.push(Pending { topic, key: key(r), payload });
+                    out.push(Pending { topic, key: key(r), payload, timestamp_ms: millis(r) });
                 }
             }
             return (out, dead);
@@ -230,7 +237,7 @@ impl KafkaSink {
             let (topic, key) = (self.topic(r), key(r));
             let part = match encoding.part_len(r) {
                 Some(len) => Part::Record(r, len),
-                None => Part::Encoded(encoding.encode(r)),
+                None => Part::Encoded(encoding.encode(r), millis(r)),
             };
             if part.len() > max || topic.is_empty() {
                 refuse(r, &topic, part.len());
@@ -244,17 +251,24 @@ impl KafkaSink {
         }
         for (topic, key, parts) in groups {
             let mut payload: Vec<u8> = Vec::new();
+            let mut first_ms = parts.first().map_or(0, Part::millis);
             for part in parts {
                 if payload.len() + part.len() > max {
                     let full = std::mem::take(&mut payload);
-                    out.push(Pending { topic: topic.clone(), key: key.clone(), payload: full });
+                    out.push(Pending {
+                        topic: topic.clone(),
+                        key: key.clone(),
+                        payload: full,
+                        timestamp_ms: first_ms,
+                    });
+                    first_ms = part.millis();
                 }
                 match part {
                     Part::Record(r, _) => Encoding::encode_part_into(r, &mut payload),
-                    Part::Encoded(bytes) => payload.extend_from_slice(&bytes),
+                    Part::Encoded(bytes, _) => payload.extend_from_slice(&bytes),
                 }
             }
-            out.push(Pending { topic, key, payload });
+            out.push(Pending { topic, key, payload, timestamp_ms: first_ms });
         }
         (out, dead)
     }
@@ -333,18 +347,34 @@ impl Sink for KafkaSink {
     }
 }
 
+/// A record's time as a Kafka timestamp, never ahead of the collector's clock: brokers refuse
+/// timestamps too far in the future (`log.message.timestamp.after.max.ms`), and one refused
+/// message would fail its whole transaction again and again.
+fn millis(r: &LogRecord) -> i64 {
+    let now = crate::external::now_ns().div_euclid(1_000_000);
+    r.timestamp_ns.div_euclid(1_000_000).min(now)
+}
+
 /// One record's share of a batch message.
 enum Part<'r> {
     /// Encoded straight into the message (`protobuf-batch`), with its encoded length.
     Record(&'r LogRecord, usize),
-    Encoded(Vec<u8>),
+    /// Encoded already, with its record's time in milliseconds.
+    Encoded(Vec<u8>, i64),
 }
 
 impl Part<'_> {
     fn len(&self) -> usize {
         match self {
             Part::Record(_, len) => *len,
-            Part::Encoded(bytes) => bytes.len(),
+            Part::Encoded(bytes, _) => bytes.len(),
+        }
+    }
+
+    fn millis(&self) -> i64 {
+        match self {
+            Part::Record(r, _) => millis(r),
+            Part::Encoded(_, ms) => *ms,
         }
     }
 }
@@ -370,6 +400,14 @@ mod tests {
         assert_eq!(topic_name("logs-{namespace}", &r), "logs-prod");
         assert_eq!(topic_name("{cluster}.{pod}", &r), "none.___1");
         assert_eq!(topic_name(&"x".repeat(300), &r).len(), 249);
+    }
+
+    #[test]
+    fn message_times_are_the_records_but_never_in_the_future() {
+        let past = LogRecord { timestamp_ns: 1_796_032_800_123_456_789, ..LogRecord::default() };
+        assert_eq!(millis(&past), 1_796_032_800_123);
+        let future = LogRecord { timestamp_ns: i64::MAX, ..LogRecord::default() };
+        assert!(millis(&future) <= crate::external::now_ns() / 1_000_000);
     }
 
     #[test]
