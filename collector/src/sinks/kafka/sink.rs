@@ -347,9 +347,9 @@ impl Sink for KafkaSink {
     }
 }
 
-/// A record's time as a Kafka timestamp, never ahead of the collector's clock: brokers refuse
-/// timestamps too far in the future (`log.message.timestamp.after.max.ms`), and one refused
-/// message would fail its whole transaction again and again.
+/// A record's time as a Kafka timestamp, never ahead of the collector's clock: a broker can
+/// refuse timestamps too far in the future (`log.message.timestamp.after.max.ms`), and one
+/// refused message would fail its whole transaction again and again.
 fn millis(r: &LogRecord) -> i64 {
     let now = crate::external::now_ns().div_euclid(1_000_000);
     r.timestamp_ns.div_euclid(1_000_000).min(now)
