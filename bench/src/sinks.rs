@@ -5,7 +5,7 @@
 //! wall time until the sink's lag is zero, the collector's CPU seconds and peak RSS.
 //! Throughput is in raw log bytes, like the other benches.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,9 @@ pub(crate) fn sinks(args: SinksArgs) -> anyhow::Result<()> {
             metric(&base, "sluice_collector_blackhole_records_total") as u64 >= generated.records
         })?;
     }
-    let wal_bytes = dir_size(&filled.join("wal"));
+    let mut wal_files = std::collections::BTreeMap::new();
+    crate::dir_bytes(&filled.join("wal"), &mut wal_files);
+    let wal_bytes: u64 = wal_files.values().sum();
 
     let run_id = format!("{}x{}", std::process::id(), chrono::Utc::now().timestamp());
     let mut cases: Vec<(String, Vec<String>, &str)> =
@@ -178,14 +180,4 @@ pub(crate) fn sinks(args: SinksArgs) -> anyhow::Result<()> {
         );
     }
     crate::write_report(&args.out, &report)
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
 }

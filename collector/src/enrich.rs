@@ -42,18 +42,13 @@ struct Entry {
 /// Pods by uid, filled by [`watch_pods`].
 pub struct PodCache {
     pods: RwLock<HashMap<String, Entry>>,
-    relists: std::sync::atomic::AtomicU64,
     /// True once the first list is in.
     listed: watch::Sender<bool>,
 }
 
 impl Default for PodCache {
     fn default() -> Self {
-        Self {
-            pods: RwLock::default(),
-            relists: Default::default(),
-            listed: watch::channel(false).0,
-        }
+        Self { pods: RwLock::default(), listed: watch::channel(false).0 }
     }
 }
 
@@ -93,7 +88,8 @@ impl PodCache {
         metrics::counter!("sluice_enrich_misses_total").increment(misses);
     }
 
-    pub fn get(&self, uid: &str) -> Option<Arc<PodInfo>> {
+    #[cfg(test)]
+    fn get(&self, uid: &str) -> Option<Arc<PodInfo>> {
         self.pods.read().expect("pod cache poisoned").get(uid).map(|e| e.info.clone())
     }
 
@@ -174,7 +170,7 @@ pub async fn watch_pods(client: Client, cache: Arc<PodCache>, mut stop: watch::R
             event = events.next() => match event {
                 None => return,
                 Some(Ok(Event::Init)) => {
-                    generation = cache.relists.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    generation += 1;
                 }
                 Some(Ok(Event::InitApply(pod) | Event::Apply(pod))) => cache.apply(&pod, generation),
                 Some(Ok(Event::Delete(pod))) => cache.delete(&pod),

@@ -89,36 +89,24 @@ pub async fn run(
 }
 
 fn consumer(config: &KafkaSourceConfig) -> Result<StreamConsumer<Context>, String> {
-    let mut client = client_config(&config.brokers, &[]);
+    let mut settings = vec![
+        ("group.id", config.group.clone()),
+        ("enable.auto.commit", "false".to_owned()),
+        ("auto.offset.reset", "earliest".to_owned()),
+        ("isolation.level", "read_committed".to_owned()),
+    ];
     if let Some(id) = &config.instance_id {
-        client.set("group.instance.id", id);
+        settings.push(("group.instance.id", id.clone()));
     }
-    let consumer: StreamConsumer<Context> = client
-        .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .extend_options(&config.options)
-        .create_with_context(Context)
-        .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", config.brokers))?;
+    let consumer: StreamConsumer<Context> =
+        client_config(&config.brokers, &settings, &config.options)
+            .create_with_context(Context)
+            .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", config.brokers))?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
         .map_err(|e| format!("cannot subscribe to {:?}: {e}", config.topics))?;
     Ok(consumer)
-}
-
-trait ExtendOptions {
-    fn extend_options(&mut self, options: &[(String, String)]) -> &mut Self;
-}
-
-impl ExtendOptions for rdkafka::ClientConfig {
-    fn extend_options(&mut self, options: &[(String, String)]) -> &mut Self {
-        for (k, v) in options {
-            self.set(k, v);
-        }
-        self
-    }
 }
 
 async fn consume(

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::enrich::PodCache;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 use crate::wal::Wal;
 use crate::{CollectorError, wal_frame};
 
@@ -211,26 +211,54 @@ fn healthy(sink: &str, ok: bool) {
     });
 }
 
+/// The runner's side of a failed sink call: counted, marked unhealthy, logged, then a capped
+/// exponential pause.
+struct Backoff {
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { delay: RETRY_START }
+    }
+
+    /// Records the failure and waits; false if the collector stops first (or `last` says not
+    /// to wait at all).
+    async fn failed(
+        &mut self,
+        sink: &str,
+        what: &str,
+        error: &SinkError,
+        stop: &mut watch::Receiver<bool>,
+        last: bool,
+    ) -> bool {
+        metrics::counter!("sluice_sink_errors_total", "sink" => sink.to_owned()).increment(1);
+        healthy(sink, false);
+        tracing::warn!(sink, %error, retry_in_ms = self.delay.as_millis() as u64, "{what}");
+        if last {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(self.delay) => {}
+            _ = stop.wait_for(|s| *s) => return false,
+        }
+        self.delay = (self.delay * 2).min(RETRY_MAX);
+        true
+    }
+}
+
 /// Retries until the sink opens; `None` if the collector stops first.
 async fn open_with_retry(sink: &mut dyn Sink, stop: &mut watch::Receiver<bool>) -> Option<u64> {
-    let mut delay = RETRY_START;
+    let mut backoff = Backoff::new();
     loop {
         match sink.open().await {
             Ok(position) => {
                 healthy(sink.name(), true);
                 return Some(position);
             }
-            Err(e) => {
-                metrics::counter!("sluice_sink_errors_total", "sink" => sink.name().to_owned())
-                    .increment(1);
-                healthy(sink.name(), false);
-                tracing::warn!(sink = sink.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "cannot open the sink");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => return None,
-                }
-                delay = (delay * 2).min(RETRY_MAX);
-            }
+            Err(e)
+                if backoff.failed(sink.name(), "cannot open the sink", &e, stop, false).await => {}
+            Err(_) => return None,
         }
     }
 }
@@ -242,24 +270,15 @@ async fn write_with_retry(
     end: u64,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    let mut delay = RETRY_START;
+    let mut backoff = Backoff::new();
     loop {
         match sink.write(records.clone(), end).await {
             Ok(()) => {
                 healthy(sink.name(), true);
                 return true;
             }
-            Err(e) => {
-                metrics::counter!("sluice_sink_errors_total", "sink" => sink.name().to_owned())
-                    .increment(1);
-                healthy(sink.name(), false);
-                tracing::warn!(sink = sink.name(), error = %e, retry_in_ms = delay.as_millis() as u64, "sink write failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => return false,
-                }
-                delay = (delay * 2).min(RETRY_MAX);
-            }
+            Err(e) if backoff.failed(sink.name(), "sink write failed", &e, stop, false).await => {}
+            Err(_) => return false,
         }
     }
 }
@@ -270,27 +289,15 @@ async fn flush_with_retry(
     stop: &mut watch::Receiver<bool>,
     last: bool,
 ) -> Option<u64> {
-    let mut delay = RETRY_START;
+    let mut backoff = Backoff::new();
     loop {
         match sink.flush().await {
             Ok(position) => {
                 healthy(sink.name(), true);
                 return Some(position);
             }
-            Err(e) => {
-                healthy(sink.name(), false);
-                metrics::counter!("sluice_sink_errors_total", "sink" => sink.name().to_owned())
-                    .increment(1);
-                tracing::warn!(sink = sink.name(), error = %e, "sink flush failed");
-                if last {
-                    return None;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => return None,
-                }
-                delay = (delay * 2).min(RETRY_MAX);
-            }
+            Err(e) if backoff.failed(sink.name(), "sink flush failed", &e, stop, last).await => {}
+            Err(_) => return None,
         }
     }
 }

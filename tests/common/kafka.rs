@@ -128,7 +128,6 @@ pub fn produce(brokers: &str, topic: &str, messages: &[(Option<String>, Vec<u8>,
         if let Some(k) = key {
             record = record.key(k);
         }
-        let mut record = record;
         loop {
             match producer.send(record) {
                 Ok(()) => break,

@@ -61,10 +61,17 @@ impl ProducerContext for Context {
 
 pub(super) type Producer = ThreadedProducer<Context>;
 
-/// The settings every client of `config` starts from: brokers, then the user's options.
-pub(crate) fn client_config(brokers: &str, options: &[(String, String)]) -> ClientConfig {
+/// A client of `brokers` with `settings`, then the user's `options`, which win.
+pub(crate) fn client_config(
+    brokers: &str,
+    settings: &[(&str, String)],
+    options: &[(String, String)],
+) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers).set_log_level(RDKafkaLogLevel::Warning);
+    for (k, v) in settings {
+        c.set(*k, v);
+    }
     for (k, v) in options {
         c.set(k, v);
     }
@@ -73,32 +80,26 @@ pub(crate) fn client_config(brokers: &str, options: &[(String, String)]) -> Clie
 
 /// A transactional producer with `config`'s id, its earlier incarnations fenced.
 pub(super) fn producer(config: &KafkaConfig) -> Result<Producer, String> {
-    let mut c = ClientConfig::new();
     let request_max = config.max_message_bytes + MESSAGE_OVERHEAD;
-    c.set("bootstrap.servers", &config.brokers)
-        .set_log_level(RDKafkaLogLevel::Warning)
-        .set("transactional.id", &config.transactional_id)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", config.compression.codec())
-        // zstd's level 1 compresses logs nearly as well as its default 3 for about half the
-        // CPU (bench/: `sluice-bench sinks`); other codecs keep their defaults.
-        .set(
-            "compression.level",
-            if config.compression == KafkaCompression::Zstd { "1" } else { "-1" },
-        )
-        .set("linger.ms", config.linger.as_millis().to_string())
-        .set("batch.size", config.batch_bytes.min(request_max).to_string())
-        .set("message.max.bytes", request_max.to_string())
+    // zstd's level 1 compresses logs nearly as well as its default 3 for about half the CPU
+    // (bench/: `sluice-bench sinks`); other codecs keep their defaults.
+    let level = if config.compression == KafkaCompression::Zstd { "1" } else { "-1" };
+    let settings = [
+        ("transactional.id", config.transactional_id.clone()),
+        ("enable.idempotence", "true".to_owned()),
+        ("acks", "all".to_owned()),
+        ("compression.type", config.compression.codec().to_owned()),
+        ("compression.level", level.to_owned()),
+        ("linger.ms", config.linger.as_millis().to_string()),
+        ("batch.size", config.batch_bytes.min(request_max).to_string()),
+        ("message.max.bytes", request_max.to_string()),
         // What waits in librdkafka's queue; beyond it `send` says QueueFull and the sink waits.
-        .set("queue.buffering.max.kbytes", "65536")
-        .set("queue.buffering.max.messages", "500000")
-        .set("transaction.timeout.ms", "60000")
-        .set("message.timeout.ms", "55000");
-    for (k, v) in &config.options {
-        c.set(k, v);
-    }
-    let producer: Producer = c
+        ("queue.buffering.max.kbytes", "65536".to_owned()),
+        ("queue.buffering.max.messages", "500000".to_owned()),
+        ("transaction.timeout.ms", "60000".to_owned()),
+        ("message.timeout.ms", "55000".to_owned()),
+    ];
+    let producer: Producer = client_config(&config.brokers, &settings, &config.options)
         .create_with_context(Context)
         .map_err(|e| format!("cannot create a Kafka producer for {}: {e}", config.brokers))?;
     rdkafka::producer::Producer::init_transactions(&producer, CALL_TIMEOUT).map_err(|e| {
@@ -112,7 +113,7 @@ pub(super) fn producer(config: &KafkaConfig) -> Result<Producer, String> {
 
 /// Creates the cursor topic (one partition, compacted) unless it exists.
 pub(super) async fn ensure_cursor_topic(config: &KafkaConfig) -> Result<(), String> {
-    let admin: AdminClient<_> = client_config(&config.brokers, &config.options)
+    let admin: AdminClient<_> = client_config(&config.brokers, &[], &config.options)
         .create_with_context(Context)
         .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
     let topic = NewTopic::new(&config.cursor_topic, 1, TopicReplication::Fixed(-1))
@@ -135,13 +136,16 @@ pub(super) async fn ensure_cursor_topic(config: &KafkaConfig) -> Result<(), Stri
 /// The WAL position the last committed transaction of `config.transactional_id` reached,
 /// read with `read_committed` to the end of the cursor topic; `None` before the first one.
 pub(super) fn read_cursor(config: &KafkaConfig) -> Result<Option<u64>, String> {
-    let consumer: BaseConsumer<Context> = client_config(&config.brokers, &config.options)
-        .set("group.id", format!("{}-cursor", config.transactional_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create_with_context(Context)
-        .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
+    let settings = [
+        ("group.id", format!("{}-cursor", config.transactional_id)),
+        ("enable.auto.commit", "false".to_owned()),
+        ("isolation.level", "read_committed".to_owned()),
+        ("enable.partition.eof", "true".to_owned()),
+    ];
+    let consumer: BaseConsumer<Context> =
+        client_config(&config.brokers, &settings, &config.options)
+            .create_with_context(Context)
+            .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(&config.cursor_topic, 0, Offset::Beginning)
