@@ -35,6 +35,9 @@ pub(crate) struct SinksArgs {
     /// Where the JSON report goes.
     #[arg(long, default_value = "bench/results/sinks.json")]
     out: PathBuf,
+    /// Run only the sinks whose row name contains this (for example `protobuf-batch`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,10 +94,14 @@ pub(crate) fn sinks(args: SinksArgs) -> anyhow::Result<()> {
     let mut cases: Vec<(String, Vec<String>, &str)> =
         vec![("index (local tantivy)".to_owned(), vec![], "index")];
     if let Some(brokers) = args.kafka.as_ref().filter(|b| !b.is_empty()) {
-        for (encoding, compression) in
-            [("json", "zstd"), ("protobuf", "lz4"), ("protobuf-batch", "zstd"), ("ndjson", "zstd")]
-        {
-            let id = format!("bench-{run_id}-{encoding}");
+        for (encoding, compression) in [
+            ("json", "zstd"),
+            ("protobuf", "lz4"),
+            ("protobuf-batch", "zstd"),
+            ("protobuf-batch", "lz4"),
+            ("ndjson", "zstd"),
+        ] {
+            let id = format!("bench-{run_id}-{encoding}-{compression}");
             cases.push((
                 format!("kafka ({encoding}, {compression})"),
                 [
@@ -127,6 +134,9 @@ pub(crate) fn sinks(args: SinksArgs) -> anyhow::Result<()> {
         ));
     }
 
+    if let Some(only) = &args.only {
+        cases.retain(|(name, _, _)| name.contains(only.as_str()));
+    }
     let mb = generated.bytes as f64 / 1e6;
     let mut rows = Vec::new();
     for (name, flags, sink) in cases {

@@ -133,6 +133,7 @@ pub async fn run_sink(
             if let Some(pods) = &pods {
                 pods.enrich(&mut records);
             }
+            let records = Arc::new(records);
             if !write_with_retry(sink.as_mut(), records, reader.position(), &mut stop).await {
                 break;
             }
@@ -266,7 +267,7 @@ async fn open_with_retry(sink: &mut dyn Sink, stop: &mut watch::Receiver<bool>) 
 /// Retries until the sink takes the records; false if the collector is stopping.
 async fn write_with_retry(
     sink: &mut dyn Sink,
-    records: Vec<sluice_proto::LogRecord>,
+    records: Arc<Vec<sluice_proto::LogRecord>>,
     end: u64,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {

@@ -86,9 +86,19 @@ impl LogBatch {
 
     /// Every record of the batch: its plain records, then those of its blocks in order.
     pub fn into_records(self) -> Result<Vec<LogRecord>, BlockError> {
+        // The blocks are decoded before the result is sized: growing a vector of thousands
+        // of records step by step copied it several times over.
+        let blocks = self
+            .zstd_blocks
+            .iter()
+            .enumerate()
+            .map(|(index, block)| {
+                decode_block(block).map_err(|reason| BlockError { index, reason })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut records = self.records;
-        for (index, block) in self.zstd_blocks.iter().enumerate() {
-            let block = decode_block(block).map_err(|reason| BlockError { index, reason })?;
+        records.reserve_exact(blocks.iter().map(|b| b.records.len()).sum());
+        for block in blocks {
             records.extend(block.into_records());
         }
         Ok(records)

@@ -2,6 +2,8 @@
 //! measuring agents and ingest without the cost of indexing (Vector's `blackhole` sink).
 //! Batches are still durable in the WAL before the agent's ack; only indexing is skipped.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sluice_proto::LogRecord;
 
@@ -29,7 +31,7 @@ impl Sink for BlackholeSink {
         Ok(self.start)
     }
 
-    async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
+    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError> {
         metrics::counter!("sluice_collector_blackhole_records_total")
             .increment(records.len() as u64);
         self.covered = end;
@@ -54,7 +56,7 @@ mod tests {
         let mut sink = BlackholeSink::new(40);
         assert_eq!(sink.open().await.unwrap(), 40);
         assert_eq!(sink.flush().await.unwrap(), 40);
-        sink.write(vec![LogRecord::default(); 3], 90).await.unwrap();
+        sink.write(Arc::new(vec![LogRecord::default(); 3]), 90).await.unwrap();
         assert_eq!(sink.flush().await.unwrap(), 90);
     }
 }

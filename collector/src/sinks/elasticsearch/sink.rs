@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -97,14 +98,14 @@ impl Sink for ElasticsearchSink {
         Ok(self.resume)
     }
 
-    async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
+    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError> {
         // Memory stays bounded when Elasticsearch is slow or away: past a few bulk requests'
         // worth, send before taking more; a failure refuses these records (the runner offers
         // them again), so nothing is held twice.
         if self.pending_bytes() >= PENDING_BATCHES * self.config.batch_bytes {
             self.send().await?;
         }
-        for r in &records {
+        for r in records.iter() {
             let index = index_name(&self.config.index, r);
             let id = r.id().to_string();
             // `create` and the record's own id: a resend is refused with 409, not stored twice.

@@ -65,11 +65,11 @@ impl Sink for IndexSink {
         Ok(self.resume)
     }
 
-    async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
+    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError> {
         let (indexed, duplicates) = self
             .blocking(move |writer| {
                 let (mut indexed, mut duplicates) = (0u64, 0u64);
-                for record in &records {
+                for record in records.iter() {
                     match writer.add(record, end)? {
                         Added::Indexed => indexed += 1,
                         Added::Duplicate => duplicates += 1,

@@ -250,11 +250,14 @@ impl KafkaSink {
             groups[i].2.push(part);
         }
         for (topic, key, parts) in groups {
-            let mut payload: Vec<u8> = Vec::new();
+            // Each message is sized once: growing megabyte payloads by doubling cost more
+            // than encoding them (fresh pages to zero, copies).
+            let mut left: usize = parts.iter().map(Part::len).sum();
+            let mut payload: Vec<u8> = Vec::with_capacity(left.min(max));
             let mut first_ms = parts.first().map_or(0, Part::millis);
             for part in parts {
                 if payload.len() + part.len() > max {
-                    let full = std::mem::take(&mut payload);
+                    let full = std::mem::replace(&mut payload, Vec::with_capacity(left.min(max)));
                     out.push(Pending {
                         topic: topic.clone(),
                         key: key.clone(),
@@ -263,6 +266,7 @@ impl KafkaSink {
                     });
                     first_ms = part.millis();
                 }
+                left -= part.len();
                 match part {
                     Part::Record(r, _) => Encoding::encode_part_into(r, &mut payload),
                     Part::Encoded(bytes, _) => payload.extend_from_slice(&bytes),
@@ -296,7 +300,7 @@ impl Sink for KafkaSink {
         Ok(cursor)
     }
 
-    async fn write(&mut self, records: Vec<LogRecord>, end: u64) -> Result<(), SinkError> {
+    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError> {
         if self.pending_bytes >= self.config.transaction_bytes {
             self.commit().await?;
         }
