@@ -1,7 +1,8 @@
 //! The Kafka sink against a real Apache Kafka broker (`scripts/test-servers start`, which
 //! `scripts/test` runs; `KAFKA_BROKERS` says where): every record exactly once as a
 //! `read_committed` consumer sees it — also across a `kill -9` of `sluice up` mid-stream and
-//! a `kill -9` and restart of the broker (one of the test's own) mid-stream.
+//! a `kill -9` and restart of the broker (one of the test's own) mid-stream, and with
+//! `protobuf-batch`, which forwards the agents' compressed blocks undecoded.
 
 mod common;
 
@@ -66,6 +67,31 @@ fn every_record_once_in_kafka_across_a_collector_kill() {
     let messages = wait_for_messages(&brokers, &topics, 5_500, Duration::from_secs(90));
     assert_eq!(messages.len(), 5_500, "each record exactly once");
     assert_eq!(ids(&messages).len(), 5_500);
+}
+
+#[test]
+fn forwarded_blocks_exactly_once_across_a_collector_kill() {
+    let brokers = brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("blocks");
+    let (prod, _dev, watch) = two_namespaces(dir.path(), 1_500, 1_000);
+    let data = dir.path().join("data");
+    let args = sink_args(&brokers, &topic, "protobuf-batch");
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (mut up, _base) = start_up_with(&data, std::slice::from_ref(&watch), &args);
+    let records = || batches(&brokers, &topic).into_iter().flat_map(|(_, _, r)| r);
+    let count = |wanted: usize| {
+        wait_until(Duration::from_secs(90), "records in Kafka", || records().count() >= wanted);
+        std::thread::sleep(Duration::from_secs(1));
+        let ids: HashSet<_> = records().map(|r| r.id()).collect();
+        (records().count(), ids.len())
+    };
+    assert_eq!(count(2_500), (2_500, 2_500));
+    append(&prod, &cri_lines("prod", 3_000, 20_000, 2_700));
+    std::thread::sleep(Duration::from_millis(500));
+    up.kill9();
+    let (_up, _base) = start_up_with(&data, std::slice::from_ref(&watch), &args);
+    assert_eq!(count(5_500), (5_500, 5_500), "each record exactly once");
 }
 
 #[test]

@@ -3,16 +3,19 @@
 //! broker (whose JSON documents show what every sink gets): records carry their pod's labels
 //! and controller; a label change reaches later records through the watch, a change the
 //! watch could not deliver (history compacted: `410 Expired`) through a fresh list, and a
-//! deleted pod's late lines keep its metadata. Without a cluster nothing changes.
+//! deleted pod's late lines keep its metadata. `protobuf-batch` forwards the agents'
+//! blocks undecoded, with the metadata beside them. Without a cluster nothing changes.
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use common::kafka::*;
 use common::kube::*;
 use common::*;
 use serde_json::Value;
+use sluice_proto::LogRecord;
 
 /// `prod/pay-1` (uid `u1`, a ReplicaSet's) or `dev/pay-2` (uid `u2`, a StatefulSet's), with
 /// `version` as a label.
@@ -49,16 +52,16 @@ fn docs_with(brokers: &str, topic: &str, needle: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `sluice up` watching `watch`, its cluster the one `kubeconfig` names, sending to `topic`.
+/// `sluice up` watching `watch`, its cluster the one `kubeconfig` names, sending to `topic`
+/// in `encoding`.
 fn up_with_kafka(
     dir: &std::path::Path,
     watch: &str,
     kubeconfig: &std::path::Path,
-    brokers: &str,
-    topic: &str,
+    (brokers, topic, encoding): (&str, &str, &str),
 ) -> (Proc, String) {
-    let args = ["--kafka", brokers, "--kafka-topic", topic, "--kafka-transactional-id", topic];
-    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    let args = sink_args(brokers, topic, encoding);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     start_up_with_env(
         &dir.join("data"),
         &[watch.to_owned()],
@@ -77,7 +80,7 @@ fn records_carry_their_pods_labels_and_owner_through_watch_and_relist() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = kube.kubeconfig(dir.path());
     let (prod, dev_file, watch) = two_namespaces(dir.path(), 100, 100);
-    let (_up, base) = up_with_kafka(dir.path(), &watch, &kubeconfig, &brokers, &topic);
+    let (_up, base) = up_with_kafka(dir.path(), &watch, &kubeconfig, (&brokers, &topic, "json"));
     wait_for_messages(&brokers, std::slice::from_ref(&topic), 200, Duration::from_secs(60));
     let first = docs_with(&brokers, &topic, "prod line 7 ");
     assert_eq!(first.len(), 1);
@@ -120,6 +123,43 @@ fn records_carry_their_pods_labels_and_owner_through_watch_and_relist() {
 }
 
 #[test]
+fn forwarded_blocks_carry_their_pods_metadata() {
+    let kube = FakeKube::start();
+    kube.apply(&pay("1"));
+    kube.apply(&dev("1"));
+    let brokers = brokers();
+    let topic = unique("blocks");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kube.kubeconfig(dir.path());
+    let (_prod, _dev, watch) = two_namespaces(dir.path(), 300, 200);
+    let kafka = (brokers.as_str(), topic.as_str(), "protobuf-batch");
+    let (_up, _base) = up_with_kafka(dir.path(), &watch, &kubeconfig, kafka);
+    wait_until(Duration::from_secs(60), "500 records in Kafka", || {
+        batches(&brokers, &topic).iter().map(|(_, _, r)| r.len()).sum::<usize>() >= 500
+    });
+    let all = batches(&brokers, &topic);
+    let records: Vec<&LogRecord> = all.iter().flat_map(|(_, _, r)| r).collect();
+    assert_eq!(records.len(), 500);
+    assert_eq!(records.iter().map(|r| r.id()).collect::<HashSet<_>>().len(), 500);
+    for (message, batch, records) in &all {
+        assert!(batch.records.is_empty() && batch.zstd_blocks.len() == 1, "a block as it came");
+        let pod = &records[0];
+        assert_eq!(message.key.as_deref(), Some(format!("{}/{}", pod.namespace, pod.pod).as_str()));
+        let (app, owner) = match pod.namespace.as_str() {
+            "prod" => ("pay", "ReplicaSet/pay-7d9f8"),
+            _ => ("pay-dev", "StatefulSet/pay-dev"),
+        };
+        for r in records {
+            assert_eq!(
+                (r.namespace.as_str(), r.labels["app"].as_str()),
+                (pod.namespace.as_str(), app)
+            );
+            assert_eq!(r.owner, owner);
+        }
+    }
+}
+
+#[test]
 fn a_wrong_token_or_no_cluster_leaves_records_as_they_are() {
     let kube = FakeKube::start();
     kube.apply(&pay("1"));
@@ -132,7 +172,7 @@ fn a_wrong_token_or_no_cluster_leaves_records_as_they_are() {
         .replace(&kube.token, "wrong-token-0123456789");
     std::fs::write(&kubeconfig, text).unwrap();
     let (_prod, _dev, watch) = two_namespaces(dir.path(), 50, 50);
-    let (_up, base) = up_with_kafka(dir.path(), &watch, &kubeconfig, &brokers, &topic);
+    let (_up, base) = up_with_kafka(dir.path(), &watch, &kubeconfig, (&brokers, &topic, "json"));
     let all =
         wait_for_messages(&brokers, std::slice::from_ref(&topic), 100, Duration::from_secs(60));
     assert_eq!(all.len(), 100, "records flow while the watch is refused");

@@ -223,6 +223,7 @@ impl Shipper {
             sequence: self.sequence,
             records: Vec::new(),
             zstd_blocks: blocks,
+            enrichment: None,
         };
         Outgoing { request, end, resume, records }
     }

@@ -88,8 +88,8 @@ impl PodCache {
         metrics::counter!("sluice_enrich_misses_total").increment(misses);
     }
 
-    #[cfg(test)]
-    fn get(&self, uid: &str) -> Option<Arc<PodInfo>> {
+    /// What is known of the pod `uid`.
+    pub fn info(&self, uid: &str) -> Option<Arc<PodInfo>> {
         self.pods.read().expect("pod cache poisoned").get(uid).map(|e| e.info.clone())
     }
 
@@ -247,8 +247,8 @@ mod tests {
         // A relist that does not return u2 means it went while the watch was down.
         cache.apply(&pod("u3", "web"), 2);
         cache.relisted(2);
-        assert!(cache.get("u2").is_some());
+        assert!(cache.info("u2").is_some());
         assert_eq!(cache.sweep(Duration::ZERO), 1);
-        assert!(cache.get("u3").is_some());
+        assert!(cache.info("u3").is_some());
     }
 }

@@ -11,9 +11,10 @@
 //! - [`bulk`] (Elasticsearch `_bulk`) and [`otlp`] (OTLP/HTTP and OTLP/gRPC logs): receivers
 //!   for other clients, made durable through [`external`]; [`kafka_source`]: a consumer
 //!   group feeding the WAL, committing offsets once every sink holds what it read.
-//! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds.
-//! - [`runner`]: one task per sink, from its cursor, with retries and flushes; records get
-//!   their pod's labels, node and owner from [`enrich`] (a cluster-wide pod watch) on the way.
+//! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds, and
+//!   the [`wal_frame::Frame`] sinks take: records decoded on first use, with their pod's
+//!   labels, node and owner from [`enrich`] (a cluster-wide pod watch).
+//! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
 //! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks (`index`, the local store;
 //!   `elasticsearch`; `kafka`; `blackhole`, for benchmarks).
 //! - [`error`]: the crate's error type.

@@ -1,8 +1,8 @@
 //! Feeds each sink from its own WAL cursor, so a slow or failing sink never holds up another
 //! and never loses its place.
 //!
-//! A runner reads frames from where its sink said it is durable, hands their records to the
-//! sink, and asks it to flush at the sink's interval. Only a flushed position counts: it is
+//! A runner reads frames from where its sink said it is durable, hands them to the sink (see
+//! [`Frame`]), and asks it to flush at the sink's interval. Only a flushed position counts: it is
 //! what the runner publishes for WAL clean-up, and what the sink resumes from after a crash.
 
 use std::collections::HashMap;
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::enrich::PodCache;
 use crate::sink::{Sink, SinkError};
 use crate::wal::Wal;
+use crate::wal_frame::Frame;
 use crate::{CollectorError, wal_frame};
 
 /// Frames handled between two looks at the flush clock.
@@ -120,21 +121,15 @@ pub async fn run_sink(
                     break;
                 }
             };
-            let mut records = match wal_frame::decode_batch_at(&payload, at)
-                .and_then(|batch| batch.into_records().map_err(|e| e.to_string()))
-            {
-                Ok(records) => records,
+            let frame = match wal_frame::decode_batch_at(&payload, at) {
+                Ok(batch) => Arc::new(Frame::new(batch, at, pods.clone())),
                 Err(reason) => {
-                    tracing::error!(sink = %name, position = reader.position(), reason, "skipping an undecodable WAL frame");
+                    tracing::error!(sink = %name, position = at, reason, "skipping an undecodable WAL frame");
                     metrics::counter!("sluice_collector_wal_undecodable_frames_total").increment(1);
                     continue;
                 }
             };
-            if let Some(pods) = &pods {
-                pods.enrich(&mut records);
-            }
-            let records = Arc::new(records);
-            if !write_with_retry(sink.as_mut(), records, reader.position(), &mut stop).await {
+            if !write_with_retry(sink.as_mut(), frame, reader.position(), &mut stop).await {
                 break;
             }
             dirty = true;
@@ -267,13 +262,13 @@ async fn open_with_retry(sink: &mut dyn Sink, stop: &mut watch::Receiver<bool>) 
 /// Retries until the sink takes the records; false if the collector is stopping.
 async fn write_with_retry(
     sink: &mut dyn Sink,
-    records: Arc<Vec<sluice_proto::LogRecord>>,
+    frame: Arc<Frame>,
     end: u64,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let mut backoff = Backoff::new();
     loop {
-        match sink.write(records.clone(), end).await {
+        match sink.write(frame.clone(), end).await {
             Ok(()) => {
                 healthy(sink.name(), true);
                 return true;

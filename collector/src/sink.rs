@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sluice_proto::LogRecord;
+
+use crate::wal_frame::Frame;
 
 /// Why a sink could not take records; the runner retries the same records after a pause.
 #[derive(Debug, thiserror::Error)]
@@ -20,11 +21,10 @@ pub trait Sink: Send {
     /// until it succeeds, so a server that is down at start-up delays only this sink.
     async fn open(&mut self) -> Result<u64, SinkError>;
 
-    /// Takes the records of one WAL frame; `end` is the position just past that frame.
-    /// Records may be ones the sink already has (replays); it must not store them twice.
-    /// They are shared, not owned: the runner offers the same ones again after a failure,
-    /// and a deep copy per write cost the Kafka sink an eighth of its CPU.
-    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError>;
+    /// Takes one WAL frame; `end` is the position just past it. Its records may be ones the
+    /// sink already has (replays); it must not store them twice. The frame is shared: the
+    /// runner offers the same one again after a failure, decoded at most once.
+    async fn write(&mut self, frame: Arc<Frame>, end: u64) -> Result<(), SinkError>;
 
     /// Makes everything written durable; returns the WAL position now covered.
     async fn flush(&mut self) -> Result<u64, SinkError>;

@@ -5,9 +5,16 @@
 //! records' offsets are their index in the batch, and decoding turns them into
 //! `(frame position << 20) + index`. The frame's position in the WAL never changes, so a
 //! replay after a crash gives the same ids, and the index keeps each record once.
+//!
+//! Sinks take a frame as a [`Frame`]: its records are decoded (and given their pod metadata)
+//! on first use, so a sink that forwards an agent's blocks as they are never pays for it.
+
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prost::Message;
-use sluice_proto::LogBatch;
+use sluice_proto::{LogBatch, LogRecord};
+
+use crate::enrich::PodCache;
 
 const KIND_LOG_BATCH: u8 = 1;
 const KIND_EXTERNAL_BATCH: u8 = 2;
@@ -52,10 +59,85 @@ pub fn decode_batch_at(payload: &[u8], position: u64) -> Result<LogBatch, String
     }
 }
 
+/// One WAL frame as its sinks take it.
+pub struct Frame {
+    /// The frame's WAL position, for logs.
+    position: u64,
+    /// Taken by the first [`Frame::records`].
+    plain: Mutex<Vec<LogRecord>>,
+    zstd_blocks: Vec<Vec<u8>>,
+    enrichment: Option<LogRecord>,
+    /// Whether the blocks are all the frame holds (an agent's batch).
+    only_blocks: bool,
+    pods: Option<Arc<PodCache>>,
+    records: OnceLock<Vec<LogRecord>>,
+}
+
+impl Frame {
+    /// The frame at WAL `position`; `pods` adds labels, owner and node to its records.
+    pub fn new(batch: LogBatch, position: u64, pods: Option<Arc<PodCache>>) -> Self {
+        let only_blocks =
+            batch.records.is_empty() && batch.enrichment.is_none() && !batch.zstd_blocks.is_empty();
+        Self {
+            position,
+            only_blocks,
+            plain: Mutex::new(batch.records),
+            zstd_blocks: batch.zstd_blocks,
+            enrichment: batch.enrichment,
+            pods,
+            records: OnceLock::new(),
+        }
+    }
+
+    /// A frame of these records as they are.
+    pub fn of_records(records: Vec<LogRecord>) -> Self {
+        Self::new(LogBatch { records, ..LogBatch::default() }, 0, None)
+    }
+
+    /// Every record, decoded and enriched once. A frame whose blocks do not decode (blocks
+    /// are checked on arrival, so only damage the WAL's CRC missed) has none: it is logged,
+    /// counted and skipped rather than retried for ever.
+    pub fn records(&self) -> &[LogRecord] {
+        self.records.get_or_init(|| {
+            let plain = std::mem::take(&mut *self.plain.lock().expect("frame poisoned"));
+            match sluice_proto::block::expand(plain, &self.zstd_blocks, self.enrichment.as_ref())
+            {
+                Ok(mut records) => {
+                    if let Some(pods) = &self.pods {
+                        pods.enrich(&mut records);
+                    }
+                    records
+                }
+                Err(e) => {
+                    tracing::error!(position = self.position, error = %e, "skipping an undecodable WAL frame");
+                    metrics::counter!("sluice_collector_wal_undecodable_frames_total")
+                        .increment(1);
+                    Vec::new()
+                }
+            }
+        })
+    }
+
+    /// The frame's compressed blocks as the agent sent them, when they are all it holds.
+    pub fn blocks(&self) -> Option<&[Vec<u8>]> {
+        self.only_blocks.then_some(self.zstd_blocks.as_slice())
+    }
+
+    /// The pod metadata [`Frame::records`] would add to records of the pod `uid`, as a
+    /// batch's enrichment.
+    pub fn pod_metadata(&self, uid: &str) -> Option<LogRecord> {
+        let info = self.pods.as_ref()?.info(uid)?;
+        Some(LogRecord {
+            labels: info.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            owner: info.owner.clone(),
+            node: info.node.clone(),
+            ..LogRecord::default()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use sluice_proto::LogRecord;
-
     use super::*;
 
     #[test]
@@ -65,6 +147,7 @@ mod tests {
             sequence: 3,
             records: vec![LogRecord { message: "订单".into(), ..LogRecord::default() }],
             zstd_blocks: vec![b"kept as sent".to_vec()],
+            ..LogBatch::default()
         };
         assert_eq!(decode_batch_at(&encode_batch(&batch), 0).unwrap(), batch);
         let mut truncated = encode_batch(&batch);
@@ -94,5 +177,30 @@ mod tests {
         assert_eq!(at(7), [7 << 20, (7 << 20) + 1, (7 << 20) + 2]);
         assert_eq!(at(7), at(7), "a replay gives the same ids");
         assert_ne!(at(7), at(8));
+    }
+
+    #[test]
+    fn a_frame_decodes_once_and_a_damaged_one_has_no_records() {
+        let block = sluice_proto::RecordBlock {
+            common: Some(LogRecord { pod: "api-1".into(), ..LogRecord::default() }),
+            records: vec![LogRecord { message: "a".into(), ..LogRecord::default() }],
+        };
+        let good = zstd::bulk::compress(&block.encode_to_vec(), 1).unwrap();
+        let frame = Frame::new(
+            LogBatch { zstd_blocks: vec![good.clone()], ..LogBatch::default() },
+            0,
+            None,
+        );
+        assert_eq!(frame.blocks(), Some(&[good.clone()][..]));
+        assert_eq!(frame.records()[0].pod, "api-1");
+        assert_eq!(frame.records().len(), 1);
+        let damaged = LogBatch { zstd_blocks: vec![good, b"junk".to_vec()], ..LogBatch::default() };
+        assert!(Frame::new(damaged, 9, None).records().is_empty());
+        let mixed = LogBatch {
+            records: vec![LogRecord::default()],
+            zstd_blocks: vec![b"x".to_vec()],
+            ..LogBatch::default()
+        };
+        assert!(Frame::new(mixed, 0, None).blocks().is_none(), "plain records are not blocks");
     }
 }

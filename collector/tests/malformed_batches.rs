@@ -78,7 +78,7 @@ fn batch(sequence: u64, messages: &[&str]) -> LogBatch {
                 ..LogRecord::default()
             })
             .collect(),
-        zstd_blocks: Vec::new(),
+        ..LogBatch::default()
     }
 }
 
@@ -91,6 +91,7 @@ fn block_batch(sequence: u64, messages: &[&str]) -> LogBatch {
         sequence,
         records: Vec::new(),
         zstd_blocks: vec![zstd::bulk::compress(&block, 1).unwrap()],
+        ..LogBatch::default()
     }
 }
 

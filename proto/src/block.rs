@@ -19,6 +19,40 @@ pub struct BlockError {
 
 /// Decompresses and decodes one zstd block.
 pub fn decode_block(compressed: &[u8]) -> Result<RecordBlock, String> {
+    let encoded = decompress(compressed)?;
+    RecordBlock::decode(encoded.as_slice()).map_err(|e| format!("undecodable record block: {e}"))
+}
+
+/// What a block's records share and its first record, read without decoding the others: a
+/// sink that forwards blocks as they are needs no more to route them.
+pub fn block_head(compressed: &[u8]) -> Result<(LogRecord, Option<LogRecord>), String> {
+    let encoded = decompress(compressed)?;
+    let undecodable = |e: prost::DecodeError| format!("undecodable record block: {e}");
+    let (mut common, mut first) = (LogRecord::default(), None);
+    let mut rest = encoded.as_slice();
+    while !rest.is_empty() {
+        let (tag, wire_type) = prost::encoding::decode_key(&mut rest).map_err(undecodable)?;
+        if wire_type != prost::encoding::WireType::LengthDelimited {
+            let context = prost::encoding::DecodeContext::default();
+            prost::encoding::skip_field(wire_type, tag, &mut rest, context).map_err(undecodable)?;
+            continue;
+        }
+        let len = prost::encoding::decode_varint(&mut rest).map_err(undecodable)? as usize;
+        if len > rest.len() {
+            return Err("undecodable record block: a field runs past its end".to_owned());
+        }
+        let (field, after) = rest.split_at(len);
+        rest = after;
+        match tag {
+            1 => common.merge(field).map_err(undecodable)?,
+            2 if first.is_none() => first = Some(LogRecord::decode(field).map_err(undecodable)?),
+            _ => {}
+        }
+    }
+    Ok((common, first))
+}
+
+fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
     let size = match zstd::zstd_safe::get_frame_content_size(compressed) {
         Ok(Some(size)) if size <= MAX_BLOCK_BYTES => size,
         Ok(Some(size)) => return Err(format!("expands to {size} bytes, over {MAX_BLOCK_BYTES}")),
@@ -30,7 +64,7 @@ pub fn decode_block(compressed: &[u8]) -> Result<RecordBlock, String> {
         static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
             const { std::cell::RefCell::new(None) };
     }
-    let encoded = CONTEXT
+    CONTEXT
         .with_borrow_mut(|context| {
             let context = match context {
                 Some(c) => c,
@@ -38,8 +72,7 @@ pub fn decode_block(compressed: &[u8]) -> Result<RecordBlock, String> {
             };
             context.decompress(compressed, size as usize)
         })
-        .map_err(|e| format!("undecodable zstd frame: {e}"))?;
-    RecordBlock::decode(encoded.as_slice()).map_err(|e| format!("undecodable record block: {e}"))
+        .map_err(|e| format!("undecodable zstd frame: {e}"))
 }
 
 impl RecordBlock {
@@ -84,25 +117,45 @@ impl LogBatch {
         Ok(count)
     }
 
-    /// Every record of the batch: its plain records, then those of its blocks in order.
+    /// Every record of the batch: its plain records, then those of its blocks in order, with
+    /// the batch's enrichment where a record has none of its own.
     pub fn into_records(self) -> Result<Vec<LogRecord>, BlockError> {
-        // The blocks are decoded before the result is sized: growing a vector of thousands
-        // of records step by step copied it several times over.
-        let blocks = self
-            .zstd_blocks
-            .iter()
-            .enumerate()
-            .map(|(index, block)| {
-                decode_block(block).map_err(|reason| BlockError { index, reason })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut records = self.records;
-        records.reserve_exact(blocks.iter().map(|b| b.records.len()).sum());
-        for block in blocks {
-            records.extend(block.into_records());
-        }
-        Ok(records)
+        expand(self.records, &self.zstd_blocks, self.enrichment.as_ref())
     }
+}
+
+/// A batch's records from its parts (see [`LogBatch::into_records`]), for a holder that keeps
+/// the blocks as they are.
+pub fn expand(
+    mut records: Vec<LogRecord>,
+    zstd_blocks: &[Vec<u8>],
+    enrichment: Option<&LogRecord>,
+) -> Result<Vec<LogRecord>, BlockError> {
+    // The blocks are decoded before the result is sized: growing a vector of thousands of
+    // records step by step copied it several times over.
+    let blocks = zstd_blocks
+        .iter()
+        .enumerate()
+        .map(|(index, block)| decode_block(block).map_err(|reason| BlockError { index, reason }))
+        .collect::<Result<Vec<_>, _>>()?;
+    records.reserve_exact(blocks.iter().map(|b| b.records.len()).sum());
+    for block in blocks {
+        records.extend(block.into_records());
+    }
+    if let Some(e) = enrichment.filter(|e| **e != LogRecord::default()) {
+        for r in &mut records {
+            if r.labels.is_empty() {
+                r.labels.clone_from(&e.labels);
+            }
+            if r.owner.is_empty() {
+                r.owner.clone_from(&e.owner);
+            }
+            if r.node.is_empty() {
+                r.node.clone_from(&e.node);
+            }
+        }
+    }
+    Ok(records)
 }
 
 #[cfg(test)]
@@ -148,6 +201,47 @@ mod tests {
         assert_eq!(records[1].message, "订单创建失败");
         assert_eq!(records[2].pod, "own", "a record's own value wins");
         assert_eq!(records[2].file_path, "/var/log/pods/x/0.log");
+    }
+
+    #[test]
+    fn a_blocks_head_is_its_shared_fields_and_first_record() {
+        let compressed = zstd::bulk::compress(&block().encode_to_vec(), 1).unwrap();
+        let (common, first) = block_head(&compressed).unwrap();
+        assert_eq!(common, block().common.unwrap());
+        assert_eq!(first.unwrap().message, "订单创建失败");
+        let empty = RecordBlock { common: block().common, records: vec![] };
+        let (_, none) =
+            block_head(&zstd::bulk::compress(&empty.encode_to_vec(), 1).unwrap()).unwrap();
+        assert!(none.is_none());
+        let mut cut = block().encode_to_vec();
+        cut.truncate(cut.len() - 1);
+        let err = block_head(&zstd::bulk::compress(&cut, 1).unwrap()).unwrap_err();
+        assert!(err.contains("undecodable record block"), "{err}");
+    }
+
+    #[test]
+    fn a_batchs_enrichment_fills_what_records_lack() {
+        let compressed = zstd::bulk::compress(&block().encode_to_vec(), 1).unwrap();
+        let mut own = LogRecord { owner: "Job/mine".into(), ..LogRecord::default() };
+        own.labels.insert("team".into(), "a".into());
+        let mut enrichment = LogRecord {
+            owner: "ReplicaSet/api-7d9f8".into(),
+            node: "node-3".into(),
+            ..LogRecord::default()
+        };
+        enrichment.labels.insert("app".into(), "api".into());
+        let batch = LogBatch {
+            records: vec![own],
+            zstd_blocks: vec![compressed],
+            enrichment: Some(enrichment),
+            ..LogBatch::default()
+        };
+        let records = batch.into_records().unwrap();
+        assert_eq!((records[0].owner.as_str(), records[0].labels.len()), ("Job/mine", 1));
+        assert_eq!(records[0].labels.get("team").map(String::as_str), Some("a"));
+        assert_eq!(records[1].owner, "ReplicaSet/api-7d9f8");
+        assert_eq!(records[1].labels.get("app").map(String::as_str), Some("api"));
+        assert_eq!(records[2].node, "node-3");
     }
 
     #[test]

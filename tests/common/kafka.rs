@@ -111,6 +111,28 @@ pub fn wait_for_messages(
     read_committed(brokers, topics)
 }
 
+/// The flags of a Kafka sink sending to `topic` (its transactional id too) in `encoding`.
+pub fn sink_args(brokers: &str, topic: &str, encoding: &str) -> Vec<std::ffi::OsString> {
+    let args = ["--kafka", brokers, "--kafka-topic", topic, "--kafka-transactional-id", topic];
+    args.iter().chain(&["--kafka-encoding", encoding]).map(Into::into).collect()
+}
+
+/// Each `protobuf-batch` message in `topic`, with its `LogBatch` and that batch's records.
+pub fn batches(
+    brokers: &str,
+    topic: &str,
+) -> Vec<(Received, sluice_proto::LogBatch, Vec<sluice_proto::LogRecord>)> {
+    read_committed(brokers, &[topic.to_owned()])
+        .into_iter()
+        .map(|m| {
+            let batch: sluice_proto::LogBatch =
+                prost::Message::decode(m.payload.as_slice()).unwrap();
+            let records = batch.clone().into_records().unwrap();
+            (m, batch, records)
+        })
+        .collect()
+}
+
 /// Sends `messages` (key, payload, content type) to `topic` and waits for every delivery.
 pub fn produce(brokers: &str, topic: &str, messages: &[(Option<String>, Vec<u8>, Option<&str>)]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()

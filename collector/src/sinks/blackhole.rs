@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sluice_proto::LogRecord;
 
 use crate::sink::{Sink, SinkError};
+use crate::wal_frame::Frame;
 
 pub struct BlackholeSink {
     /// Where the WAL ended when the sink started: nothing before it is replayed.
@@ -31,9 +31,9 @@ impl Sink for BlackholeSink {
         Ok(self.start)
     }
 
-    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError> {
+    async fn write(&mut self, frame: Arc<Frame>, end: u64) -> Result<(), SinkError> {
         metrics::counter!("sluice_collector_blackhole_records_total")
-            .increment(records.len() as u64);
+            .increment(frame.records().len() as u64);
         self.covered = end;
         Ok(())
     }
@@ -49,6 +49,8 @@ impl Sink for BlackholeSink {
 
 #[cfg(test)]
 mod tests {
+    use sluice_proto::LogRecord;
+
     use super::*;
 
     #[tokio::test]
@@ -56,7 +58,7 @@ mod tests {
         let mut sink = BlackholeSink::new(40);
         assert_eq!(sink.open().await.unwrap(), 40);
         assert_eq!(sink.flush().await.unwrap(), 40);
-        sink.write(Arc::new(vec![LogRecord::default(); 3]), 90).await.unwrap();
+        sink.write(Arc::new(Frame::of_records(vec![LogRecord::default(); 3])), 90).await.unwrap();
         assert_eq!(sink.flush().await.unwrap(), 90);
     }
 }

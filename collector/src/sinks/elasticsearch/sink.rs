@@ -11,6 +11,7 @@ use crate::sink::{Sink, SinkError};
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sinks::document::Document;
 use crate::sinks::template;
+use crate::wal_frame::Frame;
 
 /// Bulk requests' worth of documents the sink holds before it sends without waiting for a
 /// flush.
@@ -98,14 +99,14 @@ impl Sink for ElasticsearchSink {
         Ok(self.resume)
     }
 
-    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError> {
+    async fn write(&mut self, frame: Arc<Frame>, end: u64) -> Result<(), SinkError> {
         // Memory stays bounded when Elasticsearch is slow or away: past a few bulk requests'
         // worth, send before taking more; a failure refuses these records (the runner offers
         // them again), so nothing is held twice.
         if self.pending_bytes() >= PENDING_BATCHES * self.config.batch_bytes {
             self.send().await?;
         }
-        for r in records.iter() {
+        for r in frame.records() {
             let index = index_name(&self.config.index, r);
             let id = r.id().to_string();
             // `create` and the record's own id: a resend is refused with 409, not stored twice.

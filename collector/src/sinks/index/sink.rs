@@ -2,13 +2,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sluice_proto::LogRecord;
 use sluice_query::retention::RetentionPolicy;
 use sluice_query::store::Added;
 use sluice_query::{Store, StoreWriter};
 use tokio::sync::watch;
 
 use crate::sink::{Sink, SinkError};
+use crate::wal_frame::Frame;
 
 pub struct IndexSink {
     writer: Arc<Mutex<StoreWriter>>,
@@ -65,11 +65,11 @@ impl Sink for IndexSink {
         Ok(self.resume)
     }
 
-    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError> {
+    async fn write(&mut self, frame: Arc<Frame>, end: u64) -> Result<(), SinkError> {
         let (indexed, duplicates) = self
             .blocking(move |writer| {
                 let (mut indexed, mut duplicates) = (0u64, 0u64);
-                for record in records.iter() {
+                for record in frame.records() {
                     match writer.add(record, end)? {
                         Added::Indexed => indexed += 1,
                         Added::Duplicate => duplicates += 1,

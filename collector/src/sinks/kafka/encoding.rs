@@ -17,6 +17,9 @@ const PROTOBUF_BATCH: &str = "application/x-protobuf; message=sluice.v1.LogBatch
 const NDJSON: &str = "application/x-ndjson";
 /// The field number of `records` in `LogBatch`.
 const BATCH_RECORDS_FIELD: u32 = 3;
+/// `LogBatch.zstd_blocks` and `LogBatch.enrichment`.
+const BATCH_BLOCKS_FIELD: u32 = 4;
+const BATCH_ENRICHMENT_FIELD: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
@@ -65,6 +68,24 @@ impl Encoding {
     pub(super) fn part_len(self, r: &LogRecord) -> Option<usize> {
         (self == Self::ProtobufBatch)
             .then(|| prost::encoding::message::encoded_len(BATCH_RECORDS_FIELD, r))
+    }
+
+    /// A `protobuf-batch` message of one block as it is, with the metadata its records get.
+    pub(super) fn forward_block(block: &[u8], enrichment: Option<LogRecord>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            block.len() + 16 + enrichment.as_ref().map_or(0, |e| e.encoded_len() + 8),
+        );
+        prost::encoding::encode_key(
+            BATCH_BLOCKS_FIELD,
+            prost::encoding::WireType::LengthDelimited,
+            &mut out,
+        );
+        prost::encoding::encode_varint(block.len() as u64, &mut out);
+        out.extend_from_slice(block);
+        if let Some(e) = enrichment {
+            prost::encoding::message::encode(BATCH_ENRICHMENT_FIELD, &e, &mut out);
+        }
+        out
     }
 
     /// Appends `r`'s `protobuf-batch` part to `out`.

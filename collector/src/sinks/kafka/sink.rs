@@ -16,6 +16,7 @@ use crate::sink::{Sink, SinkError};
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sinks::document::Document;
 use crate::sinks::template;
+use crate::wal_frame::Frame;
 
 /// How long the sink waits when librdkafka's queue is full before it tries again.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
@@ -200,6 +201,28 @@ impl KafkaSink {
         }
     }
 
+    /// `protobuf-batch` for an agent's frame: each block goes on as the agent compressed it,
+    /// in a `LogBatch` of its own with its pod's metadata beside it, so its records are
+    /// neither decoded nor encoded again (that was most of this sink's CPU). The block's
+    /// shared fields give the key and topic: an agent's block holds one file's records.
+    /// `None` when a block cannot go so (damaged, over the size limit, no topic name): the
+    /// frame then goes record by record, with dead letters.
+    fn block_messages(&self, frame: &Frame, blocks: &[Vec<u8>]) -> Option<Vec<Pending>> {
+        let mut out = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let (common, first) = sluice_proto::block::block_head(block).ok()?;
+            let Some(first) = first else { continue };
+            let topic = self.topic(&common);
+            let payload = Encoding::forward_block(block, frame.pod_metadata(&common.pod_uid));
+            if payload.len() > self.config.max_message_bytes || topic.is_empty() {
+                return None;
+            }
+            let key = format!("{}/{}", common.namespace, common.pod);
+            out.push(Pending { topic, key, payload, timestamp_ms: millis(&first) });
+        }
+        Some(out)
+    }
+
     /// The messages for `records` (one each, or one per key for a batch encoding), and
     /// dead letters for those no message can carry.
     fn messages(&self, records: &[LogRecord]) -> (Vec<Pending>, Vec<serde_json::Value>) {
@@ -300,13 +323,20 @@ impl Sink for KafkaSink {
         Ok(cursor)
     }
 
-    async fn write(&mut self, records: Arc<Vec<LogRecord>>, end: u64) -> Result<(), SinkError> {
+    async fn write(&mut self, frame: Arc<Frame>, end: u64) -> Result<(), SinkError> {
         if self.pending_bytes >= self.config.transaction_bytes {
             self.commit().await?;
         }
         self.ready().await?;
         let first = self.pending.len();
-        let (messages, dead) = self.messages(&records);
+        let forwarded = match frame.blocks() {
+            Some(blocks) if self.config.encoding == Encoding::ProtobufBatch => {
+                self.block_messages(&frame, blocks)
+            }
+            _ => None,
+        };
+        let (messages, dead) =
+            forwarded.map_or_else(|| self.messages(frame.records()), |m| (m, Vec::new()));
         for m in messages {
             self.pending_bytes += m.payload.len();
             self.pending.push(m);
@@ -448,5 +478,53 @@ mod tests {
         assert_eq!(offsets("prod/a"), [0, 3, 6, 9]);
         assert_eq!(offsets("prod/b"), [1, 2, 4, 5, 7, 8]);
         assert!(messages.len() >= 4, "two keys, cut to stay under 400 bytes");
+    }
+
+    #[test]
+    fn an_agents_blocks_go_as_they_are_unless_one_is_too_large() {
+        use prost::Message as _;
+        let block = |pod: &str, messages: &[&str]| {
+            let common = LogRecord {
+                source: 7,
+                namespace: "prod".into(),
+                pod: pod.into(),
+                ..LogRecord::default()
+            };
+            let records = messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| LogRecord {
+                    offset: i as u64,
+                    timestamp_ns: 1_796_032_800_000_000_000 + i as i64,
+                    message: (*m).into(),
+                    ..LogRecord::default()
+                })
+                .collect();
+            let block = sluice_proto::RecordBlock { common: Some(common), records };
+            zstd::bulk::compress(&block.encode_to_vec(), 1).unwrap()
+        };
+        let blocks = vec![block("a", &["one", "two"]), block("b", &[]), block("c", &["three"])];
+        let frame = Frame::new(
+            sluice_proto::LogBatch { zstd_blocks: blocks.clone(), ..Default::default() },
+            0,
+            None,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = KafkaConfig::new("127.0.0.1:1", dir.path().to_owned());
+        config.encoding = Encoding::ProtobufBatch;
+        let sink = KafkaSink::new(config.clone()).unwrap();
+        let messages = sink.block_messages(&frame, frame.blocks().unwrap()).unwrap();
+        assert_eq!(messages.len(), 2, "an empty block sends nothing");
+        assert_eq!((messages[0].key.as_str(), messages[1].key.as_str()), ("prod/a", "prod/c"));
+        assert_eq!(messages[0].timestamp_ms, 1_796_032_800_000);
+        let batch = sluice_proto::LogBatch::decode(messages[0].payload.as_slice()).unwrap();
+        assert_eq!(batch.zstd_blocks, [blocks[0].clone()]);
+        let records = batch.into_records().unwrap();
+        assert_eq!((records[1].message.as_str(), records[1].pod.as_str()), ("two", "a"));
+
+        config.max_message_bytes = blocks[0].len() - 1;
+        let sink = KafkaSink::new(config).unwrap();
+        assert!(sink.block_messages(&frame, frame.blocks().unwrap()).is_none());
+        assert!(Frame::of_records(vec![LogRecord::default()]).blocks().is_none());
     }
 }
