@@ -3,8 +3,9 @@
 //! broker (whose JSON documents show what every sink gets): records carry their pod's labels
 //! and controller; a label change reaches later records through the watch, a change the
 //! watch could not deliver (history compacted: `410 Expired`) through a fresh list, and a
-//! deleted pod's late lines keep its metadata. `protobuf-batch` forwards the agents'
-//! blocks undecoded, with the metadata beside them. Without a cluster nothing changes.
+//! deleted pod's late lines keep its metadata; the local index filters on labels and owner.
+//! `protobuf-batch` forwards the agents' blocks undecoded, with the metadata beside them.
+//! Without a cluster nothing changes.
 
 mod common;
 
@@ -89,6 +90,11 @@ fn records_carry_their_pods_labels_and_owner_through_watch_and_relist() {
     assert_eq!(first[0]["owner"], "ReplicaSet/pay-7d9f8");
     assert_eq!(docs_with(&brokers, &topic, "dev line 107 ")[0]["owner"], "StatefulSet/pay-dev");
     assert!(metric(&base, "sluice_enrich_hits_total") >= 200.0);
+    // The local index has them too, as filters.
+    wait_until(Duration::from_secs(30), "200 records indexed", || total(&base, "") >= 200);
+    assert_eq!(total(&base, "labels.app:pay"), 100);
+    assert_eq!(total(&base, "owner:StatefulSet/pay-dev labels.version:1"), 100);
+    assert_eq!(total(&base, "labels.app:pay*"), 200);
 
     // A label change arrives as a MODIFIED event on the open watch.
     kube.apply(&pay("2"));

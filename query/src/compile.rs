@@ -40,8 +40,7 @@ fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, Query
             ))
         }
         Expr::Wildcard { field, pattern } => {
-            let handle = keyword(schema, field)?;
-            let pattern = if field == "level" { pattern.to_lowercase() } else { pattern.clone() };
+            let (handle, pattern) = keyword_term(schema, field, pattern)?;
             glob_query(handle, &pattern)?
         }
         Expr::Range { field, lower, upper } => {
@@ -73,13 +72,7 @@ fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, Query
             Box::new(RangeQuery::new(bound(lower)?, bound(upper)?))
         }
         Expr::Field { field, value } => {
-            let handle = keyword(schema, field)?;
-            let value = if field == "level" {
-                sluice_proto::level::canonical(value)
-                    .map_or_else(|| value.to_lowercase(), str::to_owned)
-            } else {
-                value.clone()
-            };
+            let (handle, value) = keyword_term(schema, field, value)?;
             Box::new(TermQuery::new(
                 Term::from_field_text(handle, &value),
                 IndexRecordOption::Basic,
@@ -113,10 +106,26 @@ fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, Query
     })
 }
 
-fn keyword(schema: &LogSchema, field: &str) -> Result<Field, QueryError> {
-    schema.keyword_field(field).ok_or_else(|| {
-        QueryError::Syntax(format!("{field}: is not a keyword field; globs and values apply to cluster, namespace, pod, pod_uid, container, node, stream, level, file"))
-    })
+/// The keyword field a `field:value` filter (or glob) reads, and the term it looks for: levels
+/// by their canonical name, a label as `key=value`.
+fn keyword_term(
+    schema: &LogSchema,
+    field: &str,
+    value: &str,
+) -> Result<(Field, String), QueryError> {
+    if let Some(key) = crate::schema::label_key(field) {
+        return Ok((schema.labels, format!("{key}={value}")));
+    }
+    let handle = schema.keyword_field(field).ok_or_else(|| {
+        QueryError::Syntax(format!("{field}: is not a keyword field; globs and values apply to cluster, namespace, pod, pod_uid, container, node, stream, level, file, owner and labels.<key>"))
+    })?;
+    let value = match field {
+        "level" if !value.contains(['*', '?']) => sluice_proto::level::canonical(value)
+            .map_or_else(|| value.to_lowercase(), str::to_owned),
+        "level" => value.to_lowercase(),
+        _ => value.to_owned(),
+    };
+    Ok((handle, value))
 }
 
 /// A glob (`*` any run, `?` any one character) over the terms of a keyword field.

@@ -30,6 +30,10 @@ pub struct LogSchema {
     pub file: Field,
     pub message: Field,
     pub flags: Field,
+    /// The pod's controller (`ReplicaSet/pay-7d9f8`), from the collector's enrichment.
+    pub owner: Field,
+    /// One `key=value` term per pod label, from the collector's enrichment.
+    pub labels: Field,
 }
 
 impl LogSchema {
@@ -74,9 +78,11 @@ impl LogSchema {
         let node = b.add_text_field("node", keyword.clone());
         let stream = b.add_text_field("stream", keyword.clone());
         let level = b.add_text_field("level", keyword_fast);
-        let file = b.add_text_field("file", keyword);
+        let file = b.add_text_field("file", keyword.clone());
         let message = b.add_text_field("message", message_options);
         let flags = b.add_u64_field("flags", STORED);
+        let owner = b.add_text_field("owner", keyword.clone());
+        let labels = b.add_text_field("labels", keyword);
         Self {
             schema: b.build(),
             source,
@@ -94,13 +100,17 @@ impl LogSchema {
             file,
             message,
             flags,
+            owner,
+            labels,
         }
     }
 
-    /// Whether `name:` starts a filter: a keyword field, a numeric field, `id` or `source`.
+    /// Whether `name:` starts a filter: a keyword field, a label (`labels.app`), a numeric
+    /// field, `id` or `source`.
     pub fn is_filter(&self, name: &str) -> bool {
         matches!(name, "id" | "source")
             || self.keyword_field(name).is_some()
+            || label_key(name).is_some()
             || self.numeric_field(name).is_some()
     }
 
@@ -128,6 +138,7 @@ impl LogSchema {
             "stream" => self.stream,
             "level" => self.level,
             "file" => self.file,
+            "owner" => self.owner,
             _ => return None,
         })
     }
@@ -174,12 +185,25 @@ impl LogSchema {
                 doc.add_text(field, value);
             }
         }
+        if !r.owner.is_empty() {
+            doc.add_text(self.owner, &r.owner);
+        }
+        let mut labels: Vec<_> = r.labels.iter().collect();
+        labels.sort();
+        for (key, value) in labels {
+            doc.add_text(self.labels, format!("{key}={value}"));
+        }
         doc.add_text(self.message, &r.message);
         if r.flags != 0 {
             doc.add_u64(self.flags, u64::from(r.flags));
         }
         doc
     }
+}
+
+/// The label a `labels.<key>` filter names.
+pub fn label_key(name: &str) -> Option<&str> {
+    name.strip_prefix("labels.").filter(|k| !k.is_empty())
 }
 
 /// How a range filter reads its bounds.

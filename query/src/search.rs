@@ -96,6 +96,12 @@ pub struct Hit {
     pub stream: String,
     pub level: String,
     pub file: String,
+    /// The pod's controller, when the collector knew the pod.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    /// The pod's labels, when the collector knew the pod.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub message: String,
     pub id: String,
     /// What the agent altered in the line (`truncated`, `invalid_utf8`, ...), if anything.
@@ -306,6 +312,12 @@ fn to_hit(schema: &LogSchema, doc: &TantivyDocument, ts: i64, id: RecordId) -> H
         stream: text(schema.stream),
         level: text(schema.level),
         file: text(schema.file),
+        owner: text(schema.owner),
+        labels: doc
+            .get_all(schema.labels)
+            .filter_map(|v| v.as_str()?.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
         message: text(schema.message),
         id: id.to_string(),
         flags: sluice_proto::flags::names(flags).into_iter().map(str::to_owned).collect(),
@@ -395,6 +407,49 @@ mod tests {
         ranged.start_ns = Some(20);
         ranged.end_ns = Some(30);
         assert_eq!(store.search(&ranged).unwrap().total, 1);
+    }
+
+    #[test]
+    fn pod_labels_and_owner_are_filters_and_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut writer = StoreWriter::new(store.clone());
+        for (i, (app, owner)) in
+            [("pay", "ReplicaSet/pay-7d9f8"), ("pay-dev", "StatefulSet/pay-dev"), ("", "")]
+                .into_iter()
+                .enumerate()
+        {
+            let mut record = LogRecord {
+                source: 7,
+                offset: i as u64,
+                timestamp_ns: 1 + i as i64,
+                message: format!("line {i}"),
+                owner: owner.to_owned(),
+                ..LogRecord::default()
+            };
+            if !app.is_empty() {
+                record.labels.insert("app".into(), app.into());
+                record.labels.insert("tier".into(), "web".into());
+            }
+            writer.add(&record, i as u64 + 1).unwrap();
+        }
+        writer.commit(3).unwrap();
+        assert_eq!(count(&store, "labels.app:pay"), 1);
+        assert_eq!(count(&store, "labels.app:pay*"), 2);
+        assert_eq!(count(&store, "labels.tier:web -labels.app:pay"), 1);
+        assert_eq!(count(&store, "labels.app:web"), 0, "a value is its key's only");
+        assert_eq!(count(&store, "owner:StatefulSet/pay-dev"), 1);
+        assert_eq!(count(&store, "owner:ReplicaSet/*"), 1);
+        let mut request = SearchRequest::new("owner:ReplicaSet/pay-7d9f8");
+        request.limit = 1;
+        let hit = &store.search(&request).unwrap().hits[0];
+        assert_eq!(hit.labels.get("app").map(String::as_str), Some("pay"));
+        assert_eq!(hit.labels.len(), 2);
+        assert_eq!(hit.owner, "ReplicaSet/pay-7d9f8");
+        let json =
+            serde_json::to_value(&store.search(&SearchRequest::new("line 2")).unwrap().hits[0])
+                .unwrap();
+        assert!(json.get("owner").is_none() && json.get("labels").is_none(), "{json}");
     }
 
     #[test]

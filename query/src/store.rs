@@ -30,9 +30,10 @@ use crate::schema::LogSchema;
 use crate::tokenizer::{SluiceTokenizer, TOKENIZER_NAME};
 
 const MANIFEST: &str = "manifest.json";
-/// Version 2 added the `seq` field and the keyword columns, and dropped `ingest_ts`; field
-/// handles are positional, so an older index cannot be read with this schema.
-const MANIFEST_VERSION: u32 = 2;
+/// Version 2 added the `seq` field and the keyword columns, and dropped `ingest_ts`; version
+/// 3 added `owner` and `labels`. Field handles are positional, so an older index cannot be
+/// read with this schema.
+const MANIFEST_VERSION: u32 = 3;
 pub(crate) const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 /// How many partitions may have an open writer at once; each holds an indexing arena.
 const MAX_OPEN_WRITERS: usize = 4;

@@ -329,6 +329,8 @@ async function showContext(id) {
             ["pod", c.hit.pod],
             ["container", c.hit.container],
             ["node", c.hit.node],
+            ["owner", c.hit.owner ?? ""],
+            ["labels", Object.entries(c.hit.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(", ")],
             ["stream", c.hit.stream],
             ["file", c.hit.file],
             ["id", c.hit.id],

@@ -12,6 +12,8 @@ interface Hit {
   stream: string;
   level: string;
   file: string;
+  owner?: string;
+  labels?: Record<string, string>;
   message: string;
   id: string;
   flags?: string[];
@@ -385,6 +387,8 @@ async function showContext(id: string): Promise<void> {
       ["pod", c.hit.pod],
       ["container", c.hit.container],
       ["node", c.hit.node],
+      ["owner", c.hit.owner ?? ""],
+      ["labels", Object.entries(c.hit.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(", ")],
       ["stream", c.hit.stream],
       ["file", c.hit.file],
       ["id", c.hit.id],
