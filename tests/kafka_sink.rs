@@ -2,7 +2,8 @@
 //! `scripts/test` runs; `KAFKA_BROKERS` says where): every record exactly once as a
 //! `read_committed` consumer sees it — also across a `kill -9` of `sluice up` mid-stream and
 //! a `kill -9` and restart of the broker (one of the test's own) mid-stream, and with
-//! `protobuf-batch`, which forwards the agents' compressed blocks undecoded.
+//! `protobuf-batch`, which forwards the agents' compressed blocks undecoded. A broker of the
+//! test's own also serves TLS with SASL (PLAIN and SCRAM), as a Kafka outside the cluster does.
 
 mod common;
 
@@ -168,4 +169,103 @@ fn every_record_once_in_kafka_across_a_broker_restart() {
         })
         .collect();
     assert_eq!(ids.len(), 7_000);
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files: the CA's, and the
+/// broker's key and certificate in one (Kafka's PEM key store).
+fn broker_tls(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    // Distinct names: OpenSSL takes a certificate whose issuer is its own subject for a
+    // self-signed one, whatever signed it.
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "sluice test CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let (ca_file, store) = (dir.join("ca.pem"), dir.join("broker.pem"));
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&store, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+    (ca_file, store)
+}
+
+#[test]
+fn records_reach_a_broker_over_tls_with_sasl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, store) = broker_tls(dir.path());
+    let secure = free_port();
+    let password = "kafka-s3cret-Zq7";
+    let broker = Broker::start_with(&dir.path().join("broker"), |port, controller| {
+        format!(
+            "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},SASL_SSL://127.0.0.1:{secure}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{secure}\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             sasl.enabled.mechanisms=PLAIN\n\
+             listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_sluice=\"{password}\";\n\
+             ssl.keystore.type=PEM\n\
+             ssl.keystore.location={}\n",
+            store.display()
+        )
+    });
+    let topic = unique("tls");
+    let (_prod, _dev, watch) = two_namespaces(dir.path(), 300, 200);
+    let ca = format!("ssl.ca.location={}", ca_file.display());
+    let args = |name: &str| -> Vec<String> {
+        [
+            "--kafka",
+            &format!("127.0.0.1:{secure}"),
+            "--kafka-topic",
+            &topic,
+            "--kafka-transactional-id",
+            &format!("{topic}-{name}"),
+            "--kafka-option",
+            "security.protocol=SASL_SSL",
+            "--kafka-option",
+            "sasl.mechanism=PLAIN",
+            "--kafka-option",
+            "sasl.username=sluice",
+            "--kafka-option",
+            &ca,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let up = |name: &str, secret: &str| {
+        let args = args(name);
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let data = dir.path().join(name);
+        let env = [("SLUICE_KAFKA_SASL_PASSWORD", secret), ("RUST_LOG", "debug")];
+        let (proc, base) = start_up_with_env(&data, std::slice::from_ref(&watch), &args, &env);
+        (proc, base, data)
+    };
+
+    // A wrong password: nothing gets in, the sink says it is unhealthy, the password is in no log.
+    let (mut wrong, base, data) = up("wrong", "not-the-password");
+    wait_until(Duration::from_secs(120), "the refused sink fails", || {
+        metric(&base, "sluice_sink_errors_total{sink=\"kafka\"}") > 0.0
+    });
+    assert_eq!(metric(&base, "sluice_sink_healthy{sink=\"kafka\"}"), 0.0);
+    wrong.kill9();
+    let log = std::fs::read_to_string(data.join("logs/up.log")).unwrap();
+    assert!(log.contains("Authentication failed"), "the log says why: {log}");
+    assert!(read_committed(&broker.address(), std::slice::from_ref(&topic)).is_empty());
+
+    let (_up, _base, data_ok) = up("right", password);
+    let messages = wait_for_messages(
+        &broker.address(),
+        std::slice::from_ref(&topic),
+        500,
+        Duration::from_secs(90),
+    );
+    assert_eq!(messages.len(), 500);
+    assert_eq!(ids(&messages).len(), 500);
+    for dir in [data, data_ok] {
+        let log = std::fs::read_to_string(dir.join("logs/up.log")).unwrap();
+        assert!(log.contains("kafka"), "the debug log is there");
+        assert!(!log.contains(password) && !log.contains("not-the-password"), "{log}");
+    }
 }

@@ -117,10 +117,15 @@ pub(crate) struct CollectorArgs {
     /// collector takes its partitions back at once rather than after the session timeout.
     #[arg(long, requires = "kafka_source")]
     kafka_source_instance_id: Option<String>,
-    /// A librdkafka setting (KEY=VALUE, such as security.protocol=ssl) for --kafka and
+    /// A librdkafka setting (KEY=VALUE, such as security.protocol=sasl_ssl,
+    /// sasl.mechanism=SCRAM-SHA-512, sasl.username=…, ssl.ca.location=ca.pem) for --kafka and
     /// --kafka-source; repeat for more.
     #[arg(long, value_parser = key_value)]
     kafka_option: Vec<(String, String)>,
+    /// The SASL password (sasl.password) for --kafka and --kafka-source, from the
+    /// environment so that it shows in no process list.
+    #[arg(long, env = "SLUICE_KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    kafka_sasl_password: Option<String>,
     /// Do not watch the cluster's pods for records' labels, node and owner (by default the
     /// collector does when it finds a cluster: in a pod, or through KUBECONFIG).
     #[arg(long)]
@@ -284,6 +289,10 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
         };
         config.elasticsearch = Some(es);
     }
+    let mut kafka_options = args.kafka_option.clone();
+    if let Some(password) = &args.kafka_sasl_password {
+        kafka_options.push(("sasl.password".to_owned(), password.clone()));
+    }
     if let Some(brokers) = &args.kafka {
         use sluice_collector::sinks::kafka::KafkaConfig;
         let mut kafka = KafkaConfig::new(brokers, args.data_dir.join("sinks/kafka"));
@@ -293,7 +302,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
         kafka.linger = args.kafka_linger;
         kafka.max_message_bytes = args.kafka_max_message_size.as_u64() as usize;
         kafka.transactional_id = args.kafka_transactional_id.clone();
-        kafka.options = args.kafka_option.clone();
+        kafka.options = kafka_options.clone();
         config.kafka = Some(kafka);
     }
     if let Some(brokers) = &args.kafka_source {
@@ -302,7 +311,7 @@ async fn bind(args: &CollectorArgs) -> anyhow::Result<(TcpListener, TcpListener,
             topics: args.kafka_source_topic.clone(),
             group: args.kafka_source_group.clone(),
             instance_id: args.kafka_source_instance_id.clone(),
-            options: args.kafka_option.clone(),
+            options: kafka_options,
         });
     }
     config.users = args.users.as_deref().map(sluice_query::access::Users::load).transpose()?;

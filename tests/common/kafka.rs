@@ -198,8 +198,16 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path) -> Self {
-        let mut broker =
-            Self { dir: dir.to_owned(), port: free_port(), controller: free_port(), proc: None };
+        Self::start_with(dir, |_, _| String::new())
+    }
+
+    /// A broker with settings of the test's own too (more listeners, TLS, SASL), made from
+    /// its plaintext and controller ports.
+    pub fn start_with(dir: &Path, extra: impl FnOnce(u16, u16) -> String) -> Self {
+        let (port, controller) = (free_port(), free_port());
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("extra.properties"), extra(port, controller)).unwrap();
+        let mut broker = Self { dir: dir.to_owned(), port, controller, proc: None };
         broker.restart();
         broker
     }

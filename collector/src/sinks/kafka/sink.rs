@@ -308,10 +308,12 @@ impl Sink for KafkaSink {
     }
 
     async fn open(&mut self) -> Result<u64, SinkError> {
-        service::ensure_cursor_topic(&self.config).await.map_err(SinkError)?;
         // Making the producer fences an earlier one with the same id and settles its open
-        // transaction, so the cursor read next is final.
+        // transaction, so the cursor read next is final. It comes first because its polling
+        // thread logs why brokers refuse us (TLS, SASL) at once; the admin client only times
+        // out.
         self.ready().await?;
+        service::ensure_cursor_topic(&self.config).await.map_err(SinkError)?;
         let config = self.config.clone();
         let cursor = tokio::task::spawn_blocking(move || service::read_cursor(&config))
             .await
