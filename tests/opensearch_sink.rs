@@ -34,11 +34,26 @@ fn es(method: reqwest::Method, url: &str, body: Option<Value>) -> Value {
 }
 
 fn count(os: &str, indexes: &str, query: Value) -> u64 {
-    es(reqwest::Method::POST, &format!("{os}/{indexes}/_refresh"), None);
-    es(reqwest::Method::POST, &format!("{os}/{indexes}/_count"), Some(json!({ "query": query })))
-        ["count"]
-        .as_u64()
-        .unwrap()
+    // A count while the sink is creating an index can find its shard still starting ("all
+    // shards failed", 503); that is asked again, anything else fails the test.
+    let started = std::time::Instant::now();
+    loop {
+        es(reqwest::Method::POST, &format!("{os}/{indexes}/_refresh"), None);
+        let response = reqwest::blocking::Client::new()
+            .post(format!("{os}/{indexes}/_count"))
+            .json(&json!({ "query": query }))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().unwrap();
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && started.elapsed().as_secs() < 30 {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        assert!(status.is_success(), "{indexes}/_count: {status}: {body}");
+        return body["count"].as_u64().unwrap();
+    }
 }
 
 #[test]

@@ -205,9 +205,13 @@ impl KafkaSink {
     /// in a `LogBatch` of its own with its pod's metadata beside it, so its records are
     /// neither decoded nor encoded again (that was most of this sink's CPU). The block's
     /// shared fields give the key and topic: an agent's block holds one file's records.
-    /// `None` when a block cannot go so (damaged, over the size limit, no topic name): the
-    /// frame then goes record by record, with dead letters.
+    /// `None` when a block cannot go so (damaged, over the size limit, no topic name, or a
+    /// topic named by date, which a block's records need not share): the frame then goes
+    /// record by record, with dead letters.
     fn block_messages(&self, frame: &Frame, blocks: &[Vec<u8>]) -> Option<Vec<Pending>> {
+        if self.config.topic.contains("{yyyy") {
+            return None;
+        }
         let mut out = Vec::with_capacity(blocks.len());
         for block in blocks {
             let (common, first) = sluice_proto::block::block_head(block).ok()?;
@@ -524,6 +528,10 @@ mod tests {
         let records = batch.into_records().unwrap();
         assert_eq!((records[1].message.as_str(), records[1].pod.as_str()), ("two", "a"));
 
+        let mut dated = config.clone();
+        dated.topic = "logs-{yyyy.MM.dd}".into();
+        let sink = KafkaSink::new(dated).unwrap();
+        assert!(sink.block_messages(&frame, frame.blocks().unwrap()).is_none());
         config.max_message_bytes = blocks[0].len() - 1;
         let sink = KafkaSink::new(config).unwrap();
         assert!(sink.block_messages(&frame, frame.blocks().unwrap()).is_none());
