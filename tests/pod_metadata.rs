@@ -139,13 +139,15 @@ fn forwarded_blocks_carry_their_pods_metadata() {
     let kubeconfig = kube.kubeconfig(dir.path());
     let (_prod, _dev, watch) = two_namespaces(dir.path(), 300, 200);
     let kafka = (brokers.as_str(), topic.as_str(), "protobuf-batch");
-    let (_up, _base) = up_with_kafka(dir.path(), &watch, &kubeconfig, kafka);
+    let (_up, base) = up_with_kafka(dir.path(), &watch, &kubeconfig, kafka);
     wait_until(Duration::from_secs(60), "500 records in Kafka", || {
         batches(&brokers, &topic).iter().map(|(_, _, r)| r.len()).sum::<usize>() >= 500
     });
     let all = batches(&brokers, &topic);
     let records: Vec<&LogRecord> = all.iter().flat_map(|(_, _, r)| r).collect();
     assert_eq!(records.len(), 500);
+    // Each sink's records are counted: the local index's 500 and the forwarded 500.
+    assert!(metric(&base, "sluice_enrich_hits_total") >= 1_000.0, "forwarded records count");
     assert_eq!(records.iter().map(|r| r.id()).collect::<HashSet<_>>().len(), 500);
     for (message, batch, records) in &all {
         assert!(batch.records.is_empty() && batch.zstd_blocks.len() == 1, "a block as it came");

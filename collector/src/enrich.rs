@@ -93,6 +93,20 @@ impl PodCache {
         self.pods.read().expect("pod cache poisoned").get(uid).map(|e| e.info.clone())
     }
 
+    /// What is known of the pod `uid`, for `records` records that are not decoded (a block
+    /// forwarded as it is), counted as [`PodCache::enrich`] counts them.
+    pub fn info_for(&self, uid: &str, records: usize) -> Option<Arc<PodInfo>> {
+        let pods = self.pods.read().expect("pod cache poisoned");
+        if pods.is_empty() || uid.is_empty() {
+            return None;
+        }
+        let info = pods.get(uid).map(|e| e.info.clone());
+        let counter =
+            if info.is_some() { "sluice_enrich_hits_total" } else { "sluice_enrich_misses_total" };
+        metrics::counter!(counter).increment(records as u64);
+        info
+    }
+
     fn apply(&self, pod: &Pod, generation: u64) {
         let Some(uid) = pod.metadata.uid.clone() else { return };
         let info = Arc::new(info_of(pod));

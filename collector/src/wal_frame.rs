@@ -123,10 +123,10 @@ impl Frame {
         self.only_blocks.then_some(self.zstd_blocks.as_slice())
     }
 
-    /// The pod metadata [`Frame::records`] would add to records of the pod `uid`, as a
-    /// batch's enrichment.
-    pub fn pod_metadata(&self, uid: &str) -> Option<LogRecord> {
-        let info = self.pods.as_ref()?.info(uid)?;
+    /// The pod metadata [`Frame::records`] would add to `records` records of the pod `uid`,
+    /// as a batch's enrichment.
+    pub fn pod_metadata(&self, uid: &str, records: usize) -> Option<LogRecord> {
+        let info = self.pods.as_ref()?.info_for(uid, records)?;
         Some(LogRecord {
             labels: info.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             owner: info.owner.clone(),

@@ -23,12 +23,21 @@ pub fn decode_block(compressed: &[u8]) -> Result<RecordBlock, String> {
     RecordBlock::decode(encoded.as_slice()).map_err(|e| format!("undecodable record block: {e}"))
 }
 
-/// What a block's records share and its first record, read without decoding the others: a
-/// sink that forwards blocks as they are needs no more to route them.
-pub fn block_head(compressed: &[u8]) -> Result<(LogRecord, Option<LogRecord>), String> {
+/// What [`block_head`] reads of a block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockHead {
+    /// What the block's records share.
+    pub common: LogRecord,
+    pub first: Option<LogRecord>,
+    pub records: usize,
+}
+
+/// A block's shared fields, first record and record count, read without decoding the other
+/// records: a sink that forwards blocks as they are needs no more to route them.
+pub fn block_head(compressed: &[u8]) -> Result<BlockHead, String> {
     let encoded = decompress(compressed)?;
     let undecodable = |e: prost::DecodeError| format!("undecodable record block: {e}");
-    let (mut common, mut first) = (LogRecord::default(), None);
+    let (mut common, mut first, mut records) = (LogRecord::default(), None, 0);
     let mut rest = encoded.as_slice();
     while !rest.is_empty() {
         let (tag, wire_type) = prost::encoding::decode_key(&mut rest).map_err(undecodable)?;
@@ -45,11 +54,16 @@ pub fn block_head(compressed: &[u8]) -> Result<(LogRecord, Option<LogRecord>), S
         rest = after;
         match tag {
             1 => common.merge(field).map_err(undecodable)?,
-            2 if first.is_none() => first = Some(LogRecord::decode(field).map_err(undecodable)?),
+            2 => {
+                records += 1;
+                if first.is_none() {
+                    first = Some(LogRecord::decode(field).map_err(undecodable)?);
+                }
+            }
             _ => {}
         }
     }
-    Ok((common, first))
+    Ok(BlockHead { common, first, records })
 }
 
 fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
@@ -206,13 +220,13 @@ mod tests {
     #[test]
     fn a_blocks_head_is_its_shared_fields_and_first_record() {
         let compressed = zstd::bulk::compress(&block().encode_to_vec(), 1).unwrap();
-        let (common, first) = block_head(&compressed).unwrap();
-        assert_eq!(common, block().common.unwrap());
-        assert_eq!(first.unwrap().message, "订单创建失败");
+        let head = block_head(&compressed).unwrap();
+        assert_eq!(head.common, block().common.unwrap());
+        assert_eq!(head.first.unwrap().message, "订单创建失败");
+        assert_eq!(head.records, 2);
         let empty = RecordBlock { common: block().common, records: vec![] };
-        let (_, none) =
-            block_head(&zstd::bulk::compress(&empty.encode_to_vec(), 1).unwrap()).unwrap();
-        assert!(none.is_none());
+        let head = block_head(&zstd::bulk::compress(&empty.encode_to_vec(), 1).unwrap()).unwrap();
+        assert!(head.first.is_none() && head.records == 0);
         let mut cut = block().encode_to_vec();
         cut.truncate(cut.len() - 1);
         let err = block_head(&zstd::bulk::compress(&cut, 1).unwrap()).unwrap_err();

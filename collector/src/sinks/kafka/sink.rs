@@ -214,10 +214,11 @@ impl KafkaSink {
         }
         let mut out = Vec::with_capacity(blocks.len());
         for block in blocks {
-            let (common, first) = sluice_proto::block::block_head(block).ok()?;
-            let Some(first) = first else { continue };
+            let head = sluice_proto::block::block_head(block).ok()?;
+            let (common, Some(first)) = (head.common, head.first) else { continue };
             let topic = self.topic(&common);
-            let payload = Encoding::forward_block(block, frame.pod_metadata(&common.pod_uid));
+            let enrichment = frame.pod_metadata(&common.pod_uid, head.records);
+            let payload = Encoding::forward_block(block, enrichment);
             if payload.len() > self.config.max_message_bytes || topic.is_empty() {
                 return None;
             }
