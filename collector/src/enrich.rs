@@ -88,8 +88,8 @@ impl PodCache {
         metrics::counter!("sluice_enrich_misses_total").increment(misses);
     }
 
-    /// What is known of the pod `uid`.
-    pub fn info(&self, uid: &str) -> Option<Arc<PodInfo>> {
+    #[cfg(test)]
+    fn info(&self, uid: &str) -> Option<Arc<PodInfo>> {
         self.pods.read().expect("pod cache poisoned").get(uid).map(|e| e.info.clone())
     }
 

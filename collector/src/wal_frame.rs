@@ -90,6 +90,7 @@ impl Frame {
     }
 
     /// A frame of these records as they are.
+    #[cfg(test)]
     pub fn of_records(records: Vec<LogRecord>) -> Self {
         Self::new(LogBatch { records, ..LogBatch::default() }, 0, None)
     }

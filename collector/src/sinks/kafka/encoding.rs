@@ -71,6 +71,7 @@ impl Encoding {
     }
 
     /// A `protobuf-batch` message of one block as it is, with the metadata its records get.
+    /// Written field by field: a `LogBatch` value would copy the block once more.
     pub(super) fn forward_block(block: &[u8], enrichment: Option<LogRecord>) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             block.len() + 16 + enrichment.as_ref().map_or(0, |e| e.encoded_len() + 8),

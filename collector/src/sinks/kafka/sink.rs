@@ -222,7 +222,7 @@ impl KafkaSink {
             if payload.len() > self.config.max_message_bytes || topic.is_empty() {
                 return None;
             }
-            let key = format!("{}/{}", common.namespace, common.pod);
+            let key = message_key(&common);
             out.push(Pending { topic, key, payload, timestamp_ms: millis(&first) });
         }
         Some(out)
@@ -243,7 +243,6 @@ impl KafkaSink {
                 json!({"topic": topic, "reason": reason, "document": Document::of(r).to_value()}),
             );
         };
-        let key = |r: &LogRecord| format!("{}/{}", r.namespace, r.pod);
         let mut out = Vec::new();
         if !self.config.encoding.batches() {
             for r in records {
@@ -251,7 +250,12 @@ impl KafkaSink {
                 if payload.len() > max || topic.is_empty() {
                     refuse(r, &topic, payload.len());
                 } else {
-                    out.push(Pending { topic, key: key(r), payload, timestamp_ms: millis(r) });
+                    out.push(Pending {
+                        topic,
+                        key: message_key(r),
+                        payload,
+                        timestamp_ms: millis(r),
+                    });
                 }
             }
             return (out, dead);
@@ -262,7 +266,7 @@ impl KafkaSink {
         let mut index: HashMap<(String, String), usize> = HashMap::new();
         let encoding = self.config.encoding;
         for r in records {
-            let (topic, key) = (self.topic(r), key(r));
+            let (topic, key) = (self.topic(r), message_key(r));
             let part = match encoding.part_len(r) {
                 Some(len) => Part::Record(r, len),
                 None => Part::Encoded(encoding.encode(r), millis(r)),
@@ -391,6 +395,11 @@ impl Sink for KafkaSink {
 /// A record's time as a Kafka timestamp, never ahead of the collector's clock: a broker can
 /// refuse timestamps too far in the future (`log.message.timestamp.after.max.ms`), and one
 /// refused message would fail its whole transaction again and again.
+/// A message's key: `namespace/pod`, so one pod's records stay in order on one partition.
+fn message_key(r: &LogRecord) -> String {
+    format!("{}/{}", r.namespace, r.pod)
+}
+
 fn millis(r: &LogRecord) -> i64 {
     let now = crate::external::now_ns().div_euclid(1_000_000);
     r.timestamp_ns.div_euclid(1_000_000).min(now)
