@@ -35,7 +35,7 @@ impl Ingest for IngestService {
         if records == 0 {
             return Ok(Response::new(Ack { sequence, wal_position: self.wal.end(), records }));
         }
-        let payload = wal_frame::encode_batch(&batch);
+        let payload = wal_frame::encode_batch(&batch, records);
         let wal = self.wal.clone();
         let position = tokio::task::spawn_blocking(move || wal.append(&payload))
             .await

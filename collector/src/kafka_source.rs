@@ -165,7 +165,7 @@ async fn consume(
                 records: std::mem::take(&mut records),
                 ..LogBatch::default()
             };
-            let payload = wal_frame::encode_batch(&batch);
+            let payload = wal_frame::encode_batch(&batch, count as u32);
             // The records stay ours until the WAL has them: a full WAL (--wal-max-size with
             // `block`) or a disk error holds the consumer here, and Kafka keeps the rest.
             let end = loop {

@@ -121,8 +121,8 @@ pub async fn run_sink(
                     break;
                 }
             };
-            let frame = match wal_frame::decode_batch_at(&payload, at) {
-                Ok(batch) => Arc::new(Frame::new(batch, at, pods.clone())),
+            let frame = match wal_frame::decode_frame_at(&payload, at, pods.clone()) {
+                Ok(frame) => Arc::new(frame),
                 Err(reason) => {
                     tracing::error!(sink = %name, position = at, reason, "skipping an undecodable WAL frame");
                     metrics::counter!("sluice_collector_wal_undecodable_frames_total").increment(1);

@@ -1,7 +1,9 @@
 //! What a WAL frame's payload holds: a kind byte, then the encoded message.
 //!
-//! Kind 1 is an agent's batch, whose records carry their ids (source + byte offset in the
-//! file). Kind 2 is a batch from a client that has no such offsets (`_bulk`, OTLP): its
+//! Kind 3 is an agent's batch, whose records carry their ids (source + byte offset in the
+//! file), after the record count the collector checked on arrival (`u32`, little-endian), so
+//! a sink that only counts never decompresses; kind 1, the same without the count, is what
+//! earlier collectors wrote and is still read. Kind 2 is a batch from a client that has no such offsets (`_bulk`, OTLP): its
 //! records' offsets are their index in the batch, and decoding turns them into
 //! `(frame position << 20) + index`. The frame's position in the WAL never changes, so a
 //! replay after a crash gives the same ids, and the index keeps each record once.
@@ -18,41 +20,63 @@ use crate::enrich::PodCache;
 
 const KIND_LOG_BATCH: u8 = 1;
 const KIND_EXTERNAL_BATCH: u8 = 2;
+const KIND_COUNTED_BATCH: u8 = 3;
 
 /// The most records in one external batch: the index must fit below the position's bits.
 pub const MAX_EXTERNAL_RECORDS: usize = 1 << 20;
 
-pub fn encode_batch(batch: &LogBatch) -> Vec<u8> {
-    encode(KIND_LOG_BATCH, batch)
+/// A batch with its ids, whose `records` were counted by [`LogBatch::checked_record_count`].
+pub fn encode_batch(batch: &LogBatch, records: u32) -> Vec<u8> {
+    encode(KIND_COUNTED_BATCH, &records.to_le_bytes(), batch)
 }
 
 /// A batch whose record offsets are their index in it, made unique by the WAL position.
 pub fn encode_external(batch: &LogBatch) -> Vec<u8> {
     debug_assert!(batch.records.len() <= MAX_EXTERNAL_RECORDS);
-    encode(KIND_EXTERNAL_BATCH, batch)
+    encode(KIND_EXTERNAL_BATCH, &[], batch)
 }
 
-fn encode(kind: u8, batch: &LogBatch) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + batch.encoded_len());
+fn encode(kind: u8, head: &[u8], batch: &LogBatch) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + head.len() + batch.encoded_len());
     out.push(kind);
+    out.extend_from_slice(head);
     batch.encode(&mut out).expect("a Vec grows as needed");
     out
 }
 
-/// Decodes the payload of the frame at WAL `position`, giving external records their ids;
-/// the error says what is wrong with it.
-pub fn decode_batch_at(payload: &[u8], position: u64) -> Result<LogBatch, String> {
+/// Decodes the payload of the frame at WAL `position` into a [`Frame`], giving external
+/// records their ids; the error says what is wrong with it.
+pub fn decode_frame_at(
+    payload: &[u8],
+    position: u64,
+    pods: Option<Arc<PodCache>>,
+) -> Result<Frame, String> {
+    let (batch, records) = decode_batch_at(payload, position)?;
+    let mut frame = Frame::new(batch, position, pods);
+    frame.checked_records = records;
+    Ok(frame)
+}
+
+/// The batch in a frame's payload, and its checked record count when the payload has one.
+fn decode_batch_at(payload: &[u8], position: u64) -> Result<(LogBatch, Option<usize>), String> {
+    let undecodable = |e: prost::DecodeError| format!("undecodable log batch: {e}");
     match payload.split_first() {
-        Some((&KIND_LOG_BATCH, body)) => {
-            LogBatch::decode(body).map_err(|e| format!("undecodable log batch: {e}"))
+        Some((&KIND_COUNTED_BATCH, body)) => {
+            let Some((count, body)) = body.split_first_chunk::<4>() else {
+                return Err("a counted batch without its count".to_owned());
+            };
+            let batch = LogBatch::decode(body).map_err(undecodable)?;
+            Ok((batch, Some(u32::from_le_bytes(*count) as usize)))
         }
+        Some((&KIND_LOG_BATCH, body)) => Ok((LogBatch::decode(body).map_err(undecodable)?, None)),
         Some((&KIND_EXTERNAL_BATCH, body)) => {
             let mut batch =
                 LogBatch::decode(body).map_err(|e| format!("undecodable external batch: {e}"))?;
             for r in &mut batch.records {
                 r.offset = (position << 20) | (r.offset & (MAX_EXTERNAL_RECORDS as u64 - 1));
             }
-            Ok(batch)
+            let records = batch.records.len();
+            Ok((batch, Some(records)))
         }
         Some((kind, _)) => Err(format!("unknown frame kind {kind}")),
         None => Err("empty frame".to_owned()),
@@ -71,6 +95,8 @@ pub struct Frame {
     only_blocks: bool,
     pods: Option<Arc<PodCache>>,
     records: OnceLock<Vec<LogRecord>>,
+    /// How many records the collector counted when the batch arrived, if the WAL kept it.
+    checked_records: Option<usize>,
 }
 
 impl Frame {
@@ -86,6 +112,7 @@ impl Frame {
             enrichment: batch.enrichment,
             pods,
             records: OnceLock::new(),
+            checked_records: None,
         }
     }
 
@@ -119,6 +146,15 @@ impl Frame {
         })
     }
 
+    /// How many records the frame holds, without decoding them when the WAL kept their count.
+    pub fn record_count(&self) -> usize {
+        match (self.checked_records, self.records.get()) {
+            (_, Some(records)) => records.len(),
+            (Some(count), None) => count,
+            (None, None) => self.records().len(),
+        }
+    }
+
     /// The frame's compressed blocks as the agent sent them, when they are all it holds.
     pub fn blocks(&self) -> Option<&[Vec<u8>]> {
         self.only_blocks.then_some(self.zstd_blocks.as_slice())
@@ -150,10 +186,15 @@ mod tests {
             zstd_blocks: vec![b"kept as sent".to_vec()],
             ..LogBatch::default()
         };
-        assert_eq!(decode_batch_at(&encode_batch(&batch), 0).unwrap(), batch);
-        let mut truncated = encode_batch(&batch);
+        assert_eq!(decode_batch_at(&encode_batch(&batch, 7), 0).unwrap(), (batch.clone(), Some(7)));
+        assert_eq!(decode_frame_at(&encode_batch(&batch, 7), 0, None).unwrap().record_count(), 7);
+        let mut truncated = encode_batch(&batch, 7);
         truncated.truncate(truncated.len() - 2);
         assert!(decode_batch_at(&truncated, 0).unwrap_err().contains("undecodable"));
+        assert!(decode_batch_at(&[3, 1, 0], 0).unwrap_err().contains("without its count"));
+        let mut earlier = vec![KIND_LOG_BATCH];
+        earlier.extend(batch.encode_to_vec());
+        assert_eq!(decode_batch_at(&earlier, 0).unwrap(), (batch, None), "earlier WALs still read");
         assert!(decode_batch_at(&[9, 1], 0).unwrap_err().contains("unknown frame kind 9"));
         assert!(decode_batch_at(&[], 0).is_err());
     }
@@ -170,6 +211,7 @@ mod tests {
         let at = |p| {
             decode_batch_at(&payload, p)
                 .unwrap()
+                .0
                 .records
                 .iter()
                 .map(|r| r.offset)

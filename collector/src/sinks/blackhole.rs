@@ -33,7 +33,7 @@ impl Sink for BlackholeSink {
 
     async fn write(&mut self, frame: Arc<Frame>, end: u64) -> Result<(), SinkError> {
         metrics::counter!("sluice_collector_blackhole_records_total")
-            .increment(frame.records().len() as u64);
+            .increment(frame.record_count() as u64);
         self.covered = end;
         Ok(())
     }
