@@ -34,10 +34,12 @@ fn read_path(c: &mut Criterion) {
             let mut splitter = LineSplitter::new(CAP, 0);
             let mut assembler = Assembler::new(CAP);
             let mut records = 0usize;
+            let now = std::time::Instant::now();
             for chunk in file.chunks(64 << 10) {
                 splitter.push(chunk, |line| {
                     let parsed = cri::parse(&line.bytes).expect("a CRI line");
-                    if assembler.push(&parsed, line.start, line.end, line.truncated).is_some() {
+                    if assembler.push(&parsed, line.start, line.end, line.truncated, now).is_some()
+                    {
                         records += 1;
                     }
                 });

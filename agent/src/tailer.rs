@@ -704,7 +704,7 @@ impl Tailer {
             let record = match part {
                 Some(part) => {
                     let Some(merged) =
-                        reading.cri.push(&part, line.start, line.end, line.truncated)
+                        reading.cri.push(&part, line.start, line.end, line.truncated, read_at)
                     else {
                         continue;
                     };

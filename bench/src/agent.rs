@@ -20,6 +20,10 @@ pub(crate) struct AgentArgs {
     /// Where `sluice` and `sluice-agent` are (default: beside this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// The agent to measure, when not the one in `--bin-dir`: the node build from
+    /// `scripts/build-agent` (static, link-time optimised) is the one to ship and measure.
+    #[arg(long)]
+    agent_bin: Option<PathBuf>,
     #[arg(long, default_value = "../shared/testdata")]
     testdata: PathBuf,
     /// Where the JSON report goes.
@@ -42,6 +46,8 @@ struct Report {
 
 pub(crate) fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let (sluice, agent_bin) = crate::binaries(args.bin_dir)?;
+    let agent_bin = args.agent_bin.unwrap_or(agent_bin);
+    anyhow::ensure!(agent_bin.exists(), "{} is missing: scripts/build-agent", agent_bin.display());
     let work = tempfile::tempdir()?;
     let logs = work.path().join("logs");
     eprintln!("generating a {} MiB CRI file...", args.mib);
