@@ -3,9 +3,9 @@
 //! Kind 3 is an agent's batch, whose records carry their ids (source + byte offset in the
 //! file), after the record count the collector checked on arrival (`u32`, little-endian), so
 //! a sink that only counts never decompresses; kind 1, the same without the count, is what
-//! earlier collectors wrote and is still read. Kind 2 is a batch from a client that has no such offsets (`_bulk`, OTLP): its
-//! records' offsets are their index in the batch, and decoding turns them into
-//! `(frame position << 20) + index`. The frame's position in the WAL never changes, so a
+//! earlier collectors wrote and is still read. Kind 2 is a batch from a client that has no
+//! such offsets (`_bulk`, OTLP): its records' offsets are their index in the batch, and
+//! decoding turns them into `(frame position << 20) + index`. The frame's position in the WAL never changes, so a
 //! replay after a crash gives the same ids, and the index keeps each record once.
 //!
 //! Sinks take a frame as a [`Frame`]: its records are decoded (and given their pod metadata)

@@ -91,33 +91,28 @@ pub fn check_block(compressed: &[u8]) -> Result<usize, String> {
 /// wire type, strings in UTF-8, label entries as string pairs; unknown fields skipped.
 fn check_record(encoded: &[u8]) -> Result<(), String> {
     for field in Fields(encoded) {
-        let (tag, value) = field?;
-        let fits = match (tag, value) {
-            (1, Value::Fixed64) | (2 | 3 | 4 | 11 | 16, Value::Varint) => true,
-            (5..=10 | 12..=14 | 17, Value::Bytes(text)) => check_text(text, tag)?,
+        match field? {
+            (1, Value::Fixed64) | (2 | 3 | 4 | 11 | 16, Value::Varint) => {}
+            (tag @ (5..=10 | 12..=14 | 17), Value::Bytes(text)) => check_text(text, tag)?,
             (15, Value::Bytes(entry)) => {
                 for field in Fields(entry) {
                     match field? {
                         (1 | 2, Value::Bytes(text)) => check_text(text, 15)?,
                         (1 | 2, _) => return Err("a label is not a string".to_owned()),
-                        _ => true,
-                    };
+                        _ => {}
+                    }
                 }
-                true
             }
-            (1..=17, _) => false,
-            _ => true,
-        };
-        if !fits {
-            return Err(format!("record field {tag} has the wrong wire type"));
+            (tag @ 1..=17, _) => return Err(format!("record field {tag} has the wrong wire type")),
+            _ => {}
         }
     }
     Ok(())
 }
 
-fn check_text(text: &[u8], tag: u32) -> Result<bool, String> {
+fn check_text(text: &[u8], tag: u32) -> Result<(), String> {
     simdutf8::basic::from_utf8(text)
-        .map(|_| true)
+        .map(drop)
         .map_err(|_| format!("record field {tag} is not UTF-8"))
 }
 
