@@ -82,7 +82,11 @@ pub struct TopByTimeSegment {
 
 struct Columns {
     ts: Column<i64>,
-    source: Column<u64>,
+    /// Source keys as hex terms: a dictionary column costs a few bits per record where a
+    /// u64 column of hashes in shape order cost all 64 (see `LogSchema`).
+    source: Option<StrColumn>,
+    /// Source keys by term ordinal, parsed at first use: a segment holds few sources.
+    sources: HashMap<u64, u64>,
     offset: Column<u64>,
 }
 
@@ -91,8 +95,21 @@ impl Columns {
         let fast = reader.fast_fields();
         Ok(Columns {
             ts: fast.i64("ts")?,
-            source: fast.u64("source")?,
+            source: fast.str("source")?,
+            sources: HashMap::new(),
             offset: fast.u64("offset")?,
+        })
+    }
+
+    fn source(&mut self, doc: DocId) -> u64 {
+        let Some(column) = &self.source else { return 0 };
+        let Some(ord) = column.term_ords(doc).next() else { return 0 };
+        *self.sources.entry(ord).or_insert_with(|| {
+            let mut hex = String::new();
+            match column.ord_to_str(ord, &mut hex) {
+                Ok(true) => u64::from_str_radix(&hex, 16).unwrap_or_default(),
+                _ => 0,
+            }
         })
     }
 }
@@ -150,7 +167,7 @@ impl SegmentCollector for TopByTimeSegment {
                 }
             }
         }
-        let columns = self.columns.as_ref().expect("opened above");
+        let columns = self.columns.as_mut().expect("opened above");
         let ts = columns.ts.first(doc).unwrap_or(i64::MIN);
         let full = match self.order {
             Order::Newest => self.newest.len() >= self.limit,
@@ -166,10 +183,7 @@ impl SegmentCollector for TopByTimeSegment {
                 return;
             }
         }
-        let (source, offset) = (
-            columns.source.first(doc).unwrap_or_default(),
-            columns.offset.first(doc).unwrap_or_default(),
-        );
+        let (source, offset) = (columns.source(doc), columns.offset.first(doc).unwrap_or_default());
         let key = match self.rank {
             Rank::Time => (ts, source, offset),
             Rank::Offset => (0, source, offset),

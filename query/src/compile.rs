@@ -3,12 +3,11 @@
 use std::ops::Bound;
 
 use tantivy::Term;
-use tantivy::query::{
-    AllQuery, BooleanQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery, TermQuery,
-};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
 
 use crate::QueryError;
+use crate::phrase::PhraseMatch;
 use crate::schema::{LogSchema, NumericKind};
 use crate::syntax::Expr;
 use crate::tokenizer::tokens;
@@ -35,7 +34,7 @@ fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, Query
                 QueryError::Syntax(format!("source:{value} is not a 16-digit hex source key"))
             })?;
             Box::new(TermQuery::new(
-                Term::from_field_u64(schema.source, source),
+                Term::from_field_text(schema.source, &crate::schema::source_term(source)),
                 IndexRecordOption::Basic,
             ))
         }
@@ -144,7 +143,8 @@ pub fn glob_query(field: Field, glob: &str) -> Result<Box<dyn Query>, QueryError
 }
 
 /// One token is a term query; several are the phrase of them at the positions the tokenizer
-/// gave, so CJK runs and `db-timeout` match only adjacent text.
+/// gave, so CJK runs and `db-timeout` match only adjacent text (checked against the stored
+/// message, see [`PhraseMatch`]).
 fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, QueryError> {
     let mut tokens = tokens(text);
     let first = tokens.first().map(|(position, _)| *position).unwrap_or(0);
@@ -156,13 +156,9 @@ fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, Query
             Term::from_field_text(schema.message, &tokens.remove(0).1),
             IndexRecordOption::Basic,
         ))),
-        _ => Ok(Box::new(PhraseQuery::new_with_offset(
-            tokens
-                .into_iter()
-                .map(|(position, token)| {
-                    (position - first, Term::from_field_text(schema.message, &token))
-                })
-                .collect(),
+        _ => Ok(Box::new(PhraseMatch::new(
+            schema.message,
+            tokens.into_iter().map(|(position, token)| (position - first, token)).collect(),
         ))),
     }
 }

@@ -1,10 +1,11 @@
 //! Where a hit's message matched: the query's positive words and phrases, found again in the
 //! message with the index's own tokenizer, so a highlight covers exactly what matched.
 
-use tantivy::tokenizer::{TokenStream, Tokenizer};
+use std::ops::ControlFlow;
 
+use crate::phrase::find;
 use crate::syntax::Expr;
-use crate::tokenizer::{SluiceTokenizer, tokens};
+use crate::tokenizer::tokens;
 
 /// The token sequences (with position gaps) of the words and phrases a hit must or may
 /// contain; what sits under a NOT is left out.
@@ -32,35 +33,12 @@ pub fn highlight(message: &str, phrases: &[Vec<(usize, String)>]) -> Vec<[usize;
     if phrases.is_empty() {
         return Vec::new();
     }
-    let mut tokenizer = SluiceTokenizer;
-    let mut stream = tokenizer.token_stream(message);
-    let mut toks = Vec::new();
-    while stream.advance() {
-        let t = stream.token();
-        toks.push((t.position, t.text.clone(), t.offset_from, t.offset_to));
-    }
     let mut spans = Vec::new();
     for phrase in phrases {
-        for start in 0..toks.len() {
-            let base = toks[start].0;
-            let mut j = start;
-            let mut end_byte = None;
-            for (rel, text) in phrase {
-                while j < toks.len() && toks[j].0 < base + rel {
-                    j += 1;
-                }
-                match toks.get(j) {
-                    Some(t) if t.0 == base + rel && &t.1 == text => end_byte = Some(t.3),
-                    _ => {
-                        end_byte = None;
-                        break;
-                    }
-                }
-            }
-            if let Some(end) = end_byte {
-                spans.push((toks[start].2, end));
-            }
-        }
+        find(message, phrase, |from, to| {
+            spans.push((from, to));
+            ControlFlow::Continue(())
+        });
     }
     spans.sort_unstable();
     let mut merged: Vec<(usize, usize)> = Vec::new();

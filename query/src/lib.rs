@@ -11,6 +11,8 @@
 //! - [`access`]: users, tokens and the [`access::Scope`] every query is ANDed with.
 //! - [`schema`]: the fields of a stored record.
 //! - [`tokenizer`]: the CJK-aware tokenizer, shared by indexing and querying.
+//! - [`shape`]: the hash of a message's template that every partition sorts its documents by.
+//! - [`phrase`]: phrases without positions, checked against the stored message.
 //! - [`syntax`]: the query language, parsed into an [`syntax::Expr`].
 //! - [`compile`]: an [`syntax::Expr`] into a tantivy query.
 //! - [`store`]: partitions, the manifest, and the single writer with exactly-once adds.
@@ -32,9 +34,11 @@ pub mod error;
 pub mod facets;
 pub mod highlight;
 pub mod histogram;
+pub mod phrase;
 pub mod retention;
 pub mod schema;
 pub mod search;
+pub mod shape;
 pub mod store;
 pub mod syntax;
 pub mod tail;

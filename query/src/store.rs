@@ -22,7 +22,8 @@ use tantivy::query::TermQuery;
 use tantivy::schema::IndexRecordOption;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{
-    Index, IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+    Index, IndexReader, IndexSettings, IndexSortByField, IndexWriter, Order, ReloadPolicy,
+    TantivyDocument, Term,
 };
 
 use crate::QueryError;
@@ -31,9 +32,10 @@ use crate::tokenizer::{SluiceTokenizer, TOKENIZER_NAME};
 
 const MANIFEST: &str = "manifest.json";
 /// Version 2 added the `seq` field and the keyword columns, and dropped `ingest_ts`; version
-/// 3 added `owner` and `labels`. Field handles are positional, so an older index cannot be
-/// read with this schema.
-const MANIFEST_VERSION: u32 = 3;
+/// 3 added `owner` and `labels`; version 4 indexes the message without positions and sorts
+/// documents by `shape`. Field handles are positional, so an older index cannot be read with
+/// this schema.
+const MANIFEST_VERSION: u32 = 4;
 pub(crate) const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 /// How many partitions may have an open writer at once; each holds an indexing arena.
 const MAX_OPEN_WRITERS: usize = 4;
@@ -316,6 +318,10 @@ impl Store {
             // at about half the CPU, and indexing CPU is what bounds the collector.
             docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(1) }),
             docstore_blocksize: DOCSTORE_BLOCK_BYTES,
+            sort_by_field: Some(IndexSortByField {
+                field: crate::schema::SHAPE_FIELD.to_owned(),
+                order: Order::Asc,
+            }),
             ..IndexSettings::default()
         };
         let index = Index::builder()
@@ -345,7 +351,7 @@ impl Store {
     /// The highest committed offset of `source`, over all partitions.
     fn committed_high_water(&self, source: u64) -> Result<Option<u64>, QueryError> {
         let query = TermQuery::new(
-            Term::from_field_u64(self.schema.source, source),
+            Term::from_field_text(self.schema.source, &crate::schema::source_term(source)),
             IndexRecordOption::Basic,
         );
         let top = TopDocs::with_limit(1).order_by_fast_field::<u64>("offset", Order::Desc);
