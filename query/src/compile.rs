@@ -7,10 +7,9 @@ use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuer
 use tantivy::schema::{Field, IndexRecordOption};
 
 use crate::QueryError;
-use crate::phrase::PhraseMatch;
+use crate::phrase::{PhraseMatch, relative};
 use crate::schema::{LogSchema, NumericKind};
 use crate::syntax::Expr;
-use crate::tokenizer::tokens;
 
 /// Compiles `expr`; `None` (the empty query) matches every record.
 pub fn compile(schema: &LogSchema, expr: Option<&Expr>) -> Result<Box<dyn Query>, QueryError> {
@@ -146,8 +145,7 @@ pub fn glob_query(field: Field, glob: &str) -> Result<Box<dyn Query>, QueryError
 /// gave, so CJK runs and `db-timeout` match only adjacent text (checked against the stored
 /// message, see [`PhraseMatch`]).
 fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, QueryError> {
-    let mut tokens = tokens(text);
-    let first = tokens.first().map(|(position, _)| *position).unwrap_or(0);
+    let mut tokens = relative(text);
     match tokens.len() {
         0 => Err(QueryError::Syntax(format!(
             "{text:?} has no letters, digits or CJK characters to search for"
@@ -156,9 +154,6 @@ fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, Query
             Term::from_field_text(schema.message, &tokens.remove(0).1),
             IndexRecordOption::Basic,
         ))),
-        _ => Ok(Box::new(PhraseMatch::new(
-            schema.message,
-            tokens.into_iter().map(|(position, token)| (position - first, token)).collect(),
-        ))),
+        _ => Ok(Box::new(PhraseMatch::new(schema.message, tokens))),
     }
 }

@@ -3,9 +3,8 @@
 
 use std::ops::ControlFlow;
 
-use crate::phrase::find;
+use crate::phrase::{find, relative};
 use crate::syntax::Expr;
-use crate::tokenizer::tokens;
 
 /// The token sequences (with position gaps) of the words and phrases a hit must or may
 /// contain; what sits under a NOT is left out.
@@ -18,9 +17,9 @@ pub fn phrases(expr: &Expr) -> Vec<Vec<(usize, String)>> {
 fn collect(expr: &Expr, out: &mut Vec<Vec<(usize, String)>>) {
     match expr {
         Expr::Text(t) | Expr::Phrase(t) => {
-            let toks = tokens(t);
-            if let Some(first) = toks.first().map(|(p, _)| *p) {
-                out.push(toks.into_iter().map(|(p, t)| (p - first, t)).collect());
+            let phrase = relative(t);
+            if !phrase.is_empty() {
+                out.push(phrase);
             }
         }
         Expr::And(items) | Expr::Or(items) => items.iter().for_each(|e| collect(e, out)),
