@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sluice_agent::cri::{self, Assembler};
+use sluice_agent::cri::{self, Assembler, SecondCache};
 use sluice_agent::line_reader::LineSplitter;
 
 const CAP: usize = 256 << 10;
@@ -33,11 +33,12 @@ fn read_path(c: &mut Criterion) {
         b.iter(|| {
             let mut splitter = LineSplitter::new(CAP, 0);
             let mut assembler = Assembler::new(CAP);
+            let mut seconds = SecondCache::default();
             let mut records = 0usize;
             let now = std::time::Instant::now();
             for chunk in file.chunks(64 << 10) {
                 splitter.push(chunk, |line| {
-                    let parsed = cri::parse(&line.bytes).expect("a CRI line");
+                    let parsed = cri::parse_cached(line.bytes, &mut seconds).expect("a CRI line");
                     if assembler.push(&parsed, line.start, line.end, line.truncated, now).is_some()
                     {
                         records += 1;

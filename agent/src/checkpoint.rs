@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,32 @@ pub struct Entry {
     pub touched: u64,
 }
 
+/// The checkpoint file's content at one moment.
+#[must_use = "a snapshot is saved only when written"]
+pub struct Snapshot {
+    number: u64,
+    bytes: Vec<u8>,
+    path: PathBuf,
+    written: Arc<Mutex<u64>>,
+}
+
+impl Snapshot {
+    /// Replaces the file atomically, unless a later snapshot is there already.
+    pub fn write(self) -> Result<(), AgentError> {
+        let mut written = self.written.lock().expect("checkpoint writes poisoned");
+        if *written >= self.number {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let mut file = fs::File::create(&tmp).map_err(AgentError::io("create", &tmp))?;
+        file.write_all(&self.bytes).map_err(AgentError::io("write", &tmp))?;
+        file.sync_all().map_err(AgentError::io("sync", &tmp))?;
+        fs::rename(&tmp, &self.path).map_err(AgentError::io("rename into place", &self.path))?;
+        *written = self.number;
+        Ok(())
+    }
+}
+
 /// Entries kept per path: kubelet keeps five rotations of a container's log by default.
 const KEPT_PER_PATH: usize = 8;
 
@@ -64,6 +91,9 @@ struct OnDisk {
 pub struct Checkpoints {
     path: PathBuf,
     state: OnDisk,
+    /// Snapshots taken so far, and the latest one written, shared with the snapshots.
+    taken: u64,
+    written: Arc<Mutex<u64>>,
     first_start: bool,
     /// Fingerprint, generation and content hash of each source being read, for the entries
     /// `advance` makes.
@@ -82,7 +112,14 @@ impl Checkpoints {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (OnDisk::default(), true),
             Err(e) => return Err(AgentError::io("read", &path)(e)),
         };
-        Ok(Self { path, state, first_start, identities: HashMap::new() })
+        Ok(Self {
+            path,
+            state,
+            taken: 0,
+            written: Arc::new(Mutex::new(0)),
+            first_start,
+            identities: HashMap::new(),
+        })
     }
 
     /// True when no checkpoint file existed: the agent's very first start in this data dir.
@@ -161,15 +198,22 @@ impl Checkpoints {
         entry
     }
 
-    pub fn save(&self) -> Result<(), AgentError> {
-        let tmp = self.path.with_extension("json.tmp");
-        let mut state = serde_json::to_vec_pretty(&self.state).expect("checkpoints serialise");
-        state.push(b'\n');
-        let mut file = fs::File::create(&tmp).map_err(AgentError::io("create", &tmp))?;
-        file.write_all(&state).map_err(AgentError::io("write", &tmp))?;
-        file.sync_all().map_err(AgentError::io("sync", &tmp))?;
-        fs::rename(&tmp, &self.path).map_err(AgentError::io("rename into place", &self.path))?;
-        Ok(())
+    pub fn save(&mut self) -> Result<(), AgentError> {
+        self.snapshot().write()
+    }
+
+    /// The state as it is now, to write once the lock on the checkpoints is let go: the
+    /// reader and the shipper both save, and neither may stall the other for an fsync.
+    pub fn snapshot(&mut self) -> Snapshot {
+        let mut bytes = serde_json::to_vec_pretty(&self.state).expect("checkpoints serialise");
+        bytes.push(b'\n');
+        self.taken += 1;
+        Snapshot {
+            number: self.taken,
+            bytes,
+            path: self.path.clone(),
+            written: self.written.clone(),
+        }
     }
 
     /// Forgets the files whose directory is gone (kubelet removes a deleted pod's log

@@ -5,6 +5,7 @@
 //! (16 KiB in containerd) into parts tagged `P`, ending with one tagged `F`; parts are merged
 //! as bytes, since a split may fall inside a UTF-8 character.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use sluice_proto::Stream;
@@ -18,8 +19,18 @@ pub struct CriLine<'a> {
     pub text: &'a [u8],
 }
 
+/// The last whole second seen in a file's CRI times, `YYYY-MM-DDTHH:MM:SS`, and its seconds
+/// since the epoch: a busy container writes many lines a second, so most lines repeat it.
+#[derive(Debug, Default)]
+pub struct SecondCache(Option<([u8; 19], i64)>);
+
 /// Parses a CRI line; `None` when it is not one.
 pub fn parse(line: &[u8]) -> Option<CriLine<'_>> {
+    parse_cached(line, &mut SecondCache::default())
+}
+
+/// As [`parse`], reusing the time of the last line parsed with `cache`.
+pub fn parse_cached<'a>(line: &'a [u8], cache: &mut SecondCache) -> Option<CriLine<'a>> {
     let mut fields = line.splitn(4, |&b| b == b' ');
     let time = fields.next()?;
     let stream = match fields.next()? {
@@ -35,7 +46,7 @@ pub fn parse(line: &[u8]) -> Option<CriLine<'_>> {
         _ => return None,
     };
     let text = fields.next().unwrap_or_default();
-    let timestamp_ns = match utc_nanos(time) {
+    let timestamp_ns = match utc_nanos(time, cache) {
         Some(ns) => ns,
         None => chrono::DateTime::parse_from_rfc3339(std::str::from_utf8(time).ok()?)
             .ok()?
@@ -47,18 +58,15 @@ pub fn parse(line: &[u8]) -> Option<CriLine<'_>> {
 /// Nanoseconds since the epoch of the layout runtimes write, `YYYY-MM-DDTHH:MM:SS[.f…]Z`;
 /// `None` for anything else, which chrono's general RFC 3339 parser then reads. Written by
 /// hand because chrono's parser was a few percent of the agent's CPU, on every line.
-fn utc_nanos(t: &[u8]) -> Option<i64> {
+fn utc_nanos(t: &[u8], cache: &mut SecondCache) -> Option<i64> {
     let digits = |range: std::ops::Range<usize>| -> Option<i64> {
         t.get(range)?
             .iter()
             .try_fold(0i64, |n, &b| b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0')))
     };
-    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
-    if t.len() < 20 || t.last() != Some(&b'Z') || separators.iter().any(|&(i, c)| t[i] != c) {
+    if t.len() < 20 || t.last() != Some(&b'Z') {
         return None;
     }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
     let fraction = &t[19..t.len() - 1];
     let nanos = match fraction {
         [] => 0,
@@ -67,6 +75,31 @@ fn utc_nanos(t: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
+    let whole: [u8; 19] = t[..19].try_into().expect("checked length");
+    let seconds = match cache.0 {
+        Some((seen, seconds)) if seen == whole => seconds,
+        _ => {
+            let seconds = civil_seconds(&whole)?;
+            cache.0 = Some((whole, seconds));
+            seconds
+        }
+    };
+    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS` in UTC; `None` for anything else.
+fn civil_seconds(t: &[u8; 19]) -> Option<i64> {
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        t[range]
+            .iter()
+            .try_fold(0i64, |n, &b| b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0')))
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(i, c)| t[i] != c) {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if !(1..=12).contains(&month)
@@ -85,18 +118,18 @@ fn utc_nanos(t: &[u8]) -> Option<i64> {
     let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     let days = era * 146_097 + day_of_era - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
-    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
-/// A merged CRI record: the first part's time and offset, all parts' text.
+/// A merged CRI record: the first part's time and offset, all parts' text. A record of one
+/// `F` line lends its text from the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Merged {
+pub struct Merged<'a> {
     pub timestamp_ns: i64,
     pub stream: Stream,
     pub start: u64,
     pub end: u64,
-    pub text: Vec<u8>,
+    pub text: Cow<'a, [u8]>,
     pub truncated: bool,
 }
 
@@ -104,7 +137,7 @@ pub struct Merged {
 #[derive(Debug)]
 pub struct Assembler {
     cap: usize,
-    open: [Option<Merged>; 2],
+    open: [Option<Merged<'static>>; 2],
     /// When each open record last got a part.
     grown: [Option<Instant>; 2],
 }
@@ -116,7 +149,12 @@ impl Assembler {
 
     /// The open records whose last part came `timeout` or more before `now`, or all of them:
     /// a container that died mid-line never writes the `F`.
-    pub fn take_stale(&mut self, now: Instant, timeout: Duration, all: bool) -> Vec<Merged> {
+    pub fn take_stale(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        all: bool,
+    ) -> Vec<Merged<'static>> {
         let mut stale = Vec::new();
         for (slot, grown) in self.open.iter_mut().zip(&mut self.grown) {
             let old = grown.is_some_and(|t| now.saturating_duration_since(t) >= timeout);
@@ -134,28 +172,39 @@ impl Assembler {
     /// Adds a part that spans `[start, end)` in the file, read at `now`; returns the record it
     /// completes. (The caller's clock is read once per read, not once per line: it was 3% of
     /// the agent's CPU.)
-    pub fn push(
+    pub fn push<'a>(
         &mut self,
-        line: &CriLine<'_>,
+        line: &CriLine<'a>,
         start: u64,
         end: u64,
         truncated: bool,
         now: Instant,
-    ) -> Option<Merged> {
+    ) -> Option<Merged<'a>> {
         let index = usize::from(line.stream == Stream::Stderr);
-        self.grown[index] = Some(now);
         let slot = &mut self.open[index];
+        if slot.is_none() && !line.partial {
+            let kept = &line.text[..line.text.len().min(self.cap)];
+            return Some(Merged {
+                timestamp_ns: line.timestamp_ns,
+                stream: line.stream,
+                start,
+                end,
+                text: Cow::Borrowed(kept),
+                truncated: truncated || kept.len() < line.text.len(),
+            });
+        }
+        self.grown[index] = Some(now);
         let merged = slot.get_or_insert_with(|| Merged {
             timestamp_ns: line.timestamp_ns,
             stream: line.stream,
             start,
             end,
-            text: Vec::new(),
+            text: Cow::Owned(Vec::new()),
             truncated: false,
         });
         let room = self.cap.saturating_sub(merged.text.len());
         merged.truncated |= truncated || line.text.len() > room;
-        merged.text.extend_from_slice(&line.text[..line.text.len().min(room)]);
+        merged.text.to_mut().extend_from_slice(&line.text[..line.text.len().min(room)]);
         merged.end = end;
         if line.partial {
             None
@@ -190,7 +239,12 @@ mod tests {
                 d => format!("{}.{}Z", time.format("%Y-%m-%dT%H:%M:%S"), &format!("{:09}", nanos)[..d]),
             };
             let chrono = chrono::DateTime::parse_from_rfc3339(&text).unwrap().timestamp_nanos_opt();
-            prop_assert_eq!(utc_nanos(text.as_bytes()), chrono, "{}", text);
+            prop_assert_eq!(utc_nanos(text.as_bytes(), &mut SecondCache::default()), chrono, "{}", text);
+            // The same answer from a cache that holds this second, and from one that holds another.
+            let mut cache = SecondCache::default();
+            utc_nanos(b"2001-02-03T04:05:06Z", &mut cache);
+            prop_assert_eq!(utc_nanos(text.as_bytes(), &mut cache), chrono);
+            prop_assert_eq!(utc_nanos(text.as_bytes(), &mut cache), chrono);
         }
     }
 
@@ -221,9 +275,18 @@ mod tests {
             "2026-11-23 10:00:00Z",
             "2026-13-01T00:00:00Z",
         ] {
-            assert_eq!(utc_nanos(other.as_bytes()), None, "{other}");
+            assert_eq!(utc_nanos(other.as_bytes(), &mut SecondCache::default()), None, "{other}");
         }
-        assert_eq!(utc_nanos(b"2024-02-29T23:59:59.5Z"), Some(1_709_251_199_500_000_000));
+        let mut cache = SecondCache::default();
+        assert_eq!(
+            utc_nanos(b"2024-02-29T23:59:59.5Z", &mut cache),
+            Some(1_709_251_199_500_000_000)
+        );
+        assert_eq!(
+            utc_nanos(b"2024-02-29T23:59:59.Z", &mut cache),
+            None,
+            "a cached second still needs a valid fraction"
+        );
     }
 
     #[test]
@@ -266,7 +329,8 @@ mod tests {
         assert_eq!(a.push(&p1, 0, 10, false, Instant::now()), None);
         assert_eq!(a.pending_start(), Some(0));
         let err = a.push(&e, 10, 20, false, Instant::now()).unwrap();
-        assert_eq!((err.start, err.text.as_slice()), (10, &b"err"[..]));
+        assert_eq!((err.start, &err.text[..]), (10, &b"err"[..]));
+        assert!(matches!(err.text, Cow::Borrowed(_)), "a whole line is lent, not copied");
         let out = a.push(&p2, 20, 30, false, Instant::now()).unwrap();
         assert_eq!((out.timestamp_ns, out.start, out.end), (1, 0, 30));
         assert_eq!(std::str::from_utf8(&out.text).unwrap(), "订单");
@@ -280,6 +344,11 @@ mod tests {
         let f = CriLine { timestamp_ns: 1, stream: Stream::Stdout, partial: false, text: b"def" };
         a.push(&p, 0, 1, false, Instant::now());
         let out = a.push(&f, 1, 2, false, Instant::now()).unwrap();
-        assert_eq!((out.text.as_slice(), out.truncated), (&b"abcd"[..], true));
+        assert_eq!((&out.text[..], out.truncated), (&b"abcd"[..], true));
+        let whole = a.push(&f, 2, 3, false, Instant::now()).unwrap();
+        assert_eq!((&whole.text[..], whole.truncated), (&b"def"[..], false));
+        let mut small = Assembler::new(2);
+        let cut = small.push(&f, 0, 1, false, Instant::now()).unwrap();
+        assert_eq!((&cut.text[..], cut.truncated), (&b"de"[..], true));
     }
 }

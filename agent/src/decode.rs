@@ -1,10 +1,21 @@
 //! Bytes of a line into the message text, flagging every change made on the way.
 
+use std::borrow::Cow;
+
 use sluice_proto::flags;
 
 /// Decodes a line's bytes; invalid UTF-8 becomes U+FFFD and NUL bytes are dropped, each
 /// flagged. A line cut at the cap loses a character split by the cut, without a flag for it.
-pub fn decode(mut bytes: Vec<u8>, truncated: bool) -> (String, u32) {
+/// Clean text, nearly every line, is lent back as it is.
+pub fn decode(bytes: Cow<'_, [u8]>, truncated: bool) -> (Cow<'_, str>, u32) {
+    if let Cow::Borrowed(lent) = bytes
+        && !truncated
+        && memchr::memchr(0, lent).is_none()
+        && let Ok(text) = simdutf8::basic::from_utf8(lent)
+    {
+        return (Cow::Borrowed(text), 0);
+    }
+    let mut bytes = bytes.into_owned();
     let mut flag_bits = 0;
     if truncated {
         flag_bits |= flags::TRUNCATED;
@@ -21,7 +32,7 @@ pub fn decode(mut bytes: Vec<u8>, truncated: bool) -> (String, u32) {
             String::from_utf8_lossy(e.as_bytes()).into_owned()
         }
     };
-    (text, flag_bits)
+    (Cow::Owned(text), flag_bits)
 }
 
 fn drop_split_character(bytes: &mut Vec<u8>) {
@@ -47,21 +58,27 @@ mod tests {
 
     #[test]
     fn clean_text_is_unflagged() {
-        assert_eq!(decode("订单 ok".into(), false), ("订单 ok".to_owned(), 0));
+        let (text, flag_bits) = decode(Cow::Borrowed("订单 ok".as_bytes()), false);
+        assert_eq!((&*text, flag_bits), ("订单 ok", 0));
+        assert!(matches!(text, Cow::Borrowed(_)), "clean text is lent, not copied");
+        assert_eq!(decode(Cow::Owned(b"ok".to_vec()), false), (Cow::Borrowed("ok"), 0));
     }
 
     #[test]
     fn invalid_utf8_and_nul_are_flagged() {
         assert_eq!(
-            decode(b"a\xffb".to_vec(), false),
-            ("a\u{fffd}b".to_owned(), flags::INVALID_UTF8)
+            decode(Cow::Borrowed(b"a\xffb"), false),
+            (Cow::Borrowed("a\u{fffd}b"), flags::INVALID_UTF8)
         );
-        assert_eq!(decode(b"a\0b\0".to_vec(), false), ("ab".to_owned(), flags::NUL_REMOVED));
+        assert_eq!(
+            decode(Cow::Borrowed(b"a\0b\0"), false),
+            (Cow::Borrowed("ab"), flags::NUL_REMOVED)
+        );
     }
 
     #[test]
     fn a_cut_through_a_character_is_not_invalid_utf8() {
-        let cut = "订单".as_bytes()[..5].to_vec();
-        assert_eq!(decode(cut, true), ("订".to_owned(), flags::TRUNCATED));
+        let cut = &"订单".as_bytes()[..5];
+        assert_eq!(decode(Cow::Borrowed(cut), true), (Cow::Borrowed("订"), flags::TRUNCATED));
     }
 }

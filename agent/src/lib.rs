@@ -14,6 +14,7 @@
 //!   length cap), [`cri`] (CRI parsing and `P`/`F` merging), [`docker`] (Docker's json-file lines), [`decode`] (bytes to text, with
 //!   flags), [`level`] (level detection), [`kube_path`] (pod identity from the path) and
 //!   [`fingerprint`] (file identity).
+//! - [`chunk`]: the records of one read, encoded as they are made, as the spool stores them.
 //! - [`multiline`]: joining stack traces and other multi-line events into one record.
 //! - [`redact`]: masking personal data and secrets before records leave the pod.
 //! - [`spool`]: the bounded, crash-safe disk buffer between reading and shipping.
@@ -24,6 +25,7 @@
 //! - [`error`]: the crate's error type.
 
 pub mod checkpoint;
+pub mod chunk;
 pub mod config;
 pub mod cri;
 pub mod decode;

@@ -32,12 +32,10 @@ use tokio::sync::watch;
 
 use crate::AgentError;
 use crate::checkpoint::Checkpoints;
+use crate::chunk::Chunk;
 use crate::config::{SpoolConfig, WhenFull};
-use crate::tailer::Chunk;
 
 const SUFFIX: &str = ".spool";
-/// zstd's fastest regular level: the spool is written at reading speed.
-const ZSTD_LEVEL: i32 = 1;
 /// A frame announcing more than this is taken as corruption.
 const MAX_FRAME_BYTES: u64 = 256 << 20;
 /// How long the reader waits for room before it checks whether the agent is stopping.
@@ -228,7 +226,7 @@ pub fn open(
         }
     }
     let position = shared.state().taken;
-    let mut compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+    let mut compressor = zstd::bulk::Compressor::new(shared.config.zstd_level)
         .map_err(AgentError::io("start zstd", &shared.dir))?;
     // The collector sizes its buffer from the frame header.
     compressor.include_contentsize(true).map_err(AgentError::io("configure zstd", &shared.dir))?;
@@ -242,7 +240,6 @@ pub fn open(
         pending: HashMap::new(),
         checkpoints,
         compressor,
-        encoded: Vec::new(),
         frame: Vec::new(),
     };
     let reader = SpoolReader {
@@ -270,8 +267,7 @@ pub struct SpoolWriter {
     pending: HashMap<u64, (u64, String)>,
     checkpoints: Arc<Mutex<Checkpoints>>,
     compressor: zstd::bulk::Compressor<'static>,
-    /// Buffers reused from chunk to chunk.
-    encoded: Vec<u8>,
+    /// Reused from chunk to chunk.
     frame: Vec<u8>,
 }
 
@@ -384,16 +380,14 @@ impl SpoolWriter {
     }
 
     fn encode(&mut self, chunk: &Chunk) {
-        self.encoded.clear();
-        chunk.block.encode(&mut self.encoded).expect("a Vec grows as needed");
         let common = chunk.common();
         let entry = SpoolEntry {
             source: common.source,
             path: common.file_path.clone(),
             resume_offset: chunk.resume_offset,
             records: chunk.len() as u32,
-            raw_bytes: self.encoded.len() as u64,
-            zstd_block: self.compressor.compress(&self.encoded).expect("zstd compresses a Vec"),
+            raw_bytes: chunk.encoded().len() as u64,
+            zstd_block: self.compressor.compress(chunk.encoded()).expect("zstd compresses a Vec"),
         };
         let mut payload = Vec::with_capacity(4 + entry.encoded_len());
         payload.extend_from_slice(&entry.records.to_le_bytes());
@@ -435,11 +429,14 @@ impl SpoolWriter {
         self.dirty = false;
         self.last_sync = Instant::now();
         if !self.pending.is_empty() {
-            let mut checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
-            for (source, (offset, path)) in self.pending.drain() {
-                checkpoints.advance(source, &path, offset);
-            }
-            if let Err(e) = checkpoints.save() {
+            let snapshot = {
+                let mut checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
+                for (source, (offset, path)) in self.pending.drain() {
+                    checkpoints.advance(source, &path, offset);
+                }
+                checkpoints.snapshot()
+            };
+            if let Err(e) = snapshot.write() {
                 tracing::error!(error = %e, "cannot save checkpoints");
             }
         }
@@ -714,38 +711,53 @@ mod tests {
     use sluice_proto::LogRecord;
     use sluice_proto::block::decode_block;
 
+    use crate::chunk::Record;
+
     use super::*;
 
     fn config(max_bytes: u64, when_full: WhenFull) -> SpoolConfig {
-        SpoolConfig { max_bytes, when_full, sync_interval: Duration::from_secs(3600) }
+        SpoolConfig {
+            max_bytes,
+            when_full,
+            sync_interval: Duration::from_secs(3600),
+            zstd_level: 1,
+        }
+    }
+
+    fn chunk_of(source: u64, from: u64, n: u64, message: impl Fn(u64) -> String) -> Chunk {
+        let common =
+            LogRecord { source, file_path: "/var/log/a.log".into(), ..LogRecord::default() };
+        let mut chunk = Chunk::new(&common, 1, 0);
+        for i in from..from + n {
+            let record = Record {
+                offset: i * 100,
+                timestamp_ns: 0,
+                stream: 0,
+                flags: 0,
+                level: "",
+                message: message(i).into(),
+            };
+            chunk.push(&record, (i + 1) * 100);
+        }
+        chunk
     }
 
     fn chunk(source: u64, from: u64, n: u64) -> Chunk {
-        let common =
-            LogRecord { source, file_path: "/var/log/a.log".into(), ..LogRecord::default() };
-        let mut chunk = Chunk::new(&common, 1);
-        for i in from..from + n {
-            let message = format!("line {i} 订单 {}", "x".repeat((i % 7) as usize * 50));
-            chunk.push(
-                LogRecord { offset: i * 100, message, ..LogRecord::default() },
-                (i + 1) * 100,
-            );
-        }
-        chunk
+        chunk_of(source, from, n, |i| {
+            format!("line {i} 订单 {}", "x".repeat((i % 7) as usize * 50))
+        })
     }
 
     /// Records whose messages barely compress, so that a few thousand fill a small spool.
     fn noisy_chunk(source: u64, from: u64, n: u64) -> Chunk {
-        let mut chunk = chunk(source, from, n);
-        for r in &mut chunk.block.records {
-            r.message = (0..8u64)
+        chunk_of(source, from, n, |i| {
+            (0..8u64)
                 .map(|k| {
-                    let seed = (r.offset * 8 + k + source * 1_000_003).to_le_bytes();
+                    let seed = (i * 100 * 8 + k + source * 1_000_003).to_le_bytes();
                     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&seed))
                 })
-                .collect();
-        }
-        chunk
+                .collect()
+        })
     }
 
     /// The record offsets (in hundreds) of spooled entries.

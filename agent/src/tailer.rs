@@ -4,6 +4,7 @@
 //! Records go to the disk spool: when it is full, the append blocks and reading pauses, with
 //! the unread data still safe in the files.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -13,11 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sluice_proto::{LogRecord, RecordBlock, Stream, flags, id::source_key};
+use sluice_proto::{LogRecord, Stream, flags, id::source_key};
 
 use crate::checkpoint::Checkpoints;
+use crate::chunk::{Chunk, Record};
 use crate::config::{AgentConfig, ReadFrom};
-use crate::cri::{self, Assembler, CriLine, Merged};
+use crate::cri::{self, Assembler, CriLine, Merged, SecondCache};
 use crate::decode::decode;
 use crate::docker;
 use crate::fingerprint::{content_hash, fingerprint, first_line, identify, with_generation};
@@ -36,42 +38,6 @@ const PARTIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Bytes read from one file before moving to the next, so one busy file cannot starve others.
 const READ_BUDGET_BYTES: usize = 4 << 20;
 
-/// Records of one file read in one go: what they share is sent once (see
-/// [`RecordBlock`]), with the checkpoint their ack allows.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub block: RecordBlock,
-    /// Past the last record, and not past any partial CRI record or multi-line event still
-    /// waiting for its end.
-    pub resume_offset: u64,
-}
-
-impl Chunk {
-    /// A chunk of records read at `read_ns`: the read time is shared too.
-    pub(crate) fn new(common: &LogRecord, read_ns: i64) -> Self {
-        let common = LogRecord { ingest_time_ns: read_ns, ..common.clone() };
-        Self { block: RecordBlock { common: Some(common), records: Vec::new() }, resume_offset: 0 }
-    }
-
-    pub(crate) fn push(&mut self, record: LogRecord, resume_offset: u64) {
-        self.block.records.push(record);
-        self.resume_offset = self.resume_offset.max(resume_offset);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.block.records.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.block.records.len()
-    }
-
-    /// The fields the records share: source, pod identity, node and path.
-    pub fn common(&self) -> &LogRecord {
-        self.block.common.as_ref().expect("a chunk always has its shared fields")
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
     Unknown,
@@ -83,13 +49,20 @@ enum Format {
 /// A file being read, once it has a fingerprint.
 struct Reading {
     source: u64,
-    /// What every record of the file shares, sent once per chunk.
-    common: LogRecord,
     fingerprint: u64,
     /// Truncations in place so far (see [`with_generation`]).
     generation: u32,
     splitter: LineSplitter,
+    parse: Parse,
+}
+
+/// What turns a file's lines into records.
+struct Parse {
+    /// What every record of the file shares, sent once per chunk.
+    common: LogRecord,
     format: Format,
+    /// The last CRI time's second.
+    seconds: SecondCache,
     cri: Assembler,
     joiner: Joiner,
     /// The time given to the last line without a time of its own.
@@ -565,16 +538,18 @@ impl Tailer {
             f.last_read = Instant::now();
             budget = budget.saturating_sub(n);
             metrics::counter!("sluice_agent_bytes_read_total").increment(n as u64);
-            let mut lines = Vec::new();
             let reading = f.reading.as_mut().expect("reading started above");
-            reading.splitter.push(&self.buf[..n], |line| lines.push(line));
-            if lines.is_empty() {
-                continue;
-            }
-            metrics::counter!("sluice_agent_lines_read_total").increment(lines.len() as u64);
-            let chunk = self.records(f, lines);
-            if !chunk.is_empty() {
-                self.send(chunk, f)?;
+            let (now, read_at) = (now_ns(), Instant::now());
+            let mut out = Chunk::new(&reading.parse.common, now, n + n / 4);
+            let mut lines = 0;
+            let parse = &mut reading.parse;
+            reading.splitter.push(&self.buf[..n], |line| {
+                lines += 1;
+                self.record(parse, line, now, read_at, &mut out);
+            });
+            metrics::counter!("sluice_agent_lines_read_total").increment(lines);
+            if !out.is_empty() {
+                self.send(out, f)?;
             }
         }
         Ok(any)
@@ -646,103 +621,109 @@ impl Tailer {
         }
         f.reading = Some(Reading {
             source,
-            common: LogRecord {
-                source,
-                cluster: self.config.cluster.clone(),
-                node: self.config.node.clone(),
-                namespace: f.meta.namespace.clone(),
-                pod: f.meta.pod.clone(),
-                pod_uid: f.meta.pod_uid.clone(),
-                container: f.meta.container.clone(),
-                file_path: f.path_text.clone(),
-                ..LogRecord::default()
-            },
             fingerprint: fp,
             generation,
             splitter: LineSplitter::new(self.config.max_line_bytes, offset),
-            format: Format::Unknown,
-            cri: Assembler::new(self.config.max_line_bytes),
-            joiner: Joiner::default(),
-            last_read_ns: 0,
+            parse: Parse {
+                common: LogRecord {
+                    source,
+                    cluster: self.config.cluster.clone(),
+                    node: self.config.node.clone(),
+                    namespace: f.meta.namespace.clone(),
+                    pod: f.meta.pod.clone(),
+                    pod_uid: f.meta.pod_uid.clone(),
+                    container: f.meta.container.clone(),
+                    file_path: f.path_text.clone(),
+                    ..LogRecord::default()
+                },
+                format: Format::Unknown,
+                seconds: SecondCache::default(),
+                cri: Assembler::new(self.config.max_line_bytes),
+                joiner: Joiner::default(),
+                last_read_ns: 0,
+            },
         });
         true
     }
 
-    fn records(&self, f: &mut TrackedFile, lines: Vec<Line>) -> Chunk {
-        let now = now_ns();
-        let read_at = Instant::now();
-        let reading = f.reading.as_mut().expect("reading");
-
-        let mut out = Chunk::new(&reading.common, now);
-        out.block.records.reserve(lines.len());
-        for line in lines {
-            if reading.format == Format::Unknown {
-                reading.format = if cri::parse(&line.bytes).is_some() {
-                    Format::Cri
-                } else if docker::parse(&line.bytes).is_some() {
-                    Format::Docker
-                } else {
-                    Format::Plain
-                };
-            }
-            // The shared fields, read time included, stay in the chunk's common record.
-            let docker_line;
-            let (part, malformed) = match reading.format {
-                Format::Cri => (cri::parse(&line.bytes), flags::CRI_MALFORMED),
-                Format::Docker => {
-                    docker_line = docker::parse(&line.bytes);
-                    let part = docker_line.as_ref().map(|d| CriLine {
-                        timestamp_ns: d.timestamp_ns,
-                        stream: d.stream,
-                        partial: d.partial,
-                        text: &d.text,
-                    });
-                    (part, flags::DOCKER_MALFORMED)
-                }
-                Format::Plain | Format::Unknown => (None, 0),
+    /// The record a line completes, if any, into `out`; `now` and `read_at` are when the
+    /// bytes were read.
+    fn record(
+        &self,
+        parse: &mut Parse,
+        line: Line<'_>,
+        now: i64,
+        read_at: Instant,
+        out: &mut Chunk,
+    ) {
+        if parse.format == Format::Unknown {
+            parse.format = if cri::parse(line.bytes).is_some() {
+                Format::Cri
+            } else if docker::parse(line.bytes).is_some() {
+                Format::Docker
+            } else {
+                Format::Plain
             };
-            let record = match part {
-                Some(part) => {
-                    let Some(merged) =
-                        reading.cri.push(&part, line.start, line.end, line.truncated, read_at)
-                    else {
-                        continue;
-                    };
-                    merged_record(merged, 0)
-                }
-                None => {
-                    let (message, decode_flags) = decode(line.bytes, line.truncated);
-                    LogRecord {
-                        offset: line.start,
-                        timestamp_ns: reading.read_time(now),
-                        stream: Stream::File as i32,
-                        flags: malformed | decode_flags,
-                        message,
-                        ..LogRecord::default()
-                    }
-                }
-            };
-            self.complete(reading, record, line.end, read_at, &mut out);
         }
-        out
+        // The shared fields, read time included, stay in the chunk's common record.
+        let docker_line;
+        let (part, malformed) = match parse.format {
+            Format::Cri => {
+                (cri::parse_cached(line.bytes, &mut parse.seconds), flags::CRI_MALFORMED)
+            }
+            Format::Docker => {
+                docker_line = docker::parse(line.bytes);
+                let part = docker_line.as_ref().map(|d| CriLine {
+                    timestamp_ns: d.timestamp_ns,
+                    stream: d.stream,
+                    partial: d.partial,
+                    text: &d.text,
+                });
+                (part, flags::DOCKER_MALFORMED)
+            }
+            Format::Plain | Format::Unknown => (None, 0),
+        };
+        let record = match part {
+            Some(part) => {
+                let Some(merged) =
+                    parse.cri.push(&part, line.start, line.end, line.truncated, read_at)
+                else {
+                    return;
+                };
+                merged_record(merged, 0)
+            }
+            None => {
+                let (message, decode_flags) = decode(Cow::Borrowed(line.bytes), line.truncated);
+                Record {
+                    offset: line.start,
+                    timestamp_ns: parse.read_time(now),
+                    stream: Stream::File as i32,
+                    flags: malformed | decode_flags,
+                    level: "",
+                    message,
+                }
+            }
+        };
+        self.complete(parse, record, line.end, read_at, out);
     }
 
     /// A record that ends at `end`, through the multi-line joiner when there is one.
     fn complete(
         &self,
-        reading: &mut Reading,
-        record: LogRecord,
+        parse: &mut Parse,
+        record: Record<'_>,
         end: u64,
         read_at: Instant,
         out: &mut Chunk,
     ) {
         match &self.config.multiline {
             Some(multiline) => {
-                for (record, end) in reading.joiner.push(multiline, record, end, read_at) {
-                    self.finish(reading, record, end, out);
+                let record = record.into_log_record();
+                for (record, end) in parse.joiner.push(multiline, record, end, read_at) {
+                    self.finish(parse, Record::from_log_record(record), end, out);
                 }
             }
-            None => self.finish(reading, record, end, out),
+            None => self.finish(parse, record, end, out),
         }
     }
 
@@ -751,22 +732,23 @@ impl Tailer {
     /// unread `F` is not taken for a missing one), then multi-line events.
     fn flush_pending(&self, f: &mut TrackedFile, all: bool) -> Chunk {
         let Some(reading) = f.reading.as_mut() else {
-            return Chunk::new(&LogRecord::default(), 0);
+            return Chunk::new(&LogRecord::default(), 0, 0);
         };
         let now = Instant::now();
-        let mut out = Chunk::new(&reading.common, now_ns());
+        let parse = &mut reading.parse;
+        let mut out = Chunk::new(&parse.common, now_ns(), 0);
         let read_to_end =
             || f.file.metadata().is_ok_and(|m| reading.splitter.position() >= m.len());
-        if reading.cri.pending_start().is_some() && (all || read_to_end()) {
-            for merged in reading.cri.take_stale(now, PARTIAL_TIMEOUT, all) {
+        if parse.cri.pending_start().is_some() && (all || read_to_end()) {
+            for merged in parse.cri.take_stale(now, PARTIAL_TIMEOUT, all) {
                 let end = merged.end;
                 let record = merged_record(merged, flags::PARTIAL);
-                self.complete(reading, record, end, now, &mut out);
+                self.complete(parse, record, end, now, &mut out);
             }
         }
         if let Some(multiline) = &self.config.multiline {
-            for (record, end) in reading.joiner.flush(multiline, now, all) {
-                self.finish(reading, record, end, &mut out);
+            for (record, end) in parse.joiner.flush(multiline, now, all) {
+                self.finish(parse, Record::from_log_record(record), end, &mut out);
             }
         }
         out
@@ -775,19 +757,26 @@ impl Tailer {
     /// Redaction, flags and level on a complete record, added to `out` with the checkpoint
     /// its ack allows: past its last line, but not past the first line of anything still
     /// being assembled.
-    fn finish(&self, reading: &Reading, mut record: LogRecord, end: u64, out: &mut Chunk) {
-        if !self.config.redact.is_empty() && self.config.redact.apply(&mut record.message) {
-            record.flags |= flags::REDACTED;
+    fn finish(&self, parse: &Parse, mut record: Record<'_>, end: u64, out: &mut Chunk) {
+        if !self.config.redact.is_empty() {
+            let mut text = record.message.into_owned();
+            if self.config.redact.apply(&mut text) {
+                record.flags |= flags::REDACTED;
+            }
+            record.message = Cow::Owned(text);
         }
-        for name in flags::names(record.flags) {
-            metrics::counter!("sluice_agent_records_flagged_total", "flag" => name).increment(1);
+        if record.flags != 0 {
+            for name in flags::names(record.flags) {
+                metrics::counter!("sluice_agent_records_flagged_total", "flag" => name)
+                    .increment(1);
+            }
         }
-        record.level = level::detect(&record.message).unwrap_or_default().to_owned();
-        let resume_offset = [reading.cri.pending_start(), reading.joiner.pending_start()]
+        record.level = level::detect(&record.message).unwrap_or_default();
+        let resume_offset = [parse.cri.pending_start(), parse.joiner.pending_start()]
             .into_iter()
             .flatten()
             .fold(end, u64::min);
-        out.push(record, resume_offset);
+        out.push(&record, resume_offset);
     }
 }
 
@@ -795,10 +784,12 @@ impl Reading {
     /// Nothing read is waiting for more: no partial line, CRI record or multi-line event.
     fn idle(&self) -> bool {
         self.splitter.pending_start() == self.splitter.position()
-            && self.cri.pending_start().is_none()
-            && self.joiner.pending_start().is_none()
+            && self.parse.cri.pending_start().is_none()
+            && self.parse.joiner.pending_start().is_none()
     }
+}
 
+impl Parse {
     /// Lines without a time of their own get the read time, made strictly increasing per
     /// file (by nanoseconds) so that newest-first keeps their order.
     fn read_time(&mut self, now: i64) -> i64 {
@@ -855,15 +846,15 @@ fn lag_seconds(sizes: &mut VecDeque<(u64, Instant)>, size: u64, acked: u64, now:
 }
 
 /// A record from a merged CRI or Docker record.
-fn merged_record(merged: Merged, flag_bits: u32) -> LogRecord {
+fn merged_record(merged: Merged<'_>, flag_bits: u32) -> Record<'_> {
     let (message, decode_flags) = decode(merged.text, merged.truncated);
-    LogRecord {
+    Record {
         offset: merged.start,
         timestamp_ns: merged.timestamp_ns,
         stream: merged.stream as i32,
         flags: flag_bits | decode_flags,
+        level: "",
         message,
-        ..LogRecord::default()
     }
 }
 

@@ -42,6 +42,8 @@ struct Report {
     agent_mb_per_cpu_second: f64,
     collector: procstat::Usage,
     spool_max_mib: f64,
+    /// Batches the collector acknowledged.
+    batches: u64,
 }
 
 pub(crate) fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -92,6 +94,7 @@ pub(crate) fn agent(args: AgentArgs) -> anyhow::Result<()> {
         acked(&base) >= generated.records
     })?;
     let wall = started.elapsed().as_secs_f64();
+    let batches = metric(&base, "sluice_agent_batches_acked_total") as u64;
     let agent = procstat::usage(loaded.0.id());
     let collector = procstat::usage(collector.0.id());
     let mb = generated.bytes as f64 / 1e6;
@@ -105,6 +108,7 @@ pub(crate) fn agent(args: AgentArgs) -> anyhow::Result<()> {
         agent,
         collector,
         spool_max_mib: spool_max / 1048576.0,
+        batches,
     };
     println!("| measure | value |");
     println!("|---|---|");
@@ -118,6 +122,7 @@ pub(crate) fn agent(args: AgentArgs) -> anyhow::Result<()> {
     );
     println!("| agent peak RSS | {:.1} MiB |", report.agent.peak_rss_mib);
     println!("| spool at most | {:.1} MiB |", report.spool_max_mib);
+    println!("| batches acknowledged | {} |", report.batches);
     println!(
         "| collector (WAL, fsync per batch, blackhole) | {:.2} CPU-s, peak RSS {:.1} MiB |",
         report.collector.cpu_seconds, report.collector.peak_rss_mib
