@@ -29,8 +29,11 @@ use crate::spool::{SpoolEntry, SpoolReader};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Batches pushed before the first of them is acknowledged.
-const IN_FLIGHT: usize = 4;
+/// Batches pushed before the first of them is acknowledged. The pace is the collector's ack
+/// latency (decode check, WAL write, fsync) times this: on a 1 GiB file four in flight
+/// shipped ~205 MB/s, six ~307, eight ~318, each batch costing its compressed size in memory
+/// (the request and tonic's encoding of it; a retry shares the request's blocks).
+const IN_FLIGHT: usize = 8;
 
 /// Adds the agent's bearer token, when it has one, to every push.
 #[derive(Clone)]

@@ -58,8 +58,8 @@ pub struct SpoolEntry {
     #[prost(uint64, tag = "5")]
     pub raw_bytes: u64,
     /// A zstd frame of the encoded [`sluice_proto::RecordBlock`].
-    #[prost(bytes = "vec", tag = "6")]
-    pub zstd_block: Vec<u8>,
+    #[prost(bytes = "bytes", tag = "6")]
+    pub zstd_block: prost::bytes::Bytes,
 }
 
 /// One segment file: its length in whole frames and the records in them.
@@ -387,7 +387,11 @@ impl SpoolWriter {
             resume_offset: chunk.resume_offset,
             records: chunk.len() as u32,
             raw_bytes: chunk.encoded().len() as u64,
-            zstd_block: self.compressor.compress(chunk.encoded()).expect("zstd compresses a Vec"),
+            zstd_block: self
+                .compressor
+                .compress(chunk.encoded())
+                .expect("zstd compresses a Vec")
+                .into(),
         };
         let mut payload = Vec::with_capacity(4 + entry.encoded_len());
         payload.extend_from_slice(&entry.records.to_le_bytes());
@@ -627,7 +631,8 @@ impl SpoolReader {
         if !frame::verify(&payload, crc) {
             return Err("checksum mismatch".to_owned());
         }
-        let entry = SpoolEntry::decode(&payload[4..])
+        // Decoded from `Bytes`, the entry's block is a view of the payload, not a copy.
+        let entry = SpoolEntry::decode(prost::bytes::Bytes::from(payload).slice(4..))
             .map_err(|e| format!("undecodable spool entry: {e}"))?;
         Ok((entry, total))
     }

@@ -4,6 +4,8 @@
 //! the CRC covers the payload). A position is a byte offset in the whole log, and a segment
 //! is named by the position of its first byte, so positions stay valid as old segments are
 //! deleted. An append is synced to disk before it returns: the collector acks only then.
+//! Appends that arrive together share one sync (group commit): with an fsync per append, the
+//! pushes an agent keeps in flight took turns at the disk and set its pace at ~200 MB/s.
 //! On open, a torn tail (a crash mid-append) is cut off.
 //!
 //! The log may be capped ([`WalLimit`]): when a sink stays behind, the WAL keeps its records
@@ -14,7 +16,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use sluice_proto::frame;
 use tokio::sync::watch;
@@ -26,9 +28,15 @@ const HEADER_BYTES: u64 = frame::HEADER_BYTES as u64;
 pub const MAX_FRAME_BYTES: u64 = 256 << 20;
 
 struct Active {
-    file: File,
+    file: Arc<File>,
     base: u64,
     len: u64,
+}
+
+/// How far the log is on disk for sure, and whether an append is syncing it further.
+struct Durable {
+    end: u64,
+    syncing: bool,
 }
 
 /// What the log does when it holds `max_bytes`.
@@ -51,7 +59,11 @@ pub struct Wal {
     dir: PathBuf,
     segment_bytes: u64,
     limit: Option<WalLimit>,
+    /// Locked before `durable` when both are.
     active: Mutex<Active>,
+    durable: Mutex<Durable>,
+    /// Signalled when a sync ends.
+    synced: Condvar,
     end: watch::Sender<u64>,
 }
 
@@ -81,7 +93,9 @@ impl Wal {
             dir: dir.to_owned(),
             segment_bytes,
             limit: None,
-            active: Mutex::new(Active { file, base, len }),
+            active: Mutex::new(Active { file: Arc::new(file), base, len }),
+            durable: Mutex::new(Durable { end: base + len, syncing: false }),
+            synced: Condvar::new(),
             end,
         })
     }
@@ -98,27 +112,66 @@ impl Wal {
                 ),
             });
         }
-        let mut active = self.active.lock().expect("WAL lock poisoned");
-        if let Some(limit) = self.limit {
-            self.make_room(&mut active, limit, HEADER_BYTES + payload.len() as u64)?;
-        }
-        if active.len >= self.segment_bytes {
-            self.roll(&mut active)?;
-        }
-        let mut frame = Vec::new();
-        frame::encode(payload, &mut frame);
-        let path = segment_path(&self.dir, active.base);
-        if let Err(e) = active.file.write_all(&frame).and_then(|()| active.file.sync_data()) {
-            // Whatever part reached the file must not count; cut back to the last whole frame.
-            let _ = active.file.set_len(active.len);
-            return Err(CollectorError::io("append to WAL", path)(e));
-        }
-        active.len += frame.len() as u64;
-        let end = active.base + active.len;
-        self.end.send_replace(end);
-        metrics::counter!("sluice_collector_wal_appended_bytes_total")
-            .increment(frame.len() as u64);
+        let end = {
+            let mut active = self.active.lock().expect("WAL lock poisoned");
+            if let Some(limit) = self.limit {
+                self.make_room(&mut active, limit, HEADER_BYTES + payload.len() as u64)?;
+            }
+            if active.len >= self.segment_bytes {
+                self.roll(&mut active)?;
+            }
+            let mut frame = Vec::new();
+            frame::encode(payload, &mut frame);
+            if let Err(e) = (&*active.file).write_all(&frame) {
+                // Whatever part reached the file must not count; cut back to the last whole frame.
+                let _ = active.file.set_len(active.len);
+                return Err(CollectorError::io(
+                    "append to WAL",
+                    segment_path(&self.dir, active.base),
+                )(e));
+            }
+            active.len += frame.len() as u64;
+            metrics::counter!("sluice_collector_wal_appended_bytes_total")
+                .increment(frame.len() as u64);
+            active.base + active.len
+        };
+        self.wait_durable(end)?;
         Ok(end)
+    }
+
+    /// Returns once everything before `end` is synced. The first append to wait syncs all
+    /// that is written by then, its own frame and any others; those behind it wait for that
+    /// sync and find their frames covered. A frame whose sync failed stays in the file: the
+    /// agent, told of the failure, sends its batch again, and the duplicate is dropped
+    /// downstream by the records' ids.
+    fn wait_durable(&self, end: u64) -> Result<(), CollectorError> {
+        let mut durable = self.durable.lock().expect("WAL sync state poisoned");
+        while durable.end < end {
+            if durable.syncing {
+                durable = self.synced.wait(durable).expect("WAL sync state poisoned");
+                continue;
+            }
+            durable.syncing = true;
+            drop(durable);
+            let (file, upto, base) = {
+                let active = self.active.lock().expect("WAL lock poisoned");
+                (active.file.clone(), active.base + active.len, active.base)
+            };
+            let result = file.sync_data();
+            durable = self.durable.lock().expect("WAL sync state poisoned");
+            durable.syncing = false;
+            self.synced.notify_all();
+            result.map_err(CollectorError::io("sync WAL", segment_path(&self.dir, base)))?;
+            self.advance(&mut durable, upto);
+        }
+        Ok(())
+    }
+
+    fn advance(&self, durable: &mut Durable, upto: u64) {
+        if upto > durable.end {
+            durable.end = upto;
+            self.end.send_replace(upto);
+        }
     }
 
     /// Caps the log (see [`WalLimit`]).
@@ -172,6 +225,12 @@ impl Wal {
 
     fn roll(&self, active: &mut Active) -> Result<(), CollectorError> {
         let base = active.base + active.len;
+        // Frames waiting for a group sync must be on disk before their segment is let go.
+        active
+            .file
+            .sync_data()
+            .map_err(CollectorError::io("sync WAL", segment_path(&self.dir, active.base)))?;
+        self.advance(&mut self.durable.lock().expect("WAL sync state poisoned"), base);
         let path = segment_path(&self.dir, base);
         let file = OpenOptions::new()
             .create(true)
@@ -180,7 +239,7 @@ impl Wal {
             .open(&path)
             .map_err(CollectorError::io("create WAL segment", &path))?;
         sync_dir(&self.dir)?;
-        *active = Active { file, base, len: 0 };
+        *active = Active { file: Arc::new(file), base, len: 0 };
         Ok(())
     }
 
@@ -389,6 +448,37 @@ mod tests {
         let wal = Wal::open(dir.path(), 32).unwrap();
         assert_eq!(wal.end(), *ends.last().unwrap());
         assert_eq!(read_all(&wal, 0), frames);
+    }
+
+    #[test]
+    fn concurrent_appends_share_syncs_and_each_returns_once_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), 4096).unwrap());
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let wal = wal.clone();
+                std::thread::spawn(move || {
+                    (0..50u8)
+                        .map(|i| {
+                            let frame = vec![t, i, 7];
+                            let end = wal.append(&frame).unwrap();
+                            // What an append returns is already visible as durable.
+                            assert!(wal.end() >= end);
+                            (end, frame)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut appended: Vec<(u64, Vec<u8>)> =
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        appended.sort();
+        let frames: Vec<Vec<u8>> = appended.iter().map(|(_, f)| f.clone()).collect();
+        assert_eq!(read_all(&wal, 0), frames, "every frame once, in the order of their ends");
+        assert!(list_segments(dir.path()).unwrap().len() > 1, "rolled while appending");
+        let end = wal.end();
+        drop(wal);
+        assert_eq!(Wal::open(dir.path(), 4096).unwrap().end(), end);
     }
 
     #[test]

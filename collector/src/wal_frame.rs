@@ -89,7 +89,7 @@ pub struct Frame {
     position: u64,
     /// Taken by the first [`Frame::records`].
     plain: Mutex<Vec<LogRecord>>,
-    zstd_blocks: Vec<Vec<u8>>,
+    zstd_blocks: Vec<prost::bytes::Bytes>,
     enrichment: Option<LogRecord>,
     /// Whether the blocks are all the frame holds (an agent's batch).
     only_blocks: bool,
@@ -156,7 +156,7 @@ impl Frame {
     }
 
     /// The frame's compressed blocks as the agent sent them, when they are all it holds.
-    pub fn blocks(&self) -> Option<&[Vec<u8>]> {
+    pub fn blocks(&self) -> Option<&[prost::bytes::Bytes]> {
         self.only_blocks.then_some(self.zstd_blocks.as_slice())
     }
 
@@ -183,7 +183,7 @@ mod tests {
             agent: "a".into(),
             sequence: 3,
             records: vec![LogRecord { message: "订单".into(), ..LogRecord::default() }],
-            zstd_blocks: vec![b"kept as sent".to_vec()],
+            zstd_blocks: vec![b"kept as sent".to_vec().into()],
             ..LogBatch::default()
         };
         assert_eq!(decode_batch_at(&encode_batch(&batch, 7), 0).unwrap(), (batch.clone(), Some(7)));
@@ -228,7 +228,8 @@ mod tests {
             common: Some(LogRecord { pod: "api-1".into(), ..LogRecord::default() }),
             records: vec![LogRecord { message: "a".into(), ..LogRecord::default() }],
         };
-        let good = zstd::bulk::compress(&block.encode_to_vec(), 1).unwrap();
+        let good =
+            prost::bytes::Bytes::from(zstd::bulk::compress(&block.encode_to_vec(), 1).unwrap());
         let frame = Frame::new(
             LogBatch { zstd_blocks: vec![good.clone()], ..LogBatch::default() },
             0,
@@ -237,11 +238,12 @@ mod tests {
         assert_eq!(frame.blocks(), Some(&[good.clone()][..]));
         assert_eq!(frame.records()[0].pod, "api-1");
         assert_eq!(frame.records().len(), 1);
-        let damaged = LogBatch { zstd_blocks: vec![good, b"junk".to_vec()], ..LogBatch::default() };
+        let damaged =
+            LogBatch { zstd_blocks: vec![good, b"junk".to_vec().into()], ..LogBatch::default() };
         assert!(Frame::new(damaged, 9, None).records().is_empty());
         let mixed = LogBatch {
             records: vec![LogRecord::default()],
-            zstd_blocks: vec![b"x".to_vec()],
+            zstd_blocks: vec![b"x".to_vec().into()],
             ..LogBatch::default()
         };
         assert!(Frame::new(mixed, 0, None).blocks().is_none(), "plain records are not blocks");

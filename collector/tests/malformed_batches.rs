@@ -90,7 +90,7 @@ fn block_batch(sequence: u64, messages: &[&str]) -> LogBatch {
         agent: "test".into(),
         sequence,
         records: Vec::new(),
-        zstd_blocks: vec![zstd::bulk::compress(&block, 1).unwrap()],
+        zstd_blocks: vec![zstd::bulk::compress(&block, 1).unwrap().into()],
         ..LogBatch::default()
     }
 }
@@ -127,9 +127,9 @@ async fn malformed_batches_are_refused_and_the_collector_keeps_going() {
 
     // Blocks that are not what they claim are refused as malformed, before the WAL.
     let mut garbage_block = block_batch(5, &["never stored"]);
-    garbage_block.zstd_blocks.push(b"not zstd at all".to_vec());
+    garbage_block.zstd_blocks.push(b"not zstd at all".to_vec().into());
     let mut not_records = block_batch(6, &["never stored"]);
-    not_records.zstd_blocks[0] = zstd::bulk::compress(&[0xff; 32], 1).unwrap();
+    not_records.zstd_blocks[0] = zstd::bulk::compress(&[0xff; 32], 1).unwrap().into();
     for (what, bad) in [("garbage block", garbage_block), ("block of no records", not_records)] {
         let status = push_raw(channel.clone(), bad.encode_to_vec()).await.expect_err(what);
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");

@@ -257,7 +257,7 @@ impl LogBatch {
 /// the blocks as they are.
 pub fn expand(
     mut records: Vec<LogRecord>,
-    zstd_blocks: &[Vec<u8>],
+    zstd_blocks: &[prost::bytes::Bytes],
     enrichment: Option<&LogRecord>,
 ) -> Result<Vec<LogRecord>, BlockError> {
     // The blocks are decoded before the result is sized: growing a vector of thousands of
@@ -320,7 +320,7 @@ mod tests {
         let compressed = zstd::bulk::compress(&block().encode_to_vec(), 1).unwrap();
         let batch = LogBatch {
             records: vec![LogRecord { message: "plain".into(), ..LogRecord::default() }],
-            zstd_blocks: vec![compressed],
+            zstd_blocks: vec![compressed.into()],
             ..LogBatch::default()
         };
         assert_eq!(batch.checked_record_count(), Ok(3));
@@ -410,7 +410,7 @@ mod tests {
         enrichment.labels.insert("app".into(), "api".into());
         let batch = LogBatch {
             records: vec![own],
-            zstd_blocks: vec![compressed],
+            zstd_blocks: vec![compressed.into()],
             enrichment: Some(enrichment),
             ..LogBatch::default()
         };
@@ -435,7 +435,10 @@ mod tests {
             (bomb, "over"),
             (not_proto, "undecodable record block"),
         ] {
-            let batch = LogBatch { zstd_blocks: vec![good.clone(), bad], ..LogBatch::default() };
+            let batch = LogBatch {
+                zstd_blocks: vec![good.clone().into(), bad.into()],
+                ..LogBatch::default()
+            };
             let err = batch.checked_record_count().unwrap_err();
             assert_eq!(err.index, 1);
             assert!(err.to_string().contains(wanted), "{err} should say {wanted}");

@@ -208,7 +208,11 @@ impl KafkaSink {
     /// `None` when a block cannot go so (damaged, over the size limit, no topic name, or a
     /// topic named by date, which a block's records need not share): the frame then goes
     /// record by record, with dead letters.
-    fn block_messages(&self, frame: &Frame, blocks: &[Vec<u8>]) -> Option<Vec<Pending>> {
+    fn block_messages(
+        &self,
+        frame: &Frame,
+        blocks: &[prost::bytes::Bytes],
+    ) -> Option<Vec<Pending>> {
         if self.config.topic.contains("{yyyy") {
             return None;
         }
@@ -517,7 +521,7 @@ mod tests {
                 })
                 .collect();
             let block = sluice_proto::RecordBlock { common: Some(common), records };
-            zstd::bulk::compress(&block.encode_to_vec(), 1).unwrap()
+            prost::bytes::Bytes::from(zstd::bulk::compress(&block.encode_to_vec(), 1).unwrap())
         };
         let blocks = vec![block("a", &["one", "two"]), block("b", &[]), block("c", &["three"])];
         let frame = Frame::new(
