@@ -296,6 +296,19 @@ mod tests {
     }
 
     #[test]
+    fn an_older_snapshot_written_late_does_not_replace_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Checkpoints::load(dir.path()).unwrap();
+        c.advance(1, "/a.log", 100);
+        let older = c.snapshot();
+        c.advance(1, "/a.log", 200);
+        let newer = c.snapshot();
+        newer.write().unwrap();
+        older.write().unwrap();
+        assert_eq!(Checkpoints::load(dir.path()).unwrap().offset(1), Some(200));
+    }
+
+    #[test]
     fn the_latest_generation_of_a_fingerprint_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Checkpoints::load(dir.path()).unwrap();

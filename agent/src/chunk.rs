@@ -1,6 +1,6 @@
 //! The records of one file read in one go, encoded as they are made.
 //!
-//! A chunk holds the protobuf encoding of a [`RecordBlock`]: what the records share (source,
+//! A chunk holds the protobuf encoding of a [`sluice_proto::RecordBlock`]: what the records share (source,
 //! pod identity, node, path, read time) first, once, then each record as it is finished. The
 //! spool compresses those bytes as they are. A plain line therefore never becomes a
 //! `LogRecord` with its own allocations, and no block is encoded twice; building and
@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use prost::encoding::{int32, int64, message, uint32, uint64};
-use sluice_proto::{LogRecord, RecordBlock};
+use sluice_proto::LogRecord;
 
 /// `RecordBlock.common`.
 const COMMON_TAG: u32 = 1;
@@ -150,13 +150,14 @@ impl Chunk {
         &self.common
     }
 
-    /// The encoded [`RecordBlock`].
+    /// The encoded [`sluice_proto::RecordBlock`].
     pub fn encoded(&self) -> &[u8] {
         &self.encoded
     }
 
-    /// The block decoded, for tests and tools.
-    pub fn block(&self) -> RecordBlock {
+    /// The block decoded.
+    #[cfg(test)]
+    fn block(&self) -> sluice_proto::RecordBlock {
         prost::Message::decode(self.encoded()).expect("a chunk encodes a valid block")
     }
 }
@@ -165,6 +166,7 @@ impl Chunk {
 mod tests {
     use proptest::prelude::*;
     use prost::Message;
+    use sluice_proto::RecordBlock;
 
     use super::*;
 

@@ -298,12 +298,15 @@ impl Shipper {
         metrics::counter!("sluice_agent_records_acked_total").increment(out.records);
         let checkpoints = self.checkpoints.clone();
         let saved = tokio::task::spawn_blocking(move || {
-            let mut c = checkpoints.lock().expect("checkpoints poisoned");
-            for (source, (offset, path)) in out.resume {
-                c.acknowledge(source, &path, offset);
-            }
-            c.acknowledge_spool(out.end);
-            c.save()
+            let snapshot = {
+                let mut c = checkpoints.lock().expect("checkpoints poisoned");
+                for (source, (offset, path)) in out.resume {
+                    c.acknowledge(source, &path, offset);
+                }
+                c.acknowledge_spool(out.end);
+                c.snapshot()
+            };
+            snapshot.write()
         })
         .await;
         match saved {

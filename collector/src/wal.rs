@@ -4,8 +4,8 @@
 //! the CRC covers the payload). A position is a byte offset in the whole log, and a segment
 //! is named by the position of its first byte, so positions stay valid as old segments are
 //! deleted. An append is synced to disk before it returns: the collector acks only then.
-//! Appends that arrive together share one sync (group commit): with an fsync per append, the
-//! pushes an agent keeps in flight took turns at the disk and set its pace at ~200 MB/s.
+//! Appends that arrive together share one sync (group commit), so the pushes agents keep in
+//! flight do not each wait for an fsync of their own.
 //! On open, a torn tail (a crash mid-append) is cut off.
 //!
 //! The log may be capped ([`WalLimit`]): when a sink stays behind, the WAL keeps its records
