@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_agent::AgentConfig;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,13 +46,24 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    // `Targets` reads the usual `RUST_LOG` syntax (`info,sluice_agent::shipper=debug`)
+    // without the regex engine that `EnvFilter` brings for span-field matching.
+    let filter = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty());
+    let targets = match filter.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(targets)) => targets,
+        Some(Err(e)) => {
+            eprintln!("sluice-agent: RUST_LOG is invalid ({e}); logging at info");
+            Targets::new().with_default(tracing::Level::INFO)
+        }
+        None => Targets::new().with_default(tracing::Level::INFO),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter(targets),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run() {
         Ok(code) => code,
@@ -90,11 +103,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
             tracing::info!(%addr, "serving /metrics and /healthz");
             let render: sluice_agent::http::MetricsRender = Arc::new(move || handle.render());
-            tokio::spawn(async move {
-                if let Err(e) = sluice_agent::http::serve(listener, render).await {
-                    tracing::error!(error = %e, "metrics endpoint failed");
-                }
-            });
+            tokio::spawn(sluice_agent::http::serve(listener, render));
         }
         let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
