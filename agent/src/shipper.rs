@@ -16,7 +16,6 @@ use sluice_proto::ingest_client::IngestClient;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::Status;
-use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -24,15 +23,15 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::AgentError;
 use crate::checkpoint::Checkpoints;
-use crate::config::AgentConfig;
-use crate::spool::{SpoolEntry, SpoolReader};
+use crate::config::{AgentConfig, WhenFull};
+use crate::spool::{Batch, SpoolEntry, SpoolReader};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Batches pushed before the first of them is acknowledged. The pace is the collector's ack
 /// latency (decode check, WAL write, fsync) times this: on a 1 GiB file four in flight
 /// shipped ~205 MB/s, six ~307, eight ~318, each batch costing its compressed size in memory
-/// (the request and tonic's encoding of it; a retry shares the request's blocks).
+/// (tonic's encoding of it, held until the ack; a retry reads the batch from the spool again).
 const IN_FLIGHT: usize = 8;
 
 /// Adds the agent's bearer token, when it has one, to every push.
@@ -77,9 +76,10 @@ fn client(config: &AgentConfig, address: &str) -> Result<Client, AgentError> {
         ),
         None => None,
     };
-    // Requests are not compressed again: their records are zstd blocks from the spool.
-    Ok(IngestClient::with_interceptor(endpoint.connect_lazy(), BearerToken(token))
-        .accept_compressed(CompressionEncoding::Zstd))
+    // Requests are not compressed again: their records are zstd blocks from the spool. Nor
+    // are acks, a few bytes each: decoding a compressed one made a zstd context and a 2.4 MB
+    // window per push, the largest thing on the agent's heap.
+    Ok(IngestClient::with_interceptor(endpoint.connect_lazy(), BearerToken(token)))
 }
 
 pub struct Shipper {
@@ -91,10 +91,11 @@ pub struct Shipper {
     sequence: u64,
 }
 
-/// A batch on its way, and what its ack moves.
+/// A batch on its way, and what its ack moves. Its records are not kept: they are in the
+/// spool, from `start` to `end`.
 struct Outgoing {
-    request: LogBatch,
-    /// The spool position just past the batch.
+    sequence: u64,
+    start: u64,
     end: u64,
     /// Per source: the checkpoint the ack allows, and the file's path.
     resume: HashMap<u64, (u64, String)>,
@@ -134,7 +135,7 @@ async fn push(mut client: Client, request: LogBatch, records: u64) -> Outcome {
 
 /// What the shipper's loop waits for.
 enum Event {
-    Batch(Option<(Vec<SpoolEntry>, u64)>),
+    Batch(Option<Batch>),
     Done(Outcome),
     Stop,
 }
@@ -177,14 +178,14 @@ impl Shipper {
             };
             match event {
                 Event::Batch(None) | Event::Stop => return,
-                Event::Batch(Some((entries, end))) => {
-                    let out = self.prepare(entries, end);
+                Event::Batch(Some(batch)) => {
+                    let (out, request) = self.prepare(batch);
                     let client = self.clients[self.current].1.clone();
-                    let task = tokio::spawn(push(client, out.request.clone(), out.records));
+                    let task = tokio::spawn(push(client, request, out.records));
                     in_flight.push_back((out, task, self.current));
                 }
                 Event::Done(outcome) => {
-                    let (out, _, endpoint) = in_flight.pop_front().expect("not empty");
+                    let (mut out, _, endpoint) = in_flight.pop_front().expect("not empty");
                     let delivered = match outcome {
                         Outcome::Acked => true,
                         Outcome::Rejected(status) => {
@@ -193,7 +194,7 @@ impl Shipper {
                         }
                         Outcome::Failed(status) => {
                             self.failed(endpoint, &status);
-                            self.retry(&out, &mut stop).await
+                            self.retry(&mut out, &mut spool, &mut stop).await
                         }
                     };
                     if !delivered {
@@ -207,28 +208,38 @@ impl Shipper {
         }
     }
 
-    fn prepare(&mut self, batch: Vec<SpoolEntry>, end: u64) -> Outgoing {
+    fn prepare(&mut self, batch: Batch) -> (Outgoing, LogBatch) {
         self.sequence += 1;
         let mut resume: HashMap<u64, (u64, String)> = HashMap::new();
-        let mut blocks = Vec::with_capacity(batch.len());
-        let mut records = 0;
-        for item in batch {
+        for item in &batch.entries {
             let entry = resume.entry(item.source).or_insert((0, String::new()));
             entry.0 = entry.0.max(item.resume_offset);
             if entry.1 != item.path {
-                entry.1 = item.path;
+                entry.1.clone_from(&item.path);
             }
-            records += u64::from(item.records);
-            blocks.push(item.zstd_block);
         }
+        let (request, records) = self.request(self.sequence, batch.entries);
+        let out = Outgoing {
+            sequence: self.sequence,
+            start: batch.start,
+            end: batch.end,
+            resume,
+            records,
+        };
+        (out, request)
+    }
+
+    /// The push of `entries`, and the records in it.
+    fn request(&self, sequence: u64, entries: Vec<SpoolEntry>) -> (LogBatch, u64) {
+        let records = entries.iter().map(|e| u64::from(e.records)).sum();
         let request = LogBatch {
             agent: self.config.source_identity(),
-            sequence: self.sequence,
+            sequence,
             records: Vec::new(),
-            zstd_blocks: blocks,
+            zstd_blocks: entries.into_iter().map(|e| e.zstd_block).collect(),
             enrichment: None,
         };
-        Outgoing { request, end, resume, records }
+        (request, records)
     }
 
     fn rejected(&self, out: &Outgoing, status: &Status) {
@@ -254,9 +265,32 @@ impl Shipper {
         }
     }
 
-    /// Pushes a batch whose push failed until it is delivered; each endpoint gets a turn
-    /// before the agent backs off. False if the agent stopped first.
-    async fn retry(&mut self, out: &Outgoing, stop: &mut watch::Receiver<bool>) -> bool {
+    /// Pushes a batch whose push failed until it is delivered, reading it from the spool
+    /// again; each endpoint gets a turn before the agent backs off. False if the agent
+    /// stopped first.
+    async fn retry(
+        &mut self,
+        out: &mut Outgoing,
+        spool: &mut SpoolReader,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let (request, records) = self.request(out.sequence, spool.reread(out.start, out.end));
+        if records < out.records {
+            // Fewer when drop_oldest deleted their segment while they were in flight (a frame
+            // found corrupt now is counted by the spool).
+            if self.config.spool.when_full == WhenFull::DropOldest {
+                metrics::counter!("sluice_agent_spool_dropped_records_total", "policy" => "drop_oldest")
+                    .increment(out.records - records);
+            }
+            tracing::warn!(
+                records = out.records - records,
+                "records of a failed push left the spool before its retry"
+            );
+            out.records = records;
+        }
+        if records == 0 {
+            return true;
+        }
         let mut backoff = BACKOFF_START;
         // The endpoint that just failed had its turn.
         let mut tried = 1;
@@ -275,7 +309,7 @@ impl Shipper {
             }
             let client = self.clients[self.current].1.clone();
             let outcome = tokio::select! {
-                outcome = push(client, out.request.clone(), out.records) => outcome,
+                outcome = push(client, request.clone(), out.records) => outcome,
                 _ = stop.wait_for(|s| *s) => return false,
             };
             match outcome {

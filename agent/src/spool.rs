@@ -248,6 +248,7 @@ pub fn open(
         position,
         file: None,
         pending: Vec::new(),
+        pending_start: position,
         pending_bytes: 0,
         deadline: None,
     };
@@ -504,6 +505,16 @@ impl SpoolWriter {
     }
 }
 
+/// Synced entries the shipper took in one go, and where they are in the spool.
+#[derive(Debug)]
+pub struct Batch {
+    pub entries: Vec<SpoolEntry>,
+    /// Where the first entry's frame starts.
+    pub start: u64,
+    /// Just past the last entry's frame.
+    pub end: u64,
+}
+
 /// The shipper's end: batches of synced records, and acknowledgements.
 pub struct SpoolReader {
     shared: Arc<Shared>,
@@ -512,29 +523,33 @@ pub struct SpoolReader {
     position: u64,
     /// The segment last read from, kept open.
     file: Option<(u64, File)>,
-    /// Entries read for the batch being gathered, their records' size, and when it must go.
+    /// Entries read for the batch being gathered, where the first starts, their records'
+    /// size, and when the batch must go.
     pending: Vec<SpoolEntry>,
+    pending_start: u64,
     pending_bytes: usize,
     deadline: Option<tokio::time::Instant>,
 }
 
 impl SpoolReader {
     /// The next synced entries, about `max_bytes` of records in them, waiting up to
-    /// `linger` for more once there are some; with the spool position just past them.
-    /// `None` when `stop` turns true first. Cancel-safe: entries read before a cancellation
-    /// are kept for the next call.
+    /// `linger` for more once there are some. `None` when `stop` turns true first.
+    /// Cancel-safe: entries read before a cancellation are kept for the next call.
     pub async fn next_batch(
         &mut self,
         max_bytes: usize,
         linger: Duration,
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<(Vec<SpoolEntry>, u64)> {
+    ) -> Option<Batch> {
         loop {
             // Reads come from the page cache, written moments ago: short enough to do inline
             // on the shipper's runtime.
             while self.pending_bytes < max_bytes && self.position < *self.synced.borrow_and_update()
             {
-                if let Some(entry) = self.read_frame() {
+                if let Some((start, entry)) = self.read_frame() {
+                    if self.pending.is_empty() {
+                        self.pending_start = start;
+                    }
                     self.pending_bytes += entry.raw_bytes as usize;
                     self.pending.push(entry);
                 }
@@ -554,7 +569,29 @@ impl SpoolReader {
         }
         self.deadline = None;
         self.pending_bytes = 0;
-        Some((std::mem::take(&mut self.pending), self.position))
+        let entries = std::mem::take(&mut self.pending);
+        let start = if entries.is_empty() { self.position } else { self.pending_start };
+        Some(Batch { entries, start, end: self.position })
+    }
+
+    /// The entries of a batch taken before, read again from `start` to `end`, so that a
+    /// batch being pushed needs no copy in memory for its retries. Fewer than were taken
+    /// when `drop_oldest` deleted some of them meanwhile, or they turned out corrupt.
+    pub fn reread(&mut self, start: u64, end: u64) -> Vec<SpoolEntry> {
+        let shared = self.shared.clone();
+        let mut entries = Vec::new();
+        let mut position = start;
+        while position < end {
+            let before = position;
+            match self.frame_at(&shared.state(), &mut position) {
+                // Past a dropped segment the next frame may be beyond the batch.
+                Some((at, entry)) if at < end => entries.push(entry),
+                Some(_) => break,
+                None if position == before => break,
+                None => {}
+            }
+        }
+        entries
     }
 
     /// The collector has everything before `position`: its segments can go.
@@ -564,41 +601,53 @@ impl SpoolReader {
         self.shared.release(&mut state);
     }
 
-    /// The entry of the frame at the reader's position; on corruption, none, and the
-    /// position moves past the damaged part.
-    fn read_frame(&mut self) -> Option<SpoolEntry> {
+    /// The frame at the reader's position, with where it starts; on corruption, none, and
+    /// the position moves past the damaged part.
+    fn read_frame(&mut self) -> Option<(u64, SpoolEntry)> {
         // The lock is held through the read, so that drop_oldest sees what is taken.
         let shared = self.shared.clone();
         let mut state = shared.state();
+        let mut position = self.position;
+        let read = self.frame_at(&state, &mut position);
+        self.position = position;
+        if read.is_some() {
+            state.taken = state.taken.max(position);
+        }
+        read
+    }
+
+    /// The frame at `position`, or at the start of the next segment when `position` is the
+    /// end of one, with where it starts; `position` moves past what was read or skipped.
+    fn frame_at(&mut self, state: &State, position: &mut u64) -> Option<(u64, SpoolEntry)> {
         // Dropped segments (drop_oldest) are gone from under the position.
         if let Some((&first, _)) = state.segments.iter().next()
-            && self.position < first
+            && *position < first
         {
-            self.position = first;
+            *position = first;
         }
         let (&base, &segment) = state
             .segments
-            .range(..=self.position)
+            .range(..=*position)
             .next_back()
             .expect("the position is within the spool");
-        let next = state.segments.range(self.position + 1..).next().map(|(&b, _)| b);
-        if self.position >= base + segment.len {
+        let next = state.segments.range(*position + 1..).next().map(|(&b, _)| b);
+        if *position >= base + segment.len {
             // The end of a closed segment: the next one starts at a later base.
-            self.position = next.unwrap_or(base + segment.len);
+            *position = next.unwrap_or(base + segment.len);
             return None;
         }
-        let path = segment_path(&shared.dir, base);
+        let path = segment_path(&self.shared.dir, base);
         let frame_end = base + segment.len;
-        match self.read_at(&path, base, self.position - base, frame_end - self.position) {
+        let start = *position;
+        match self.read_at(&path, base, start - base, frame_end - start) {
             Ok((entry, len)) => {
-                self.position += len;
-                state.taken = state.taken.max(self.position);
-                Some(entry)
+                *position += len;
+                Some((start, entry))
             }
             Err(reason) => {
                 let lost_to = next.unwrap_or(frame_end).max(frame_end);
-                corrupt(&path, self.position, lost_to - self.position, &reason);
-                self.position = lost_to;
+                corrupt(&path, start, lost_to - start, &reason);
+                *position = lost_to;
                 None
             }
         }
@@ -795,9 +844,9 @@ mod tests {
         let mut offsets = Vec::new();
         runtime.block_on(async {
             while *reader.synced.borrow() > reader.position {
-                let (batch, end) =
+                let Batch { entries, end, .. } =
                     reader.next_batch(4096, Duration::from_millis(1), &mut stop).await.unwrap();
-                offsets.extend(offsets_of(&batch));
+                offsets.extend(offsets_of(&entries));
                 if ack {
                     let mut c = c.lock().unwrap();
                     c.acknowledge_spool(end);
@@ -847,19 +896,19 @@ mod tests {
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let (_tx, mut stop_rx) = watch::channel(false);
-            let (batch, end) = runtime
+            let Batch { entries, end, .. } = runtime
                 .block_on(r.next_batch(2000, Duration::from_millis(1), &mut stop_rx))
                 .unwrap();
-            assert!(!batch.is_empty() && batch.len() < 300);
+            assert!(!entries.is_empty() && entries.len() < 300);
             let mut c = c.lock().unwrap();
             c.acknowledge_spool(end);
             c.save().unwrap();
             drop(c);
             r.acknowledge(end);
-            let (next, _) = runtime
+            let next = runtime
                 .block_on(r.next_batch(2000, Duration::from_millis(1), &mut stop_rx))
                 .unwrap();
-            assert!(!next.is_empty(), "taken but never acknowledged: must come back");
+            assert!(!next.entries.is_empty(), "taken but never acknowledged: must come back");
         }
         let (_w, mut r, c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         let resent = drain(&mut r, &c, true);
@@ -975,5 +1024,61 @@ mod tests {
                 _ => assert_eq!(*got.last().unwrap(), written as u64 - 1, "the newest are kept"),
             }
         }
+    }
+    /// Every batch of the spool, read until it is drained, none acknowledged.
+    fn batches(reader: &mut SpoolReader, max_bytes: usize) -> Vec<Batch> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let mut out = Vec::new();
+        while *reader.synced.borrow() > reader.position {
+            let batch = runtime
+                .block_on(reader.next_batch(max_bytes, Duration::from_millis(1), &mut stop))
+                .unwrap();
+            out.push(batch);
+        }
+        out
+    }
+
+    #[test]
+    fn a_batch_read_again_is_the_batch_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        // Noisy records fill several 128 KiB segments, so batches cross segment ends.
+        let (mut w, mut r, _c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
+        for i in 0..350 {
+            w.append(noisy_chunk(3, i * 10, 10), &stop, &mut || false).unwrap();
+        }
+        w.flush();
+        assert!(segment_files(dir.path()).len() >= 3);
+        let taken = batches(&mut r, 40_000);
+        assert!(taken.len() > 5, "{} batches", taken.len());
+        let mut previous_end = 0;
+        for batch in &taken {
+            assert!(batch.start >= previous_end && batch.start < batch.end);
+            previous_end = batch.end;
+            assert_eq!(r.reread(batch.start, batch.end), batch.entries);
+        }
+        let all: Vec<u64> = taken.iter().flat_map(|b| offsets_of(&b.entries)).collect();
+        assert_eq!(all, (0..3500).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_batch_read_again_lacks_what_drop_oldest_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = AtomicBool::new(false);
+        let (mut w, mut r, _c) = open_in(dir.path(), config(1 << 20, WhenFull::DropOldest));
+        for i in 0..100 {
+            w.append(noisy_chunk(4, i * 10, 10), &stop, &mut || false).unwrap();
+        }
+        w.flush();
+        let first = batches(&mut r, 40_000).remove(0);
+        for i in 100..2000 {
+            w.append(noisy_chunk(4, i * 10, 10), &stop, &mut || false).unwrap();
+        }
+        w.flush();
+        let again = r.reread(first.start, first.end);
+        assert!(again.len() < first.entries.len(), "its segment was dropped to make room");
+        let offsets = offsets_of(&again);
+        assert!(offsets.iter().all(|o| offsets_of(&first.entries).contains(o)));
     }
 }

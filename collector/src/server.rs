@@ -34,6 +34,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsSe
 
 /// Largest batch an agent may push; well above the agent's default of 1 MiB.
 const MAX_BATCH_BYTES: usize = 64 << 20;
+/// HTTP/2 receive windows for agents' pushes: room for every batch an agent has in flight.
+const INGEST_CONNECTION_WINDOW: u32 = 16 << 20;
+const INGEST_STREAM_WINDOW: u32 = 4 << 20;
 
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
@@ -165,7 +168,11 @@ pub async fn run(
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(MAX_BATCH_BYTES);
-    let mut builder = tonic::transport::Server::builder();
+    // Agents keep several batches in flight; with hyper's 1 MiB connection window the
+    // last of them waited in the agent's memory for window updates.
+    let mut builder = tonic::transport::Server::builder()
+        .initial_connection_window_size(INGEST_CONNECTION_WINDOW)
+        .initial_stream_window_size(INGEST_STREAM_WINDOW);
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(tls.server_config()?).map_err(|e| CollectorError::Config {
             path: tls.cert.clone(),
