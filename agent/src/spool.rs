@@ -576,14 +576,15 @@ impl SpoolReader {
 
     /// The entries of a batch taken before, read again from `start` to `end`, so that a
     /// batch being pushed needs no copy in memory for its retries. Fewer than were taken
-    /// when `drop_oldest` deleted some of them meanwhile, or they turned out corrupt.
+    /// when `drop_oldest` deleted some of them meanwhile, or they turned out corrupt (counted
+    /// once, when first read, not again here).
     pub fn reread(&mut self, start: u64, end: u64) -> Vec<SpoolEntry> {
         let shared = self.shared.clone();
         let mut entries = Vec::new();
         let mut position = start;
         while position < end {
             let before = position;
-            match self.frame_at(&shared.state(), &mut position) {
+            match self.frame_at(&shared.state(), &mut position, false) {
                 // Past a dropped segment the next frame may be beyond the batch.
                 Some((at, entry)) if at < end => entries.push(entry),
                 Some(_) => break,
@@ -608,7 +609,7 @@ impl SpoolReader {
         let shared = self.shared.clone();
         let mut state = shared.state();
         let mut position = self.position;
-        let read = self.frame_at(&state, &mut position);
+        let read = self.frame_at(&state, &mut position, true);
         self.position = position;
         if read.is_some() {
             state.taken = state.taken.max(position);
@@ -617,8 +618,14 @@ impl SpoolReader {
     }
 
     /// The frame at `position`, or at the start of the next segment when `position` is the
-    /// end of one, with where it starts; `position` moves past what was read or skipped.
-    fn frame_at(&mut self, state: &State, position: &mut u64) -> Option<(u64, SpoolEntry)> {
+    /// end of one, with where it starts; `position` moves past what was read or skipped, and
+    /// corruption is logged and counted when `first_read`.
+    fn frame_at(
+        &mut self,
+        state: &State,
+        position: &mut u64,
+        first_read: bool,
+    ) -> Option<(u64, SpoolEntry)> {
         // Dropped segments (drop_oldest) are gone from under the position.
         if let Some((&first, _)) = state.segments.iter().next()
             && *position < first
@@ -646,7 +653,9 @@ impl SpoolReader {
             }
             Err(reason) => {
                 let lost_to = next.unwrap_or(frame_end).max(frame_end);
-                corrupt(&path, start, lost_to - start, &reason);
+                if first_read {
+                    corrupt(&path, start, lost_to - start, &reason);
+                }
                 *position = lost_to;
                 None
             }
