@@ -31,7 +31,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Batches pushed before the first of them is acknowledged. The pace is the collector's ack
 /// latency (decode check, WAL write, fsync) times this: on a 1 GiB file four in flight
 /// shipped ~205 MB/s, six ~307, eight ~318; on a machine where eight shipped 240 MB/s at a
-/// peak RSS of 7.1 MiB, twelve shipped 266 at 8.5 MiB and sixteen 274–281 at ~10 MiB. Each
+/// peak RSS of 7.1 MiB, twelve shipped 266 at 8.5 MiB and sixteen 274–281 at 11 MiB. Each
 /// batch costs about its compressed size in memory (tonic's encoding of it; a retry reads
 /// the batch from the spool again), so this is bounded by the agent's 10 MiB peak.
 const IN_FLIGHT: usize = 12;
