@@ -11,9 +11,9 @@ use sluice_query::access::{Authenticator, Open, Users};
 use sluice_query::api::{ApiState, MetricsRender, router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 
 use crate::CollectorError;
 use crate::auth::{AgentTokens, TlsFiles, TokenCheck};
@@ -183,8 +183,8 @@ pub async fn run(
         Some(tokens) => builder.add_service(InterceptedService::new(ingest, TokenCheck { tokens })),
         None => builder.add_service(ingest),
     };
-    let grpc_server = grpc_router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx.clone()));
+    let grpc_server =
+        grpc_router.serve_with_incoming_shutdown(no_delay(grpc), stopped(stop_rx.clone()));
     let auth: Arc<dyn Authenticator> = match config.users.clone() {
         Some(users) => Arc::new(users),
         None => Arc::new(Open),
@@ -207,10 +207,7 @@ pub async fn run(
                 .max_decoding_message_size(MAX_BATCH_BYTES);
             let server = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    stopped(stop_rx.clone()),
-                );
+                .serve_with_incoming_shutdown(no_delay(listener), stopped(stop_rx.clone()));
             Some(tokio::spawn(server))
         }
         None => None,
@@ -244,6 +241,31 @@ pub async fn run(
     }
 }
 
+/// Accepted connections with Nagle's algorithm off. tonic sets `TCP_NODELAY` only on
+/// listeners it binds itself; on these, an ack written while a window update was still
+/// unacknowledged waited for the agent's delayed ACK (up to 40 ms on Linux), and an agent with
+/// all its pushes in flight has nothing to send that would carry the ACK sooner.
+fn no_delay(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_do_not_wait_for_acks_to_send() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut incoming = no_delay(listener);
+        let _client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let accepted = incoming.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
