@@ -1,10 +1,12 @@
 //! The agent's per-byte work on a real CRI file (`shared/testdata/zh/java_zh.cri.log`):
-//! splitting lines, parsing CRI prefixes and merging `P`/`F` parts.
+//! splitting lines, parsing CRI prefixes and merging `P`/`F` parts; and its per-record work
+//! on the Loghub samples and the Chinese Java log: finding the level.
 
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_agent::cri::{self, Assembler, SecondCache};
+use sluice_agent::level;
 use sluice_agent::line_reader::LineSplitter;
 
 const CAP: usize = 256 << 10;
@@ -13,6 +15,27 @@ fn cri_file() -> Vec<u8> {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/zh/java_zh.cri.log");
     std::fs::read(&path).expect("shared/testdata beside the repository")
+}
+
+/// Every line of the Loghub samples and the Chinese Java log, as the reader hands them on.
+fn messages() -> Vec<String> {
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata");
+    let mut lines = Vec::new();
+    for sub in ["loghub", "zh"] {
+        let mut paths: Vec<_> = std::fs::read_dir(testdata.join(sub))
+            .expect("shared/testdata beside the repository")
+            .map(|e| e.expect("a directory entry").path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "log") && !p.ends_with("java_zh.cri.log")
+            })
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read(&path).expect("a sample log");
+            lines.extend(String::from_utf8_lossy(&text).lines().map(str::to_owned));
+        }
+    }
+    lines
 }
 
 fn read_path(c: &mut Criterion) {
@@ -47,6 +70,14 @@ fn read_path(c: &mut Criterion) {
             }
             records
         })
+    });
+    group.finish();
+
+    let messages = messages();
+    let mut group = c.benchmark_group("agent");
+    group.throughput(Throughput::Elements(messages.len() as u64));
+    group.bench_function("detect_level", |b| {
+        b.iter(|| messages.iter().filter(|m| level::detect(m).is_some()).count())
     });
     group.finish();
 }

@@ -4,15 +4,22 @@
 //! Only the first words are looked at, and lower-case words only in brackets or `level=`,
 //! so "connection error" in the text of an INFO line is not taken for a level.
 
-use sluice_proto::level::canonical;
+use sluice_proto::level::canonical_bytes;
 
 const WORDS_LOOKED_AT: usize = 8;
 
 /// Works on bytes: every character it trims or compares is ASCII, and `str`'s char-wise
-/// trimming was most of the cost of detection, itself a tenth of the reader's CPU.
+/// trimming was most of the cost of detection, itself a tenth of the reader's CPU. A word
+/// that starts with a digit (the times, dates, pids and counts most lines begin with) is
+/// passed over at once, and word ends are found eight bytes at a time: 72 → 48 ns a line on
+/// the shared samples (`cargo bench --bench read_path`), where lines hold their level within
+/// 45 bytes on average.
 pub fn detect(message: &str) -> Option<&'static str> {
-    let words = message.as_bytes().split(u8::is_ascii_whitespace).filter(|w| !w.is_empty());
-    for word in words.take(WORDS_LOOKED_AT) {
+    for word in words(message.as_bytes()).take(WORDS_LOOKED_AT) {
+        // None of the shapes below starts with a digit: trimming keeps it, it is not upper case.
+        if word[0].is_ascii_digit() {
+            continue;
+        }
         if let Some(value) = word.strip_prefix(b"level=").or_else(|| word.strip_prefix(b"lvl=")) {
             return canonical_bytes(trim(value, |b| matches!(b, b'"' | b',')));
         }
@@ -20,7 +27,8 @@ pub fn detect(message: &str) -> Option<&'static str> {
         let bare = trim(word, |b| {
             matches!(b, b'[' | b']' | b'(' | b')' | b':' | b'|' | b'<' | b'>' | b',')
         });
-        if bare.len() >= 3
+        // The longest level word is eight letters (`critical`).
+        if (3..=8).contains(&bare.len())
             && (bracketed || bare.iter().all(u8::is_ascii_uppercase))
             && let Some(level) = canonical_bytes(bare)
         {
@@ -28,6 +36,44 @@ pub fn detect(message: &str) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// The words of a line, cut at ASCII whitespace as [`u8::is_ascii_whitespace`] does.
+fn words(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        let end = start + next_space(&rest[start..]);
+        let word = &rest[start..end];
+        rest = &rest[end..];
+        Some(word)
+    })
+}
+
+/// Where the first ASCII whitespace in `bytes` is, or their length. Eight bytes at a time
+/// (SWAR): bytes up to `0x20` are found by one addition per eight, and only those are
+/// tested one by one. Testing every byte was most of the cost of detection.
+fn next_space(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let mut blocks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for block in blocks.by_ref() {
+        let x = u64::from_le_bytes(block.try_into().expect("eight bytes"));
+        // Adding 0x5F to the low seven bits of a byte sets its top bit when the byte is
+        // 0x21 or more; nothing carries into the next byte.
+        let mut low = !((x & !HIGH) + ONES * 0x5F) & !x & HIGH;
+        while low != 0 {
+            let i = low.trailing_zeros() as usize / 8;
+            if block[i].is_ascii_whitespace() {
+                return at + i;
+            }
+            low &= low - 1;
+        }
+        at += 8;
+    }
+    let rest = blocks.remainder();
+    at + rest.iter().position(u8::is_ascii_whitespace).unwrap_or(rest.len())
 }
 
 fn trim(mut word: &[u8], strip: impl Fn(u8) -> bool) -> &[u8] {
@@ -44,14 +90,11 @@ fn trim(mut word: &[u8], strip: impl Fn(u8) -> bool) -> &[u8] {
     word
 }
 
-/// Level words are ASCII; anything else is not one.
-fn canonical_bytes(word: &[u8]) -> Option<&'static str> {
-    canonical(std::str::from_utf8(word).ok()?)
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    use sluice_proto::level::canonical;
 
     use super::*;
 
@@ -75,6 +118,19 @@ mod tests {
     }
 
     proptest! {
+        /// Words are what splitting at whitespace finds, whatever the bytes.
+        #[test]
+        fn words_are_the_split_words(
+            bytes in prop::collection::vec(
+                prop_oneof![Just(b' '), Just(b'\t'), Just(b'\x0B'), Just(b'\x0C'), Just(b'\r'), Just(b'a'), any::<u8>()],
+                0..100,
+            )
+        ) {
+            let split: Vec<&[u8]> =
+                bytes.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()).collect();
+            prop_assert_eq!(words(&bytes).collect::<Vec<_>>(), split);
+        }
+
         #[test]
         fn agrees_with_the_str_version(
             words in prop::collection::vec(
@@ -82,6 +138,7 @@ mod tests {
                     Just("INFO".to_owned()), Just("[error]".to_owned()), Just("level=\"warn\",".to_owned()),
                     Just("(WARNING):".to_owned()), Just("[]".to_owned()), Just("订单".to_owned()),
                     Just("lvl=".to_owned()), Just("|DEBUG|".to_owned()), "[a-zA-Z\\[\\]:,]{0,9}",
+                    Just("10:00:00.002".to_owned()), "[0-9][0-9A-Z:.\\]-]{0,9}",
                 ],
                 0..12,
             ),

@@ -7,12 +7,18 @@ pub const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal
 /// The canonical name for a level word in any case (`WARNING` → `warn`, `[err]` is not
 /// stripped here), or `None` when the word is not a level.
 pub fn canonical(word: &str) -> Option<&'static str> {
+    canonical_bytes(word.as_bytes())
+}
+
+/// [`canonical`] of raw bytes: level words are ASCII, so anything else is not one, and the
+/// agent can ask of the bytes it read without checking them for UTF-8 first.
+pub fn canonical_bytes(word: &[u8]) -> Option<&'static str> {
     let mut buf = [0u8; 8];
     if word.len() > buf.len() {
         return None;
     }
     let lower = &mut buf[..word.len()];
-    lower.copy_from_slice(word.as_bytes());
+    lower.copy_from_slice(word);
     lower.make_ascii_lowercase();
     Some(match &*lower {
         b"trace" => "trace",
@@ -38,6 +44,8 @@ mod tests {
         assert_eq!(canonical("ERROR"), Some("error"));
         assert_eq!(canonical("errors"), None);
         assert_eq!(canonical("informational"), None);
+        assert_eq!(canonical_bytes(b"ERR"), Some("error"));
+        assert_eq!(canonical_bytes("错误".as_bytes()), None);
         for level in LEVELS {
             assert_eq!(canonical(level), Some(level));
         }
