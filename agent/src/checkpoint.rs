@@ -216,6 +216,17 @@ impl Checkpoints {
         }
     }
 
+    /// How many snapshots were taken so far: every snapshot numbered above it holds what was
+    /// recorded before this call.
+    pub fn snapshots_taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// Whether a snapshot numbered above `taken` is on disk.
+    pub fn written_since(&self, taken: u64) -> bool {
+        *self.written.lock().expect("checkpoint writes poisoned") > taken
+    }
+
     /// Forgets the files whose directory is gone (kubelet removes a deleted pod's log
     /// directory), and all but the latest rotations of each path: nothing more can be read
     /// from them, and the file is rewritten at every spool sync, so it must not grow with
