@@ -1,8 +1,9 @@
 //! `sluice-agent`: tails log files and CRI container logs and ships them to the collector
 //! without losing a line.
 //!
-//! A reader thread ([`tailer`]) turns new lines into records and appends them to the disk
-//! [`spool`]; a file's [`checkpoint`] moves once its records are synced there. The
+//! A reader thread ([`tailer`]) turns new lines into records and hands them to the disk
+//! [`spool`]'s thread, which compresses and writes them; a file's [`checkpoint`] moves once
+//! its records are synced there. The
 //! [`shipper`] batches records from the spool, pushes them over gRPC with zstd, and moves the
 //! spool's position only when the collector acknowledges that the batch is durable. A crash
 //! anywhere therefore resends from the spool and re-reads from the last synced line, and the
@@ -61,11 +62,16 @@ pub async fn run(
     let config = Arc::new(config);
     let checkpoints = Arc::new(Mutex::new(checkpoint::Checkpoints::load(&config.data_dir)?));
     let acked = checkpoints.lock().expect("checkpoints poisoned").spool_acked();
-    let (spool_writer, spool_reader) =
-        spool::open(&config.data_dir, config.spool.clone(), acked, checkpoints.clone())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (spool_writer, spool_reader) = spool::open(
+        &config.data_dir,
+        config.spool.clone(),
+        acked,
+        checkpoints.clone(),
+        stop.clone(),
+    )?;
     let shipper = shipper::Shipper::new(config.clone(), checkpoints.clone())?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stop = Arc::new(AtomicBool::new(false));
 
     let tailer = tailer::Tailer::new(config.clone(), checkpoints, spool_writer, stop.clone());
     let reader = std::thread::Builder::new()

@@ -28,13 +28,14 @@ use crate::spool::{Batch, SpoolEntry, SpoolReader};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Batches pushed before the first of them is acknowledged. The pace is the collector's ack
-/// latency (decode check, WAL write, fsync) times this: on a 1 GiB file four in flight
-/// shipped ~205 MB/s, six ~307, eight ~318; on a machine where eight shipped 240 MB/s at a
-/// peak RSS of 7.1 MiB, twelve shipped 266 at 8.5 MiB and sixteen 274–281 at 11 MiB. Each
-/// batch costs about its compressed size in memory (tonic's encoding of it; a retry reads
-/// the batch from the spool again), so this is bounded by the agent's 10 MiB peak.
-const IN_FLIGHT: usize = 12;
+/// Batches pushed before the first of them is acknowledged. While an ack waited for its
+/// checkpoint's fsync, the pace was the collector's ack latency times this (twelve were
+/// needed for ~270 MB/s). Now the reader sets the pace: on a 1 GiB file four, six and
+/// twelve in flight ship alike (240–260 MB/s on the same machine), and each costs about
+/// 0.35 MiB of peak RSS (tonic's encoding of the batch; a retry reads it from the spool
+/// again): 8.6 MiB at six against 10.5 at twelve. Six leave room for a collector farther
+/// away than loopback.
+const IN_FLIGHT: usize = 6;
 
 /// How long an ack may stay in memory only. The reader saves the checkpoints at each spool
 /// sync (every `sync_interval_ms` while it reads), and those snapshots carry the acks too, so

@@ -57,10 +57,14 @@ pub struct SpoolEntry {
     /// The encoded block's size before compression, for batch sizing.
     #[prost(uint64, tag = "5")]
     pub raw_bytes: u64,
-    /// A zstd frame of the encoded [`sluice_proto::RecordBlock`].
+    /// A zstd frame of the encoded [`sluice_proto::RecordBlock`]; the last field (see
+    /// [`ZSTD_BLOCK_TAG`]).
     #[prost(bytes = "bytes", tag = "6")]
     pub zstd_block: prost::bytes::Bytes,
 }
+
+/// `SpoolEntry.zstd_block`, which the writer appends to the other fields' encoding.
+const ZSTD_BLOCK_TAG: u32 = 6;
 
 /// One segment file: its length in whole frames and the records in them.
 #[derive(Debug, Clone, Copy)]
@@ -171,12 +175,14 @@ pub fn status(data_dir: &Path, acked: u64) -> Result<SpoolStatus, AgentError> {
     Ok(SpoolStatus { segments: bases.len(), disk_bytes, end: end.max(acked), acked })
 }
 
-/// Opens (or creates) the spool in `<data_dir>/spool`, acknowledged up to `acked`.
+/// Opens (or creates) the spool in `<data_dir>/spool`, acknowledged up to `acked`, and
+/// starts its writing thread, which gives up waiting for room once `stop` is set.
 pub fn open(
     data_dir: &Path,
     config: SpoolConfig,
     acked: u64,
     checkpoints: Arc<Mutex<Checkpoints>>,
+    stop: Arc<AtomicBool>,
 ) -> Result<(SpoolWriter, SpoolReader), AgentError> {
     let dir = data_dir.join("spool");
     fs::create_dir_all(&dir).map_err(AgentError::io("create spool directory", &dir))?;
@@ -230,7 +236,7 @@ pub fn open(
         .map_err(AgentError::io("start zstd", &shared.dir))?;
     // The collector sizes its buffer from the frame header.
     compressor.include_contentsize(true).map_err(AgentError::io("configure zstd", &shared.dir))?;
-    let writer = SpoolWriter {
+    let appender = Appender {
         shared: shared.clone(),
         file,
         base,
@@ -240,8 +246,19 @@ pub fn open(
         pending: HashMap::new(),
         checkpoints,
         compressor,
+        compressed: Vec::new(),
+        payload: Vec::new(),
         frame: Vec::new(),
     };
+    let handoff = Arc::new(Handoff::default());
+    let thread = {
+        let (handoff, stop) = (handoff.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("sluice-spool".to_owned())
+            .spawn(move || appender.run(&handoff, &stop))
+            .map_err(AgentError::io("start spool thread", &shared.dir))?
+    };
+    let writer = SpoolWriter { handoff, thread: Some(thread), stop };
     let reader = SpoolReader {
         shared,
         synced: synced_rx,
@@ -255,21 +272,67 @@ pub fn open(
     Ok((writer, reader))
 }
 
-/// The reader thread's end: appends chunks, syncs them, and moves file checkpoints.
+/// Chunks handed over by the reader thread that the spool thread has not taken yet. One is
+/// enough to keep both threads busy: the reader splits, parses and encodes the next read
+/// while the spool thread compresses, writes and syncs the last.
+const HANDOFF_CHUNKS: usize = 1;
+
+/// The reader thread's end: hands chunks to the spool thread, which compresses, writes and
+/// syncs them and moves the files' checkpoints. Compressing on the reader thread made it the
+/// agent's bottleneck: zstd was 45 % of its work.
 pub struct SpoolWriter {
-    shared: Arc<Shared>,
-    file: File,
-    base: u64,
-    len: u64,
-    /// Frames written since the last sync.
-    dirty: bool,
-    last_sync: Instant,
-    /// Checkpoints the frames written since the last sync allow, per source, with its path.
-    pending: HashMap<u64, (u64, String)>,
-    checkpoints: Arc<Mutex<Checkpoints>>,
-    compressor: zstd::bulk::Compressor<'static>,
-    /// Reused from chunk to chunk.
-    frame: Vec<u8>,
+    handoff: Arc<Handoff>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// What passes between the reader thread and the spool thread.
+#[derive(Default)]
+struct Handoff {
+    state: Mutex<Handing>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Handing {
+    chunks: std::collections::VecDeque<Box<Chunk>>,
+    flushes_asked: u64,
+    flushes_done: u64,
+    /// The spool thread is waiting for room.
+    full: bool,
+    /// The reader is done: what was handed over is written and synced, then the thread ends.
+    closing: bool,
+    ended: bool,
+}
+
+impl Handoff {
+    fn state(&self) -> MutexGuard<'_, Handing> {
+        self.state.lock().expect("spool handoff poisoned")
+    }
+
+    fn wait<'a>(&self, state: MutexGuard<'a, Handing>) -> MutexGuard<'a, Handing> {
+        self.changed.wait(state).expect("spool handoff poisoned")
+    }
+
+    fn set_full(&self, full: bool) {
+        self.state().full = full;
+        self.changed.notify_all();
+    }
+
+    /// Counts every flush asked so far as done.
+    fn flushed(&self) {
+        let mut state = self.state();
+        state.flushes_done = state.flushes_asked;
+        self.changed.notify_all();
+    }
+}
+
+/// What the spool thread does next.
+enum Job {
+    Append(Box<Chunk>),
+    /// Sync, and count the flushes asked so far as done.
+    Flush,
+    Close,
 }
 
 /// Why a chunk did not go into the spool while the writer waited for room.
@@ -282,30 +345,149 @@ pub enum Refused {
 }
 
 impl SpoolWriter {
-    /// Appends a chunk. With the spool full it waits for room (backpressure), calling
-    /// `waiting` every little while, or drops by the configured policy; `Err` when `stop` is
-    /// set or `waiting` returns true meanwhile.
+    /// Hands a chunk to the spool thread. While that thread still holds the last one and
+    /// waits for room (the spool is full), this waits too (backpressure), calling `waiting`
+    /// every little while; `Err` when the agent stops or `waiting` returns true meanwhile.
+    /// The drop policies are applied by the spool thread.
     pub fn append(
         &mut self,
         chunk: Chunk,
-        stop: &AtomicBool,
         waiting: &mut dyn FnMut() -> bool,
     ) -> Result<(), Refused> {
         if chunk.is_empty() {
             return Ok(());
         }
+        let handoff = &self.handoff;
+        let mut state = handoff.state();
+        loop {
+            if state.ended || (state.full && self.stop.load(Ordering::Relaxed)) {
+                return Err(Refused::Stopping);
+            }
+            if state.chunks.len() < HANDOFF_CHUNKS {
+                break;
+            }
+            let (next, timeout) =
+                handoff.changed.wait_timeout(state, FULL_WAIT).expect("spool handoff poisoned");
+            state = next;
+            if timeout.timed_out() && state.full {
+                drop(state);
+                if waiting() {
+                    return Err(Refused::GaveUp);
+                }
+                state = handoff.state();
+            }
+        }
+        state.chunks.push_back(Box::new(chunk));
+        handoff.changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits until everything handed over is written and synced, so the shipper can send it
+    /// and the checkpoints move; while the spool is full, until what is written is synced
+    /// (a chunk waiting for room stays with the spool thread).
+    pub fn flush(&mut self) {
+        let handoff = &self.handoff;
+        let mut state = handoff.state();
+        state.flushes_asked += 1;
+        let asked = state.flushes_asked;
+        handoff.changed.notify_all();
+        while state.flushes_done < asked && !state.ended {
+            state = handoff.wait(state);
+        }
+    }
+}
+
+impl Drop for SpoolWriter {
+    /// Lets the spool thread write and sync what it was handed, then waits for it to end.
+    fn drop(&mut self) {
+        self.handoff.state().closing = true;
+        self.handoff.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The spool thread's state: appends chunks, syncs them, and moves file checkpoints.
+struct Appender {
+    shared: Arc<Shared>,
+    file: File,
+    base: u64,
+    len: u64,
+    /// Frames written since the last sync.
+    dirty: bool,
+    last_sync: Instant,
+    /// Checkpoints the frames written since the last sync allow, per source, with its path.
+    pending: HashMap<u64, (u64, String)>,
+    checkpoints: Arc<Mutex<Checkpoints>>,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Reused from chunk to chunk.
+    compressed: Vec<u8>,
+    payload: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl Appender {
+    /// Takes jobs from the reader until it closes the handoff.
+    fn run(mut self, handoff: &Handoff, stop: &AtomicBool) {
+        loop {
+            let job = {
+                let mut state = handoff.state();
+                loop {
+                    if let Some(chunk) = state.chunks.pop_front() {
+                        handoff.changed.notify_all();
+                        break Job::Append(chunk);
+                    }
+                    if state.flushes_done < state.flushes_asked {
+                        break Job::Flush;
+                    }
+                    if state.closing {
+                        break Job::Close;
+                    }
+                    state = handoff.wait(state);
+                }
+            };
+            match job {
+                // A chunk refused because the agent stops is read again after the restart:
+                // its checkpoint never moved.
+                Job::Append(chunk) => {
+                    let _ = self.append(chunk, stop, handoff);
+                }
+                Job::Flush => {
+                    self.flush();
+                    handoff.flushed();
+                }
+                Job::Close => {
+                    self.flush();
+                    break;
+                }
+            }
+        }
+        handoff.state().ended = true;
+        handoff.changed.notify_all();
+    }
+
+    /// Appends a chunk. With the spool full it waits for room (backpressure), telling the
+    /// reader through `handoff`, or drops by the configured policy; `Err` when `stop` is set
+    /// meanwhile.
+    fn append(
+        &mut self,
+        chunk: Box<Chunk>,
+        stop: &AtomicBool,
+        handoff: &Handoff,
+    ) -> Result<(), Refused> {
         let count = chunk.len() as u64;
         self.encode(&chunk);
         let need = self.frame.len() as u64;
         let mut waited: Option<Instant> = None;
-        loop {
+        let result = loop {
             let (full, active_acked) = {
                 let state = self.shared.state();
                 let disk = state.disk_bytes();
                 (disk > 0 && disk + need > self.shared.config.max_bytes, state.acked > self.base)
             };
             if !full {
-                break;
+                break Ok(());
             }
             if active_acked && self.len > 0 {
                 // What is acknowledged of the segment being written can only go once it is
@@ -333,26 +515,31 @@ impl SpoolWriter {
                     "spool full: reading paused until the collector catches up"
                 );
                 metrics::gauge!("sluice_agent_spool_full").set(1.0);
+                handoff.set_full(true);
             }
             waited.get_or_insert_with(Instant::now);
             if self.dirty {
                 self.sync();
             }
+            // The reader must not wait for room in a flush: it goes on scanning and lets go
+            // of deleted files meanwhile.
+            handoff.flushed();
             if stop.load(Ordering::Relaxed) {
-                return Err(Refused::Stopping);
+                break Err(Refused::Stopping);
             }
             let state = self.shared.state();
             drop(self.shared.room.wait_timeout(state, FULL_WAIT).expect("spool state poisoned"));
-            if waiting() {
-                metrics::gauge!("sluice_agent_spool_full").set(0.0);
-                return Err(Refused::GaveUp);
-            }
-        }
+        };
         if let Some(since) = waited {
+            // A spool left full by a stopping agent refuses the reader's next chunks at once.
+            if result.is_ok() {
+                handoff.set_full(false);
+            }
             metrics::gauge!("sluice_agent_spool_full").set(0.0);
             metrics::counter!("sluice_agent_spool_full_milliseconds_total")
                 .increment(since.elapsed().as_millis() as u64);
         }
+        result?;
         self.write_frame(count);
         self.note_checkpoint(&chunk);
         if self.len >= self.shared.segment_bytes {
@@ -364,7 +551,7 @@ impl SpoolWriter {
     }
 
     /// Syncs what was written, so the shipper can send it and the checkpoints move.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         if self.dirty {
             self.sync();
         }
@@ -380,25 +567,31 @@ impl SpoolWriter {
         }
     }
 
+    /// The chunk's frame into `self.frame`, through buffers kept from chunk to chunk: a fresh
+    /// compression buffer is sized for the worst case, 256 KiB and more per chunk.
     fn encode(&mut self, chunk: &Chunk) {
+        let raw = chunk.encoded();
+        self.compressed.clear();
+        self.compressed.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        self.compressor
+            .compress_to_buffer(raw, &mut self.compressed)
+            .expect("the buffer has room for zstd's bound");
         let common = chunk.common();
         let entry = SpoolEntry {
             source: common.source,
             path: common.file_path.clone(),
             resume_offset: chunk.resume_offset,
             records: chunk.len() as u32,
-            raw_bytes: chunk.encoded().len() as u64,
-            zstd_block: self
-                .compressor
-                .compress(chunk.encoded())
-                .expect("zstd compresses a Vec")
-                .into(),
+            raw_bytes: raw.len() as u64,
+            zstd_block: prost::bytes::Bytes::new(),
         };
-        let mut payload = Vec::with_capacity(4 + entry.encoded_len());
-        payload.extend_from_slice(&entry.records.to_le_bytes());
-        entry.encode(&mut payload).expect("a Vec grows as needed");
+        self.payload.clear();
+        self.payload.extend_from_slice(&entry.records.to_le_bytes());
+        entry.encode(&mut self.payload).expect("a Vec grows as needed");
+        // The block is the entry's last field: appended, the bytes are prost's for the whole.
+        prost::encoding::bytes::encode(ZSTD_BLOCK_TAG, &self.compressed, &mut self.payload);
         self.frame.clear();
-        frame::encode(&payload, &mut self.frame);
+        frame::encode(&self.payload, &mut self.frame);
     }
 
     /// Writes the encoded frame, retrying (and pausing reading) while the disk refuses it.
@@ -840,9 +1033,17 @@ mod tests {
         dir: &Path,
         config: SpoolConfig,
     ) -> (SpoolWriter, SpoolReader, Arc<Mutex<Checkpoints>>) {
+        open_stoppable(dir, config, Arc::new(AtomicBool::new(false)))
+    }
+
+    fn open_stoppable(
+        dir: &Path,
+        config: SpoolConfig,
+        stop: Arc<AtomicBool>,
+    ) -> (SpoolWriter, SpoolReader, Arc<Mutex<Checkpoints>>) {
         let c = checkpoints(dir);
         let acked = c.lock().unwrap().spool_acked();
-        let (w, r) = open(dir, config, acked, c.clone()).unwrap();
+        let (w, r) = open(dir, config, acked, c.clone(), stop).unwrap();
         (w, r, c)
     }
 
@@ -879,10 +1080,9 @@ mod tests {
     #[test]
     fn records_come_back_in_order_and_checkpoints_move_on_sync() {
         let dir = tempfile::tempdir().unwrap();
-        let stop = AtomicBool::new(false);
         let (mut w, mut r, c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         for i in 0..50 {
-            w.append(chunk(7, i * 10, 10), &stop, &mut || false).unwrap();
+            w.append(chunk(7, i * 10, 10), &mut || false).unwrap();
         }
         assert_eq!(c.lock().unwrap().offset(7), None, "nothing synced yet");
         assert!(drain(&mut r, &c, true).is_empty(), "the shipper sees only synced records");
@@ -895,11 +1095,10 @@ mod tests {
     #[test]
     fn unacknowledged_records_are_resent_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let stop = AtomicBool::new(false);
         {
             let (mut w, mut r, c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
             for i in 0..30 {
-                w.append(chunk(1, i * 10, 10), &stop, &mut || false).unwrap();
+                w.append(chunk(1, i * 10, 10), &mut || false).unwrap();
                 w.flush();
             }
             let runtime =
@@ -929,10 +1128,9 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_appends_continue() {
         let dir = tempfile::tempdir().unwrap();
-        let stop = AtomicBool::new(false);
         {
             let (mut w, _r, _c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
-            w.append(chunk(1, 0, 5), &stop, &mut || false).unwrap();
+            w.append(chunk(1, 0, 5), &mut || false).unwrap();
             w.flush();
         }
         let last = segment_files(dir.path()).pop().unwrap();
@@ -940,7 +1138,7 @@ mod tests {
         OpenOptions::new().append(true).open(&last).unwrap().write_all(&[90, 0, 0, 0, 1]).unwrap();
         let (mut w, mut r, c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         assert_eq!(fs::metadata(&last).unwrap().len(), whole, "the torn frame is cut");
-        w.append(chunk(1, 5, 5), &stop, &mut || false).unwrap();
+        w.append(chunk(1, 5, 5), &mut || false).unwrap();
         w.flush();
         assert_eq!(drain(&mut r, &c, true), (0..10).collect::<Vec<_>>());
     }
@@ -948,11 +1146,10 @@ mod tests {
     #[test]
     fn a_corrupt_segment_is_skipped_and_reading_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let stop = AtomicBool::new(false);
         // 1 MiB spool: 128 KiB segments, so these chunks fill several.
         let (mut w, _r, _c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         for i in 0..200 {
-            w.append(noisy_chunk(1, i * 10, 10), &stop, &mut || false).unwrap();
+            w.append(noisy_chunk(1, i * 10, 10), &mut || false).unwrap();
         }
         w.flush();
         drop((w, _r));
@@ -973,12 +1170,12 @@ mod tests {
     #[test]
     fn a_full_spool_blocks_the_reader_until_acks_make_room() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, mut r, c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         let stop = Arc::new(AtomicBool::new(false));
-        let writer_stop = stop.clone();
+        let (mut w, mut r, c) =
+            open_stoppable(dir.path(), config(1 << 20, WhenFull::Backpressure), stop.clone());
         let writer = std::thread::spawn(move || {
             for i in 0..3000 {
-                w.append(noisy_chunk(1, i * 10, 10), &writer_stop, &mut || false).unwrap();
+                w.append(noisy_chunk(1, i * 10, 10), &mut || false).unwrap();
             }
             w.flush();
             w
@@ -995,19 +1192,38 @@ mod tests {
         got.extend(drain(&mut r, &c, true));
         assert_eq!(got, (0..30000).collect::<Vec<_>>(), "nothing lost under backpressure");
         let mut w = writer.join().unwrap();
-        // A stopping agent is not kept waiting by a full spool.
-        while r.shared.state().disk_bytes() < (1 << 20) - 70_000 {
-            w.append(chunk(2, 0, 200), &stop, &mut || false).unwrap();
-        }
-        stop.store(true, Ordering::Relaxed);
-        let mut refused = false;
-        for _ in 0..100 {
-            if w.append(chunk(2, 0, 200), &stop, &mut || false) == Err(Refused::Stopping) {
-                refused = true;
+        // While the spool thread waits for room, the reader is asked every little while
+        // whether to give up on its chunk.
+        let mut asked = 0;
+        let mut refused = None;
+        for i in 0..1000 {
+            let result = w.append(noisy_chunk(2, i * 10, 10), &mut || {
+                asked += 1;
+                asked >= 2
+            });
+            if let Err(reason) = result {
+                refused = Some(reason);
                 break;
             }
         }
-        assert!(refused);
+        assert_eq!(refused, Some(Refused::GaveUp), "asked {asked} times");
+        assert!(r.shared.state().disk_bytes() <= 1 << 20);
+        // Nor does a flush wait for room: the reader goes on scanning files meanwhile.
+        let started = Instant::now();
+        w.flush();
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        // A stopping agent is not kept waiting by a full spool.
+        stop.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut stopped = false;
+        for _ in 0..100 {
+            if w.append(chunk(2, 0, 200), &mut || false) == Err(Refused::Stopping) {
+                stopped = true;
+                break;
+            }
+        }
+        assert!(stopped && started.elapsed() < Duration::from_secs(5));
+        drop(w);
     }
 
     #[test]
@@ -1015,12 +1231,11 @@ mod tests {
         for policy in [WhenFull::DropNewest, WhenFull::DropOldest] {
             let dir = tempfile::tempdir().unwrap();
             let (mut w, mut r, c) = open_in(dir.path(), config(1 << 20, policy));
-            let stop = AtomicBool::new(false);
             let mut written = 0;
             for i in 0..2000u64 {
                 let records = noisy_chunk(1, i * 10, 10);
                 written += records.len();
-                w.append(records, &stop, &mut || false).unwrap();
+                w.append(records, &mut || false).unwrap();
             }
             w.flush();
             let disk = r.shared.state().disk_bytes();
@@ -1051,11 +1266,10 @@ mod tests {
     #[test]
     fn a_batch_read_again_is_the_batch_taken() {
         let dir = tempfile::tempdir().unwrap();
-        let stop = AtomicBool::new(false);
         // Noisy records fill several 128 KiB segments, so batches cross segment ends.
         let (mut w, mut r, _c) = open_in(dir.path(), config(1 << 20, WhenFull::Backpressure));
         for i in 0..350 {
-            w.append(noisy_chunk(3, i * 10, 10), &stop, &mut || false).unwrap();
+            w.append(noisy_chunk(3, i * 10, 10), &mut || false).unwrap();
         }
         w.flush();
         assert!(segment_files(dir.path()).len() >= 3);
@@ -1074,15 +1288,14 @@ mod tests {
     #[test]
     fn a_batch_read_again_lacks_what_drop_oldest_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let stop = AtomicBool::new(false);
         let (mut w, mut r, _c) = open_in(dir.path(), config(1 << 20, WhenFull::DropOldest));
         for i in 0..100 {
-            w.append(noisy_chunk(4, i * 10, 10), &stop, &mut || false).unwrap();
+            w.append(noisy_chunk(4, i * 10, 10), &mut || false).unwrap();
         }
         w.flush();
         let first = batches(&mut r, 40_000).remove(0);
         for i in 100..2000 {
-            w.append(noisy_chunk(4, i * 10, 10), &stop, &mut || false).unwrap();
+            w.append(noisy_chunk(4, i * 10, 10), &mut || false).unwrap();
         }
         w.flush();
         let again = r.reread(first.start, first.end);

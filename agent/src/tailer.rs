@@ -342,7 +342,7 @@ impl Tailer {
         let cap = self.config.max_deleted_bytes;
         let (files, draining) = (&mut self.files, &mut self.draining);
         let mut waiting = || let_go_of_deleted(files, draining, current, cap);
-        match self.spool.append(chunk, &self.stop, &mut waiting) {
+        match self.spool.append(chunk, &mut waiting) {
             Ok(()) => Ok(()),
             Err(Refused::Stopping) => Err(Halt::Stopping),
             Err(Refused::GaveUp) => {
