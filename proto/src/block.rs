@@ -70,10 +70,30 @@ pub fn block_head(compressed: &[u8]) -> Result<BlockHead, String> {
 /// decode it, without building its records: the collector checks every block on arrival,
 /// and making and dropping each record's strings there cost more than the rest of the check.
 pub fn check_block(compressed: &[u8]) -> Result<usize, String> {
-    let encoded = decompress(compressed)?;
+    thread_local! {
+        // Kept from block to block: a fresh buffer per block was a tenth of the collector's
+        // CPU in page faults, the kernel zeroing each new page.
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|encoded| {
+        decompress_into(compressed, encoded)?;
+        let checked = check_encoded_block(encoded);
+        // A rare huge block is not held on to.
+        if encoded.capacity() > SCRATCH_KEPT_BYTES {
+            *encoded = Vec::new();
+        }
+        checked
+    })
+}
+
+/// The most [`check_block`]'s buffer keeps between blocks: an agent's blocks are at most a
+/// few hundred KiB.
+const SCRATCH_KEPT_BYTES: usize = 4 << 20;
+
+fn check_encoded_block(encoded: &[u8]) -> Result<usize, String> {
     let undecodable = |e: String| format!("undecodable record block: {e}");
     let mut records = 0;
-    for field in Fields(&encoded) {
+    for field in Fields(encoded) {
         let (tag, value) = field.map_err(undecodable)?;
         match (tag, value) {
             (1 | 2, Value::Bytes(record)) => {
@@ -139,7 +159,15 @@ impl<'a> Iterator for Fields<'a> {
         }
         let rest = &mut self.0;
         let field = (|| {
-            let (tag, wire_type) = decode_key(rest).map_err(|e| e.to_string())?;
+            // Keys of fields 1 to 15 are one byte: read here, the rest by prost's rules.
+            let (tag, wire_type) = match rest.first() {
+                Some(&key) if key < 0x80 && key >> 3 != 0 && key & 7 < 6 => {
+                    *rest = &rest[1..];
+                    let wire_type = WireType::try_from(u64::from(key & 7)).expect("checked above");
+                    (u32::from(key >> 3), wire_type)
+                }
+                _ => decode_key(rest).map_err(|e| e.to_string())?,
+            };
             let value = match wire_type {
                 WireType::Varint => {
                     decode_varint(rest).map_err(|e| e.to_string())?;
@@ -158,7 +186,13 @@ impl<'a> Iterator for Fields<'a> {
                     value
                 }
                 WireType::LengthDelimited => {
-                    let len = decode_varint(rest).map_err(|e| e.to_string())?;
+                    let len = match rest.first() {
+                        Some(&len) if len < 0x80 => {
+                            *rest = &rest[1..];
+                            u64::from(len)
+                        }
+                        _ => decode_varint(rest).map_err(|e| e.to_string())?,
+                    };
                     if len > rest.len() as u64 {
                         return Err("a field runs past its end".to_owned());
                     }
@@ -183,6 +217,13 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    decompress_into(compressed, &mut out)?;
+    Ok(out)
+}
+
+/// Decompresses a block into `out`, replacing what it held.
+fn decompress_into(compressed: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     let size = match zstd::zstd_safe::get_frame_content_size(compressed) {
         Ok(Some(size)) if size <= MAX_BLOCK_BYTES => size,
         Ok(Some(size)) => return Err(format!("expands to {size} bytes, over {MAX_BLOCK_BYTES}")),
@@ -194,15 +235,18 @@ fn decompress(compressed: &[u8]) -> Result<Vec<u8>, String> {
         static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
             const { std::cell::RefCell::new(None) };
     }
+    out.clear();
+    out.reserve(size as usize);
     CONTEXT
         .with_borrow_mut(|context| {
             let context = match context {
                 Some(c) => c,
                 None => context.insert(zstd::bulk::Decompressor::new()?),
             };
-            context.decompress(compressed, size as usize)
+            context.decompress_to_buffer(compressed, out)
         })
-        .map_err(|e| format!("undecodable zstd frame: {e}"))
+        .map_err(|e| format!("undecodable zstd frame: {e}"))?;
+    Ok(())
 }
 
 impl RecordBlock {
