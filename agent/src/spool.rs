@@ -430,6 +430,18 @@ struct Appender {
 impl Appender {
     /// Takes jobs from the reader until it closes the handoff.
     fn run(mut self, handoff: &Handoff, stop: &AtomicBool) {
+        /// Tells the reader the thread has ended, however it ends: a reader waiting on a
+        /// thread that panicked would wait for ever.
+        struct Ended<'a>(&'a Handoff);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                if let Ok(mut state) = self.0.state.lock() {
+                    state.ended = true;
+                }
+                self.0.changed.notify_all();
+            }
+        }
+        let _ended = Ended(handoff);
         loop {
             let job = {
                 let mut state = handoff.state();
@@ -463,8 +475,6 @@ impl Appender {
                 }
             }
         }
-        handoff.state().ended = true;
-        handoff.changed.notify_all();
     }
 
     /// Appends a chunk. With the spool full it waits for room (backpressure), telling the
