@@ -84,21 +84,33 @@ impl Record<'_> {
             head.put(MESSAGE_KEY);
             head.varint(self.message.len() as u64);
         }
-        let mut tail = Head::default();
-        if self.flags != 0 {
-            tail.extend(&FLAGS_KEY);
-            tail.varint(u64::from(self.flags));
-        }
-        let len = head.len + self.message.len() + tail.len;
-        let mut key = Head::default();
-        key.put(RECORD_KEY);
-        key.varint(len as u64);
-        buf.reserve(key.len + len);
-        buf.extend_from_slice(key.bytes());
+        let tail = match self.flags {
+            0 => 0,
+            flags => FLAGS_KEY.len() + varint_len(u64::from(flags)),
+        };
+        let len = head.len + self.message.len() + tail;
+        buf.reserve(1 + varint_len(len as u64) + len);
+        buf.push(RECORD_KEY);
+        put_varint(buf, len as u64);
         buf.extend_from_slice(head.bytes());
         buf.extend_from_slice(self.message.as_bytes());
-        buf.extend_from_slice(tail.bytes());
+        if self.flags != 0 {
+            buf.extend_from_slice(&FLAGS_KEY);
+            put_varint(buf, u64::from(self.flags));
+        }
     }
+}
+
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
 }
 
 /// The keys of a record's fields, as prost writes them: `(tag << 3) | wire type`, a varint.
@@ -111,8 +123,8 @@ const MESSAGE_KEY: u8 = 14 << 3 | WireType::LengthDelimited as u8;
 /// Tag 16 needs a second byte.
 const FLAGS_KEY: [u8; 2] = [0x80, 0x01];
 
-/// The bytes of a record before or after its message: at most five keys and varints of up to
-/// eleven bytes each, and a level name of five.
+/// The bytes of a record before its message: at most four keys and varints of up to eleven
+/// bytes each, and a level name of five.
 struct Head {
     bytes: [u8; 64],
     len: usize,
@@ -211,6 +223,17 @@ mod tests {
     const LEVELS: [&str; 3] = ["", "info", "error"];
 
     proptest! {
+        #[test]
+        fn varints_are_prosts(value in any::<u64>(), shift in 0u32..64) {
+            let value = value >> shift;
+            let mut ours = Vec::new();
+            put_varint(&mut ours, value);
+            let mut theirs = Vec::new();
+            prost::encoding::encode_varint(value, &mut theirs);
+            prop_assert_eq!(&ours, &theirs);
+            prop_assert_eq!(varint_len(value), theirs.len());
+        }
+
         /// The hand encoding is prost's, byte for byte.
         #[test]
         fn a_chunk_encodes_what_prost_encodes(

@@ -40,9 +40,13 @@ pub fn parse_cached<'a>(line: &'a [u8], cache: &mut SecondCache) -> Option<CriLi
         _ => return None,
     };
     let rest = &rest[7..];
-    let (tag, text) = match memchr::memchr(b' ', rest) {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, &b""[..]),
+    let (tag, text) = match rest {
+        // Nearly every tag is one letter.
+        [_, b' ', text @ ..] => (&rest[..1], text),
+        _ => match memchr::memchr(b' ', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &b""[..]),
+        },
     };
     // Tags are `:`-separated; the first says partial or full.
     let partial = match tag {
