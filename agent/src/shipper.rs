@@ -173,8 +173,8 @@ impl Shipper {
         let mut reader_stop = stop.clone();
         // Each batch with its push and the endpoint it went to.
         let mut in_flight: VecDeque<(Outgoing, JoinHandle<Outcome>, usize)> = VecDeque::new();
-        // Acks recorded in memory and not yet on disk: the snapshot count when the first of
-        // them was recorded, and when it must be saved.
+        // Acks recorded in memory and not yet on disk: the snapshot count when the last of
+        // them was recorded, and when the first must be saved.
         let mut unsaved: Option<(u64, tokio::time::Instant)> = None;
         loop {
             let can_send = in_flight.len() < IN_FLIGHT;
@@ -236,7 +236,11 @@ impl Shipper {
                     }
                     let end = out.end;
                     let taken = self.acknowledged(out);
-                    unsaved.get_or_insert((taken, tokio::time::Instant::now() + ACK_SAVE_DELAY));
+                    let due = unsaved.map_or_else(
+                        || tokio::time::Instant::now() + ACK_SAVE_DELAY,
+                        |(_, due)| due,
+                    );
+                    unsaved = Some((taken, due));
                     spool.acknowledge(end);
                 }
             }
