@@ -1,7 +1,9 @@
 //! `sluice`: run the pipeline (`up`, `collector`) and search what it indexed (`search`).
 //!
-//! A thin edge: flags, logging and exit codes here; the work is in the libraries.
+//! A thin edge: flags, logging and exit codes here, and the application assembled from the
+//! libraries' parts (`app`); the work is in the libraries.
 
+mod app;
 mod commands;
 
 use std::process::ExitCode;

@@ -70,6 +70,24 @@ impl Snapshot {
     }
 }
 
+/// Where a file's checkpoint may move once a set of its records is durable (synced to the
+/// spool, or acknowledged by the collector): past the last of them, under the file's path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resume {
+    pub offset: u64,
+    pub path: String,
+}
+
+impl Resume {
+    /// Takes in a later record of the file, read from `path`.
+    pub fn raise(&mut self, offset: u64, path: &str) {
+        self.offset = self.offset.max(offset);
+        if self.path != path {
+            path.clone_into(&mut self.path);
+        }
+    }
+}
+
 /// Entries kept per path: kubelet keeps five rotations of a container's log by default.
 const KEPT_PER_PATH: usize = 8;
 

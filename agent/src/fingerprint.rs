@@ -17,11 +17,19 @@ pub const FINGERPRINT_BYTES: usize = 1024;
 /// The fingerprint of `file`, or `None` while it is too short to have one: neither a whole
 /// first line nor [`FINGERPRINT_BYTES`] bytes yet.
 pub fn fingerprint(file: &File) -> io::Result<Option<u64>> {
-    Ok(identify(file)?.map(|(fingerprint, _)| fingerprint))
+    Ok(identify(file)?.map(|identity| identity.fingerprint))
 }
 
-/// The fingerprint of `file` and the [`content_hash`] of its head.
-pub fn identify(file: &File) -> io::Result<Option<(u64, u64)>> {
+/// What a file is known by: its [`fingerprint`], and the [`content_hash`] of its head, which
+/// finds it again once kubelet compressed it (a new inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub fingerprint: u64,
+    pub content: u64,
+}
+
+/// The identity of `file`; `None` while it has no whole first line.
+pub fn identify(file: &File) -> io::Result<Option<Identity>> {
     let meta = file.metadata()?;
     // Positional reads leave the cursor of a file being tailed where it is.
     let mut head = vec![0; FINGERPRINT_BYTES];
@@ -38,7 +46,7 @@ pub fn identify(file: &File) -> io::Result<Option<(u64, u64)>> {
     hasher.update(&meta.dev().to_le_bytes());
     hasher.update(&meta.ino().to_le_bytes());
     hasher.update(head);
-    Ok(Some((hasher.digest(), content_hash(head))))
+    Ok(Some(Identity { fingerprint: hasher.digest(), content: content_hash(head) }))
 }
 
 /// What the fingerprint hashes of a file that starts with `bytes`: its first line with the
@@ -113,8 +121,8 @@ mod tests {
         for f in [&mut a, &mut b] {
             f.write_all(b"same\nthen different").unwrap();
         }
-        let (fa, ca) = identify(&a).unwrap().unwrap();
-        let (fb, cb) = identify(&b).unwrap().unwrap();
+        let Identity { fingerprint: fa, content: ca } = identify(&a).unwrap().unwrap();
+        let Identity { fingerprint: fb, content: cb } = identify(&b).unwrap().unwrap();
         assert_ne!(fa, fb);
         assert_eq!(ca, cb);
         assert_eq!(ca, content_hash(first_line(b"same\nother").unwrap()));

@@ -22,7 +22,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::AgentError;
-use crate::checkpoint::Checkpoints;
+use crate::checkpoint::{Checkpoints, Resume};
 use crate::config::{AgentConfig, WhenFull};
 use crate::spool::{Batch, SpoolEntry, SpoolReader};
 
@@ -95,10 +95,16 @@ fn client(config: &AgentConfig, address: &str) -> Result<Client, AgentError> {
 pub struct Shipper {
     config: Arc<AgentConfig>,
     /// Collector endpoints in failover order, and the one in use.
-    clients: Vec<(String, Client)>,
+    clients: Vec<Collector>,
     current: usize,
     checkpoints: Arc<Mutex<Checkpoints>>,
     sequence: u64,
+}
+
+/// One collector endpoint: its address, for logs, and its client.
+struct Collector {
+    address: String,
+    client: Client,
 }
 
 /// A batch on its way, and what its ack moves. Its records are not kept: they are in the
@@ -107,9 +113,25 @@ struct Outgoing {
     sequence: u64,
     start: u64,
     end: u64,
-    /// Per source: the checkpoint the ack allows, and the file's path.
-    resume: HashMap<u64, (u64, String)>,
+    /// Per source: the checkpoint the ack allows.
+    resume: HashMap<u64, Resume>,
     records: u64,
+}
+
+/// A batch pushed, and the endpoint it went to.
+struct Push {
+    out: Outgoing,
+    task: JoinHandle<Outcome>,
+    endpoint: usize,
+}
+
+/// Acks recorded in memory and not yet on disk.
+#[derive(Debug, Clone, Copy)]
+struct Unsaved {
+    /// The snapshots taken when the last of them was recorded: a later one carries them.
+    snapshots: u64,
+    /// When the first of them must be saved.
+    due: tokio::time::Instant,
 }
 
 /// How one push ended.
@@ -159,7 +181,7 @@ impl Shipper {
     ) -> Result<Self, AgentError> {
         let mut clients = Vec::with_capacity(config.collectors.len());
         for address in &config.collectors {
-            clients.push((address.clone(), client(&config, address)?));
+            clients.push(Collector { address: address.clone(), client: client(&config, address)? });
         }
         Ok(Self { config, clients, current: 0, checkpoints, sequence: 0 })
     }
@@ -171,19 +193,16 @@ impl Shipper {
     pub async fn run(mut self, mut spool: SpoolReader, mut stop: watch::Receiver<bool>) {
         let (max_bytes, linger) = (self.config.batch_max_bytes, self.config.batch_linger);
         let mut reader_stop = stop.clone();
-        // Each batch with its push and the endpoint it went to.
-        let mut in_flight: VecDeque<(Outgoing, JoinHandle<Outcome>, usize)> = VecDeque::new();
-        // Acks recorded in memory and not yet on disk: the snapshot count when the last of
-        // them was recorded, and when the first must be saved.
-        let mut unsaved: Option<(u64, tokio::time::Instant)> = None;
+        let mut in_flight: VecDeque<Push> = VecDeque::new();
+        let mut unsaved: Option<Unsaved> = None;
         loop {
             let can_send = in_flight.len() < IN_FLIGHT;
-            let save_at = unsaved.map(|(_, at)| at);
+            let save_at = unsaved.map(|u| u.due);
             let event = tokio::select! {
                 batch = spool.next_batch(max_bytes, linger, &mut reader_stop), if can_send => {
                     Event::Batch(batch)
                 }
-                done = async { (&mut in_flight.front_mut().expect("not empty").1).await },
+                done = async { (&mut in_flight.front_mut().expect("not empty").task).await },
                     if !in_flight.is_empty() =>
                 {
                     Event::Done(done.unwrap_or_else(|e| {
@@ -202,21 +221,24 @@ impl Shipper {
                     return;
                 }
                 Event::Save => {
-                    let (taken, _) = unsaved.take().expect("a save is due");
-                    let written =
-                        self.checkpoints.lock().expect("checkpoints poisoned").written_since(taken);
+                    let Unsaved { snapshots, .. } = unsaved.take().expect("a save is due");
+                    let written = self
+                        .checkpoints
+                        .lock()
+                        .expect("checkpoints poisoned")
+                        .written_since(snapshots);
                     if !written {
                         self.save().await;
                     }
                 }
                 Event::Batch(Some(batch)) => {
                     let (out, request) = self.prepare(batch);
-                    let client = self.clients[self.current].1.clone();
+                    let client = self.clients[self.current].client.clone();
                     let task = tokio::spawn(push(client, request, out.records));
-                    in_flight.push_back((out, task, self.current));
+                    in_flight.push_back(Push { out, task, endpoint: self.current });
                 }
                 Event::Done(outcome) => {
-                    let (mut out, _, endpoint) = in_flight.pop_front().expect("not empty");
+                    let Push { mut out, endpoint, .. } = in_flight.pop_front().expect("not empty");
                     let delivered = match outcome {
                         Outcome::Acked => true,
                         Outcome::Rejected(status) => {
@@ -235,12 +257,10 @@ impl Shipper {
                         return;
                     }
                     let end = out.end;
-                    let taken = self.acknowledged(out);
-                    let due = unsaved.map_or_else(
-                        || tokio::time::Instant::now() + ACK_SAVE_DELAY,
-                        |(_, due)| due,
-                    );
-                    unsaved = Some((taken, due));
+                    let snapshots = self.acknowledged(out);
+                    let due = unsaved
+                        .map_or_else(|| tokio::time::Instant::now() + ACK_SAVE_DELAY, |u| u.due);
+                    unsaved = Some(Unsaved { snapshots, due });
                     spool.acknowledge(end);
                 }
             }
@@ -249,13 +269,9 @@ impl Shipper {
 
     fn prepare(&mut self, batch: Batch) -> (Outgoing, LogBatch) {
         self.sequence += 1;
-        let mut resume: HashMap<u64, (u64, String)> = HashMap::new();
+        let mut resume: HashMap<u64, Resume> = HashMap::new();
         for item in &batch.entries {
-            let entry = resume.entry(item.source).or_insert((0, String::new()));
-            entry.0 = entry.0.max(item.resume_offset);
-            if entry.1 != item.path {
-                entry.1.clone_from(&item.path);
-            }
+            resume.entry(item.source).or_default().raise(item.resume_offset, &item.path);
         }
         let (request, records) = self.request(self.sequence, batch.entries);
         let out = Outgoing {
@@ -282,7 +298,7 @@ impl Shipper {
     }
 
     fn rejected(&self, out: &Outgoing, status: &Status) {
-        let collector = &self.clients[self.current].0;
+        let collector = &self.clients[self.current].address;
         tracing::error!(%collector, records = out.records, message = status.message(), "the collector refused a batch as malformed; its records are lost");
         metrics::counter!("sluice_agent_records_rejected_total").increment(out.records);
     }
@@ -291,7 +307,7 @@ impl Shipper {
     /// if there is one. (Batches sent before a failover fail on the old endpoint too; they
     /// must not move the agent back to it.)
     fn failed(&mut self, endpoint: usize, status: &Status) {
-        let collector = &self.clients[endpoint].0;
+        let collector = &self.clients[endpoint].address;
         metrics::counter!("sluice_agent_push_failures_total").increment(1);
         if status.code() == tonic::Code::Unauthenticated {
             tracing::error!(%collector, "the collector refused this agent's token; check token_file");
@@ -300,7 +316,7 @@ impl Shipper {
         if self.clients.len() > 1 && endpoint == self.current {
             self.current = (self.current + 1) % self.clients.len();
             metrics::counter!("sluice_agent_failovers_total").increment(1);
-            tracing::info!(collector = %self.clients[self.current].0, "failing over");
+            tracing::info!(collector = %self.clients[self.current].address, "failing over");
         }
     }
 
@@ -346,7 +362,7 @@ impl Shipper {
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
-            let client = self.clients[self.current].1.clone();
+            let client = self.clients[self.current].client.clone();
             let outcome = tokio::select! {
                 outcome = push(client, request.clone(), out.records) => outcome,
                 _ = stop.wait_for(|s| *s) => return false,
@@ -371,7 +387,7 @@ impl Shipper {
         metrics::counter!("sluice_agent_batches_acked_total").increment(1);
         metrics::counter!("sluice_agent_records_acked_total").increment(out.records);
         let mut c = self.checkpoints.lock().expect("checkpoints poisoned");
-        for (source, (offset, path)) in out.resume {
+        for (source, Resume { offset, path }) in out.resume {
             c.acknowledge(source, &path, offset);
         }
         c.acknowledge_spool(out.end);

@@ -1,16 +1,14 @@
 //! The Sluice collector: receives records, makes them durable, and fans them out to sinks.
 //!
-//! An agent's batch is appended to the [`wal`] and synced before the [`ingest`] service
-//! acknowledges it. Each sink then reads the WAL through its own [`runner`] and cursor, so
-//! one slow sink never blocks or loses another; segments are deleted once every sink has
-//! flushed past them.
+//! A source appends what it receives to the [`wal`] and syncs it before it answers (an
+//! agent's ack, a `_bulk` reply) or commits its own checkpoint. Each sink then reads the WAL
+//! through its own [`runner`] and cursor, so one slow sink never blocks or loses another;
+//! segments are deleted once every sink has flushed past them. The library offers these
+//! parts; the `sluice` binary chooses which run and wires them to listeners.
 //!
 //! # Layout
-//! - [`server`]: wiring and start-up (`sluice up`, `sluice collector`).
-//! - [`ingest`]: the gRPC receiver for agents; [`auth`]: TLS and per-agent bearer tokens.
-//! - [`bulk`] (Elasticsearch `_bulk`) and [`otlp`] (OTLP/HTTP and OTLP/gRPC logs): receivers
-//!   for other clients, made durable through [`external`]; [`kafka_source`]: a consumer
-//!   group feeding the WAL, committing offsets once every sink holds what it read.
+//! - [`sources`]: where records come from — agents (gRPC), `_bulk`, OTLP, Kafka — and the
+//!   one way they append to the WAL with stable ids; [`auth`]: TLS and bearer tokens.
 //! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds, and
 //!   the [`wal_frame::Frame`] sinks take: records decoded on first use, with their pod's
 //!   labels, node and owner from [`enrich`] (a cluster-wide pod watch).
@@ -20,19 +18,13 @@
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
-pub mod bulk;
 pub mod enrich;
 pub mod error;
-pub mod external;
-pub mod ingest;
-pub mod kafka_source;
-pub mod otlp;
 pub mod runner;
-pub mod server;
 pub mod sink;
 pub mod sinks;
+pub mod sources;
 pub mod wal;
 pub mod wal_frame;
 
 pub use error::CollectorError;
-pub use server::{CollectorConfig, run};

@@ -61,8 +61,35 @@ pub struct Feed {
     pub pods: Option<Arc<PodCache>>,
 }
 
+/// A sink and how often its runner flushes it.
+pub struct SinkTask {
+    pub sink: Box<dyn Sink>,
+    pub flush_interval: Duration,
+}
+
+/// Starts a runner for each sink. Until a sink says where it is, the WAL keeps everything it
+/// holds now for it, and no source commits a checkpoint past that: every sink is registered
+/// at the WAL's first position before any runner starts.
+pub fn spawn_sinks(
+    sinks: Vec<SinkTask>,
+    feed: &Feed,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, CollectorError> {
+    let first = feed.wal.first()?;
+    for task in &sinks {
+        feed.cursors.set(task.sink.name(), first);
+    }
+    Ok(sinks
+        .into_iter()
+        .map(|task| {
+            tokio::spawn(run_sink(task.sink, task.flush_interval, feed.clone(), stop.clone()))
+        })
+        .collect())
+}
+
 /// Drives `sink` until `stop` turns true; flushes what it has before returning. The caller
-/// has registered the sink in `cursors` (see [`Cursors::set`]) before anything reads them.
+/// has registered the sink in `cursors` (see [`Cursors::set`]) before anything reads them;
+/// [`spawn_sinks`] does both.
 pub async fn run_sink(
     mut sink: Box<dyn Sink>,
     flush_interval: Duration,

@@ -30,10 +30,23 @@ pub fn encode_batch(batch: &LogBatch, records: u32) -> Vec<u8> {
     encode(KIND_COUNTED_BATCH, &records.to_le_bytes(), batch)
 }
 
-/// A batch whose record offsets are their index in it, made unique by the WAL position.
-pub fn encode_external(batch: &LogBatch) -> Vec<u8> {
+/// A batch of records without ids of their own: each record's offset becomes its index in
+/// the batch, made unique by the frame's WAL position when decoded (see [`external_id`]).
+pub fn encode_external(mut batch: LogBatch) -> Vec<u8> {
     debug_assert!(batch.records.len() <= MAX_EXTERNAL_RECORDS);
-    encode(KIND_EXTERNAL_BATCH, &[], batch)
+    for (i, r) in batch.records.iter_mut().enumerate() {
+        r.offset = i as u64;
+    }
+    encode(KIND_EXTERNAL_BATCH, &[], &batch)
+}
+
+/// The id of the `index`th record of an external batch whose frame starts at `position`.
+pub fn external_id(source: u64, position: u64, index: usize) -> sluice_proto::RecordId {
+    sluice_proto::RecordId::new(source, external_offset(position, index as u64))
+}
+
+fn external_offset(position: u64, index: u64) -> u64 {
+    (position << 20) | (index & (MAX_EXTERNAL_RECORDS as u64 - 1))
 }
 
 fn encode(kind: u8, head: &[u8], batch: &LogBatch) -> Vec<u8> {
@@ -73,7 +86,7 @@ fn decode_batch_at(payload: &[u8], position: u64) -> Result<(LogBatch, Option<us
             let mut batch =
                 LogBatch::decode(body).map_err(|e| format!("undecodable external batch: {e}"))?;
             for r in &mut batch.records {
-                r.offset = (position << 20) | (r.offset & (MAX_EXTERNAL_RECORDS as u64 - 1));
+                r.offset = external_offset(position, r.offset);
             }
             let records = batch.records.len();
             Ok((batch, Some(records)))
@@ -207,7 +220,7 @@ mod tests {
                 .collect(),
             ..LogBatch::default()
         };
-        let payload = encode_external(&batch);
+        let payload = encode_external(batch);
         let at = |p| {
             decode_batch_at(&payload, p)
                 .unwrap()

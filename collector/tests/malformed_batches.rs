@@ -1,13 +1,17 @@
 //! A collector on loopback receives malformed protobuf over real gRPC: each push is refused
 //! with a clear status, nothing reaches the WAL or the index, and the next good batch is
-//! acknowledged and indexed. The server is the real one (`server::run`), not a double.
+//! acknowledged and indexed. The parts are the real ones — the agents' gRPC source, the WAL
+//! and the index sink's runner — wired as the `sluice` binary wires them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
-use sluice_collector::server::{CollectorConfig, run};
+use sluice_collector::runner::{Cursors, Feed, SinkTask, spawn_sinks};
+use sluice_collector::sinks::index::IndexSinkConfig;
+use sluice_collector::sources;
+use sluice_collector::wal::Wal;
 use sluice_proto::ingest_client::IngestClient;
 use sluice_proto::{Ack, LogBatch, LogRecord, RecordBlock};
 use sluice_query::{SearchRequest, Store};
@@ -99,13 +103,22 @@ fn block_batch(sequence: u64, messages: &[&str]) -> LogBatch {
 async fn malformed_batches_are_refused_and_the_collector_keeps_going() {
     let dir = tempfile::tempdir().unwrap();
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc_addr = grpc.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut config = CollectorConfig::new(dir.path().to_owned());
-    config.index.commit_interval = Duration::from_millis(100);
-    let server = tokio::spawn(run(config, grpc, http, Arc::new(String::new), async {
-        let _ = stopped.await;
+
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let wal = Arc::new(Wal::open(&dir.path().join("wal"), 64 << 20).unwrap());
+    let store = sluice_query::Store::open(&dir.path().join("index")).unwrap();
+    let index =
+        IndexSinkConfig { commit_interval: Duration::from_millis(100), ..Default::default() };
+    let sink = SinkTask {
+        sink: Box::new(index.build(store, wal.subscribe())),
+        flush_interval: index.commit_interval,
+    };
+    let feed = Feed { wal: wal.clone(), cursors: Arc::new(Cursors::default()), pods: None };
+    let runners = spawn_sinks(vec![sink], &feed, &stopped).unwrap();
+    let router = sources::agent::router(wal, None, None).unwrap();
+    let server = tokio::spawn(sources::serve_grpc(router, grpc, async move {
+        let _ = stopped.wait_for(|s| *s).await;
     }));
     let channel = Channel::from_shared(format!("http://{grpc_addr}")).unwrap().connect_lazy();
 
@@ -161,6 +174,9 @@ async fn malformed_batches_are_refused_and_the_collector_keeps_going() {
         }
     }
     assert_eq!(found, 4, "the four good records, and nothing else");
-    stop.send(()).unwrap();
+    stop.send(true).unwrap();
     server.await.unwrap().unwrap();
+    for runner in runners {
+        runner.await.unwrap();
+    }
 }

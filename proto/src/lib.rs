@@ -11,12 +11,15 @@
 //! - [`level`]: the canonical level names, shared by detection and filtering.
 //! - [`block`]: record blocks, the compressed form in which agents send records.
 //! - [`frame`]: checksummed frames, as the collector's WAL and the agent's spool store them.
+//! - [`segment`]: the segment files both logs keep their frames in: naming, listing, reading,
+//!   and one rule for recovering from damage.
 
 pub mod block;
 pub mod flags;
 pub mod frame;
 pub mod id;
 pub mod level;
+pub mod segment;
 
 #[allow(unreachable_pub, clippy::all)]
 mod generated {

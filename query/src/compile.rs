@@ -49,7 +49,7 @@ fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, Query
                 Ok(match kind {
                     NumericKind::Time => Term::from_field_i64(
                         handle,
-                        crate::api::parse_time("ts", v)
+                        crate::time::parse_time("ts", v)
                             .map_err(|e| QueryError::Syntax(e.to_string()))?,
                     ),
                     NumericKind::Unsigned => Term::from_field_u64(

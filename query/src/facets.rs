@@ -110,7 +110,7 @@ impl Store {
         Ok(FacetsResponse {
             facets,
             total,
-            took_ms: crate::search::elapsed_ms(started),
+            took_ms: crate::time::elapsed_ms(started),
             touched: prepared.touched,
         })
     }

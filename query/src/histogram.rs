@@ -10,8 +10,9 @@ use crate::QueryError;
 use crate::access::Scope;
 use crate::collect::{BucketCounts, Buckets, merge_buckets};
 use crate::schema::LogSchema;
-use crate::search::{Touched, format_ts};
+use crate::search::Touched;
 use crate::store::Store;
+use crate::time::format_ts;
 
 /// About this many buckets when the width is automatic.
 const TARGET_BUCKETS: i64 = 100;
@@ -124,7 +125,7 @@ impl Store {
             split: request.split.clone(),
             buckets: Vec::new(),
             total: 0,
-            took_ms: crate::search::elapsed_ms(started),
+            took_ms: crate::time::elapsed_ms(started),
             touched: prepared.touched.clone(),
         };
         if start >= end {
@@ -179,7 +180,7 @@ impl Store {
         response.end = Some(format_ts(first + buckets as i64 * interval_ns));
         response.buckets = out;
         response.total = total;
-        response.took_ms = crate::search::elapsed_ms(started);
+        response.took_ms = crate::time::elapsed_ms(started);
         Ok(response)
     }
 }

@@ -27,6 +27,7 @@
 
 pub mod access;
 pub mod api;
+pub mod budget;
 pub mod collect;
 pub mod compile;
 pub mod context;
@@ -44,6 +45,7 @@ pub mod syntax;
 pub mod tail;
 #[cfg(test)]
 mod testing;
+pub mod time;
 pub mod tokenizer;
 
 pub use error::QueryError;

@@ -1,5 +1,5 @@
 //! Keeping the store bounded and quick: whole day partitions dropped by age and by a disk cap,
-//! closed partitions merged into one segment, and a budget that refuses unselective scans.
+//! and closed partitions merged into one segment.
 //!
 //! Housekeeping runs through the [`StoreWriter`], the store's only writer, so a drop or a merge
 //! never races the indexing of the same partition. A partition is dropped by renaming its
@@ -10,9 +10,7 @@
 use std::time::Duration;
 
 use crate::QueryError;
-use crate::search::Prepared;
 use crate::store::{NANOS_PER_DAY, StoreWriter};
-use crate::syntax::Expr;
 
 /// What housekeeping keeps and merges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,43 +111,10 @@ impl StoreWriter {
     }
 }
 
-/// Whether a query can only be answered by reading every record in its range: it has no
-/// word, phrase or exact field value that the inverted index could start from.
-pub fn is_unselective(expr: Option<&Expr>) -> bool {
-    fn selective(e: &Expr) -> bool {
-        match e {
-            Expr::Text(_) | Expr::Phrase(_) | Expr::Field { .. } => true,
-            // A glob with a literal prefix walks a slice of the term dictionary.
-            Expr::Wildcard { pattern, .. } => !pattern.starts_with(['*', '?']),
-            Expr::Range { .. } | Expr::Not(_) => false,
-            Expr::And(items) => items.iter().any(selective),
-            Expr::Or(items) => items.iter().all(selective),
-        }
-    }
-    !expr.is_some_and(selective)
-}
-
-impl Prepared {
-    /// Refuses an unselective query whose partitions hold more than `budget_bytes`, unless
-    /// `force`.
-    pub fn check_budget(&self, budget_bytes: Option<u64>, force: bool) -> Result<(), QueryError> {
-        let Some(budget) = budget_bytes else { return Ok(()) };
-        if force || !is_unselective(self.expr.as_ref()) || self.touched.bytes <= budget {
-            return Ok(());
-        }
-        Err(QueryError::Budget(format!(
-            "this query has no word or field value to look up, so it would read all {} partitions in its range ({} bytes), above the budget of {budget} bytes; narrow the time range, add a word or field:value, or pass force=true",
-            self.touched.partitions, self.touched.bytes
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::Scope;
     use crate::search::SearchRequest;
-    use crate::syntax::parse;
     use crate::testing::{rec, store};
 
     const DAY: i64 = NANOS_PER_DAY;
@@ -223,34 +188,5 @@ mod tests {
         writer.add(&rec(1, 6, 20, "ns", "p", "INFO a"), 9).unwrap();
         writer.commit(9).unwrap();
         assert_eq!(store.search(&SearchRequest::new("a")).unwrap().total, 7);
-    }
-
-    #[test]
-    fn unselective_scans_beyond_the_budget_are_refused_unless_forced() {
-        let (_dir, store, _w) = store(&[rec(1, 0, 10, "ns", "p", "INFO a")]);
-        for (q, unselective) in [
-            ("", true),
-            ("NOT a", true),
-            ("ts:>5", true),
-            ("pod:*x", true),
-            ("a OR NOT b", true),
-            ("a", false),
-            ("level:info", false),
-            ("pod:p*", false),
-            ("a OR b", false),
-            ("NOT a b", false),
-        ] {
-            let expr = parse(q, |f| matches!(f, "level" | "pod" | "ts")).unwrap();
-            assert_eq!(is_unselective(expr.as_ref()), unselective, "{q}");
-        }
-        let prepared = store.prepare("", None, None, &Scope::All).unwrap();
-        assert!(
-            matches!(prepared.check_budget(Some(1), false), Err(QueryError::Budget(m)) if m.contains("force=true"))
-        );
-        assert!(prepared.check_budget(Some(1), true).is_ok());
-        assert!(prepared.check_budget(None, false).is_ok());
-        assert!(prepared.check_budget(Some(u64::MAX), false).is_ok());
-        let selective = store.prepare("a", None, None, &Scope::All).unwrap();
-        assert!(selective.check_budget(Some(1), false).is_ok());
     }
 }

@@ -4,7 +4,6 @@
 use std::ops::Bound;
 use std::time::Instant;
 
-use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use sluice_proto::RecordId;
 use tantivy::collector::Count;
@@ -14,12 +13,14 @@ use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
 
 use crate::QueryError;
 use crate::access::Scope;
+use crate::budget::{self, Scan};
 use crate::collect::{Key, Order, Rank, TopByTime};
 use crate::compile::compile;
 use crate::highlight::{highlight, phrases};
 use crate::schema::LogSchema;
 use crate::store::Store;
 use crate::syntax::{Expr, parse};
+use crate::time::{elapsed_ms, format_ts};
 
 /// The most hits one request returns; more come page by page with the cursor.
 pub const MAX_LIMIT: usize = 10_000;
@@ -150,6 +151,13 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Refuses an unselective query whose partitions hold more than `budget_bytes`, unless
+    /// `force` (see [`crate::budget`]).
+    pub fn check_budget(&self, budget_bytes: Option<u64>, force: bool) -> Result<(), QueryError> {
+        let scan = Scan { partitions: self.touched.partitions, bytes: self.touched.bytes };
+        budget::check(self.expr.as_ref(), scan, budget_bytes, force)
+    }
+
     /// Narrows the query further (the caller's scope stays in it).
     pub fn and(mut self, extra: Box<dyn Query>) -> Self {
         self.query =
@@ -217,7 +225,7 @@ impl Store {
         Ok(SearchResponse {
             hits: hits.into_iter().map(|(_, hit)| hit).collect(),
             total,
-            took_ms: crate::search::elapsed_ms(started),
+            took_ms: elapsed_ms(started),
             next_cursor,
             touched: prepared.touched,
         })
@@ -323,16 +331,6 @@ fn to_hit(schema: &LogSchema, doc: &TantivyDocument, ts: i64, id: RecordId) -> H
         flags: sluice_proto::flags::names(flags).into_iter().map(str::to_owned).collect(),
         highlights: Vec::new(),
     }
-}
-
-/// Milliseconds since `started`, to the microsecond.
-pub fn elapsed_ms(started: Instant) -> f64 {
-    (started.elapsed().as_micros() as f64) / 1000.0
-}
-
-/// RFC 3339 in UTC with nanoseconds, the way hits show time.
-pub fn format_ts(ts_ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ts_ns).to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_query::api::parse_time;
 use sluice_query::collect::Order;
 use sluice_query::search::Cursor;
+use sluice_query::time::parse_time;
 use sluice_query::{Hit, SearchRequest, SearchResponse, Store};
 
 #[derive(Debug, Args)]

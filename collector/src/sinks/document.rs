@@ -34,7 +34,7 @@ pub(crate) struct Document<'a> {
 impl<'a> Document<'a> {
     pub(crate) fn of(r: &'a LogRecord) -> Self {
         Self {
-            timestamp: sluice_query::search::format_ts(r.timestamp_ns),
+            timestamp: sluice_query::time::format_ts(r.timestamp_ns),
             message: &r.message,
             cluster: &r.cluster,
             namespace: &r.namespace,

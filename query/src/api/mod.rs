@@ -26,6 +26,7 @@ use crate::context::ContextRequest;
 use crate::facets::FacetsRequest;
 use crate::histogram::HistogramRequest;
 use crate::search::{DEFAULT_LIMIT, SearchRequest};
+use crate::time::parse_time;
 use crate::{QueryError, Store};
 
 /// Renders the process's metrics in the Prometheus text format.
@@ -254,20 +255,6 @@ async fn context(
 
 async fn metrics(State(state): State<ApiState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], (state.metrics)()).into_response()
-}
-
-/// A time parameter: RFC 3339, or an integer number of nanoseconds since the epoch.
-pub fn parse_time(name: &'static str, value: &str) -> Result<i64, QueryError> {
-    if let Ok(ns) = value.parse::<i64>() {
-        return Ok(ns);
-    }
-    chrono::DateTime::parse_from_rfc3339(value)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| QueryError::Parameter {
-            name,
-            reason: format!("{value:?} is neither RFC 3339 nor Unix nanoseconds"),
-        })
 }
 
 /// The one place query errors become HTTP answers.

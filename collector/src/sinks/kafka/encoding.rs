@@ -198,7 +198,7 @@ fn from_document(doc: Map<String, Value>, origin: &Origin<'_>) -> LogRecord {
         .unwrap_or_default();
     let text = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_owned);
     let (node, file, owner) = (text("node"), text("file"), text("owner"));
-    let mut record = crate::bulk::to_record(origin.topic, doc);
+    let mut record = crate::sources::bulk::to_record(origin.topic, doc);
     record.node = node.unwrap_or(record.node);
     record.file_path = file.unwrap_or(record.file_path);
     record.owner = owner.unwrap_or_default();
@@ -218,7 +218,7 @@ fn plain(payload: &[u8], origin: &Origin<'_>) -> LogRecord {
             sluice_proto::flags::INVALID_UTF8,
         ),
     };
-    let now = crate::external::now_ns();
+    let now = crate::sources::now_ns();
     LogRecord {
         source: id.source,
         offset: id.offset,

@@ -405,7 +405,7 @@ fn message_key(r: &LogRecord) -> String {
 }
 
 fn millis(r: &LogRecord) -> i64 {
-    let now = crate::external::now_ns().div_euclid(1_000_000);
+    let now = crate::sources::now_ns().div_euclid(1_000_000);
     r.timestamp_ns.div_euclid(1_000_000).min(now)
 }
 
@@ -461,7 +461,7 @@ mod tests {
         let past = LogRecord { timestamp_ns: 1_796_032_800_123_456_789, ..LogRecord::default() };
         assert_eq!(millis(&past), 1_796_032_800_123);
         let future = LogRecord { timestamp_ns: i64::MAX, ..LogRecord::default() };
-        assert!(millis(&future) <= crate::external::now_ns() / 1_000_000);
+        assert!(millis(&future) <= crate::sources::now_ns() / 1_000_000);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsService;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -21,18 +23,27 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use prost::Message;
 use sluice_proto::LogRecord;
 use sluice_proto::id::source_key;
+use tonic::codec::CompressionEncoding;
 
-use crate::external::{ExternalState, now_ns};
+use super::http::ClientIngest;
+use super::now_ns;
 
-pub fn routes() -> axum::Router<ExternalState> {
+/// Largest OTLP/gRPC request taken.
+const MAX_REQUEST_BYTES: usize = 64 << 20;
+
+/// The OTLP/gRPC `LogsService` (see [`super::serve_grpc`]).
+pub fn grpc_router(state: ClientIngest) -> tonic::transport::server::Router {
+    let service = LogsServiceServer::new(OtlpGrpc { state })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    tonic::transport::Server::builder().add_service(service)
+}
+
+pub(crate) fn routes() -> axum::Router<ClientIngest> {
     axum::Router::new().route("/v1/logs", post(http_logs))
 }
 
-async fn http_logs(
-    State(state): State<ExternalState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err((status, reason)) = state.authenticate(&headers, "OTLP/HTTP") {
         return (status, reason).into_response();
     }
@@ -69,7 +80,7 @@ async fn http_logs(
 
 /// The OTLP/gRPC logs service.
 pub struct OtlpGrpc {
-    pub state: ExternalState,
+    pub state: ClientIngest,
 }
 
 #[tonic::async_trait]

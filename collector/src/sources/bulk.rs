@@ -23,20 +23,21 @@ use serde_json::{Map, Value, json};
 use sluice_proto::id::source_key;
 use sluice_proto::{LogRecord, Stream};
 
-use crate::external::{ExternalState, now_ns};
+use super::http::ClientIngest;
+use super::now_ns;
 
 /// Decompressed request bodies above this are refused (Elasticsearch's default limit is
 /// 100 MB of body).
 const MAX_BODY_BYTES: u64 = 256 << 20;
 
-pub fn routes() -> Router<ExternalState> {
+pub(crate) fn routes() -> Router<ClientIngest> {
     Router::new()
         .route("/_bulk", post(bulk_default).put(bulk_default))
         .route("/{index}/_bulk", post(bulk_index).put(bulk_index))
 }
 
 async fn bulk_default(
-    State(state): State<ExternalState>,
+    State(state): State<ClientIngest>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -44,7 +45,7 @@ async fn bulk_default(
 }
 
 async fn bulk_index(
-    State(state): State<ExternalState>,
+    State(state): State<ClientIngest>,
     Path(index): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -62,7 +63,7 @@ fn request_error(status: StatusCode, kind: &str, reason: String) -> Response {
 }
 
 async fn bulk(
-    state: ExternalState,
+    state: ClientIngest,
     path_index: Option<String>,
     headers: HeaderMap,
     body: Bytes,

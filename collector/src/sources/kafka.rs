@@ -7,23 +7,24 @@
 //! Reading uses `isolation.level=read_committed`: what an aborted transaction of our Kafka
 //! sink wrote is never read.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_proto::LogBatch;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::Source;
+use super::append::{Batch, Delivery};
 use crate::runner::Cursors;
 use crate::sinks::kafka::encoding::{self, CONTENT_TYPE, Origin};
 use crate::sinks::kafka::service::{Context, client_config};
 use crate::wal::Wal;
-use crate::wal_frame;
 
 /// A WAL frame is cut at this many records or bytes, or this long after its first record.
 const BATCH_RECORDS: usize = 5_000;
@@ -57,14 +58,38 @@ impl fmt::Debug for KafkaSourceConfig {
     }
 }
 
-/// Offsets to commit (the next to read, per partition) once the WAL is delivered up to `end`.
-struct Delivered {
-    end: u64,
-    offsets: HashMap<(String, i32), i64>,
+/// The next offset to read, per topic and partition: the source's checkpoint.
+type Offsets = HashMap<(String, i32), i64>;
+
+/// `--kafka-source` as one of the collector's sources.
+pub struct KafkaSource {
+    config: KafkaSourceConfig,
+}
+
+impl KafkaSource {
+    pub fn new(config: KafkaSourceConfig) -> Self {
+        Self { config }
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+
+    async fn run(
+        self: Box<Self>,
+        wal: Arc<Wal>,
+        cursors: Arc<Cursors>,
+        stop: watch::Receiver<bool>,
+    ) {
+        run(self.config, wal, cursors, stop).await;
+    }
 }
 
 /// Reads until `stop`; a consumer that cannot be made is retried.
-pub async fn run(
+async fn run(
     config: KafkaSourceConfig,
     wal: Arc<Wal>,
     cursors: Arc<Cursors>,
@@ -119,8 +144,8 @@ async fn consume(
     let agent = format!("kafka:{}", config.group);
     let mut records = Vec::new();
     let mut bytes = 0;
-    let mut next: HashMap<(String, i32), i64> = HashMap::new();
-    let mut waiting: VecDeque<Delivered> = VecDeque::new();
+    let mut next: Offsets = HashMap::new();
+    let mut delivery: Delivery<Offsets> = Delivery::default();
     let mut first_at: Option<Instant> = None;
     let mut last_commit = Instant::now();
     loop {
@@ -159,23 +184,17 @@ async fn consume(
         if !records.is_empty()
             && (stopping || due || records.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES)
         {
-            let count = records.len() as u64;
-            let batch = LogBatch {
-                agent: agent.clone(),
-                records: std::mem::take(&mut records),
-                ..LogBatch::default()
-            };
-            let payload = wal_frame::encode_batch(&batch, count as u32);
+            // Each record keeps the id it came with (see `encoding::decode`).
+            let batch = Batch::with_ids(&agent, std::mem::take(&mut records));
+            let count = batch.records() as u64;
             // The records stay ours until the WAL has them: a full WAL (--wal-max-size with
             // `block`) or a disk error holds the consumer here, and Kafka keeps the rest.
             let end = loop {
-                let (wal, payload) = (wal.clone(), payload.clone());
-                match tokio::task::spawn_blocking(move || wal.append(&payload)).await {
-                    Ok(Ok(end)) => break Some(end),
-                    Ok(Err(e)) => {
+                match batch.append(wal).await {
+                    Ok(appended) => break Some(appended.end),
+                    Err(e) => {
                         tracing::warn!(error = %e, "cannot append Kafka records to the WAL; retrying")
                     }
-                    Err(e) => tracing::warn!(error = %e, "WAL task failed; retrying"),
                 }
                 if stopping {
                     break None;
@@ -188,12 +207,12 @@ async fn consume(
             let Some(end) = end else { return };
             metrics::counter!("sluice_kafka_source_records_total").increment(count);
             metrics::counter!("sluice_kafka_source_bytes_total").increment(bytes as u64);
-            waiting.push_back(Delivered { end, offsets: std::mem::take(&mut next) });
+            delivery.push(end, std::mem::take(&mut next));
             bytes = 0;
             first_at = None;
         }
         if stopping || last_commit.elapsed() >= COMMIT_EVERY {
-            commit_delivered(consumer, cursors, &mut waiting, stopping);
+            commit_delivered(consumer, cursors, &mut delivery, stopping);
             last_commit = Instant::now();
         }
         if stopping {
@@ -210,13 +229,12 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 fn commit_delivered(
     consumer: &StreamConsumer<Context>,
     cursors: &Cursors,
-    waiting: &mut VecDeque<Delivered>,
+    delivery: &mut Delivery<Offsets>,
     last: bool,
 ) {
-    let Some(delivered_until) = cursors.min() else { return };
-    let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
-    while waiting.front().is_some_and(|d| d.end <= delivered_until) {
-        offsets.extend(waiting.pop_front().expect("checked").offsets);
+    let mut offsets: Offsets = HashMap::new();
+    for delivered in delivery.delivered(cursors) {
+        offsets.extend(delivered);
     }
     if offsets.is_empty() {
         return;

@@ -3,12 +3,51 @@
 use std::sync::Arc;
 
 use prost::Message;
-use sluice_proto::ingest_server::Ingest;
+use sluice_proto::ingest_server::{Ingest, IngestServer};
 use sluice_proto::{Ack, LogBatch};
+use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 
+use crate::CollectorError;
+use crate::auth::{AgentTokens, TlsFiles, TokenCheck};
 use crate::wal::Wal;
 use crate::wal_frame;
+
+/// Largest batch an agent may push; well above the agent's default of 1 MiB.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+/// HTTP/2 receive windows for agents' pushes: room for every batch an agent has in flight.
+const INGEST_CONNECTION_WINDOW: u32 = 16 << 20;
+const INGEST_STREAM_WINDOW: u32 = 4 << 20;
+
+/// The agents' gRPC server, writing to `wal`: over TLS when `tls` is given, and taking only
+/// agents presenting one of `tokens` when given (see [`super::serve_grpc`]).
+pub fn router(
+    wal: Arc<Wal>,
+    tls: Option<&TlsFiles>,
+    tokens: Option<AgentTokens>,
+) -> Result<Router, CollectorError> {
+    let ingest = IngestServer::new(IngestService::new(wal))
+        .accept_compressed(CompressionEncoding::Zstd)
+        .send_compressed(CompressionEncoding::Zstd)
+        .max_decoding_message_size(MAX_BATCH_BYTES);
+    // Agents keep several batches in flight; with hyper's 1 MiB connection window the
+    // last of them waited in the agent's memory for window updates.
+    let mut builder = tonic::transport::Server::builder()
+        .initial_connection_window_size(INGEST_CONNECTION_WINDOW)
+        .initial_stream_window_size(INGEST_STREAM_WINDOW);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls.server_config()?).map_err(|e| CollectorError::Config {
+            path: tls.cert.clone(),
+            reason: format!("unusable certificate or key: {e}"),
+        })?;
+    }
+    Ok(match tokens {
+        Some(tokens) => builder.add_service(InterceptedService::new(ingest, TokenCheck { tokens })),
+        None => builder.add_service(ingest),
+    })
+}
 
 pub struct IngestService {
     wal: Arc<Wal>,

@@ -1,0 +1,176 @@
+//! Which files the tailer follows: the watch patterns expanded on every scan (at once on a
+//! directory event, and every `scan_interval` as a fallback), new files opened, replaced and
+//! deleted ones read to their end and let go, and idle ones parked at the open-file cap.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use super::file::TrackedFile;
+use super::{Halt, Tailer};
+use crate::config::ReadFrom;
+
+/// A file closed at the open-file cap while idle, as it was then: it stays closed until it
+/// grows or is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ParkedFile {
+    pub(super) dev: u64,
+    pub(super) ino: u64,
+    pub(super) size: u64,
+}
+
+impl Tailer {
+    /// Watches the fixed directories of the patterns (what precedes their first wildcard), so
+    /// a created, renamed or deleted file is noticed at once rather than at the next rescan.
+    pub(super) fn watch_directories(
+        &self,
+        changed: Arc<AtomicBool>,
+    ) -> Option<notify::RecommendedWatcher> {
+        use notify::{EventKind, RecursiveMode, Watcher, event::ModifyKind};
+        let handler = move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event
+                && matches!(
+                    event.kind,
+                    EventKind::Create(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Modify(ModifyKind::Name(_))
+                )
+            {
+                changed.store(true, Ordering::Relaxed);
+            }
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch directories; relying on the periodic rescan");
+                return None;
+            }
+        };
+        for pattern in &self.config.watch {
+            let fixed: PathBuf = Path::new(pattern.as_str())
+                .components()
+                .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+                .collect();
+            let dir = if fixed.as_os_str() == pattern.as_str() {
+                fixed.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                fixed
+            };
+            if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch; relying on the periodic rescan");
+            }
+        }
+        Some(watcher)
+    }
+
+    /// Expands the patterns: starts new files, lets rotated and deleted ones go.
+    pub(super) fn scan(&mut self) {
+        let mut seen = Vec::new();
+        for pattern in &self.config.watch {
+            let paths = match glob::glob(pattern.as_str()) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    tracing::warn!(pattern = pattern.as_str(), error = %e, "cannot expand watch pattern");
+                    continue;
+                }
+            };
+            for path in paths.flatten() {
+                if !self.config.select.allows(&self.config.pod_meta(&path)) {
+                    continue;
+                }
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => seen.push((path, m.dev(), m.ino(), m.len())),
+                    _ => {}
+                }
+            }
+        }
+        let from_end = self.first_scan && self.config.read_from == ReadFrom::End;
+        self.first_scan = false;
+        let mut gone = Vec::new();
+        let mut live = HashMap::new();
+        let mut waiting = 0;
+        for (path, dev, ino, size) in seen {
+            let known = self.files.get(&path).is_some_and(|f| f.dev == dev && f.ino == ino);
+            if !known {
+                if let Some(old) = self.files.remove(&path) {
+                    tracing::info!(path = %old.path.display(), "file replaced; following the new one");
+                    gone.push(old);
+                }
+                // A file closed at the open-file cap stays closed until it grows.
+                if self.parked.get(&path) == Some(&ParkedFile { dev, ino, size }) {
+                    live.insert(path, ());
+                    continue;
+                }
+                self.parked.remove(&path);
+                if self.files.len() >= self.config.max_open_files && !self.park_one_idle() {
+                    waiting += 1;
+                    live.insert(path, ());
+                    continue;
+                }
+                match File::open(&path) {
+                    Ok(file) => {
+                        tracing::info!(path = %path.display(), "tailing");
+                        let meta = self.config.pod_meta(&path);
+                        let tracked =
+                            TrackedFile::new(path.clone(), meta, file, dev, ino, from_end);
+                        self.files.insert(path.clone(), tracked);
+                    }
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot open"),
+                }
+            }
+            live.insert(path, ());
+        }
+        if waiting > 0 {
+            tracing::warn!(
+                waiting,
+                max_open_files = self.config.max_open_files,
+                "files wait for a slot: every open file is busy"
+            );
+        }
+        metrics::gauge!("sluice_agent_files_waiting").set(f64::from(waiting));
+        self.parked.retain(|path, _| live.contains_key(path));
+        metrics::gauge!("sluice_agent_files_parked").set(self.parked.len() as f64);
+        let (kept, deleted): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(&mut self.files)
+            .into_iter()
+            .partition(|(path, _)| live.contains_key(path));
+        self.files = kept;
+        gone.extend(deleted.into_values());
+        // A rotated or deleted file may have been written to since the last round: read it to
+        // its end through the handle still open, then let it go.
+        self.draining.extend(gone);
+        while let Some(mut old) = self.draining.pop() {
+            if let Err(Halt::Stopping) = self.read_to_end(&mut old) {
+                return;
+            }
+        }
+    }
+
+    /// At the open-file cap: closes the file idle longest, if one is read to its end with
+    /// nothing pending and idle for a scan interval; it is reopened once it grows.
+    pub(super) fn park_one_idle(&mut self) -> bool {
+        let now = Instant::now();
+        let idle = self
+            .files
+            .iter()
+            .filter(|(_, f)| now.duration_since(f.last_read) >= self.config.scan_interval)
+            .filter_map(|(path, f)| {
+                let reading = f.reading.as_ref()?;
+                let size = f.file.metadata().ok()?.len();
+                (reading.idle() && reading.splitter.position() == size).then_some((
+                    f.last_read,
+                    path.clone(),
+                    size,
+                ))
+            })
+            .min();
+        let Some((_, path, size)) = idle else { return false };
+        let f = self.files.remove(&path).expect("listed from the map");
+        tracing::debug!(path = %path.display(), "closing an idle file to make room");
+        self.parked.insert(path, ParkedFile { dev: f.dev, ino: f.ino, size });
+        true
+    }
+}

@@ -1,0 +1,204 @@
+//! A file read from its checkpoint: fingerprinted once it has a first line, read a budget at
+//! a time, and read again from the start when truncated in place (copytruncate).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use sluice_proto::LogRecord;
+use sluice_proto::id::source_key;
+
+use super::file::{Reading, TrackedFile, Truncated};
+use super::parse::{Format, Parse};
+use super::{Halt, READ_BUDGET_BYTES, READ_CHUNK_BYTES, Tailer, now_ns};
+use crate::chunk::Chunk;
+use crate::cri::{Assembler, SecondCache};
+use crate::fingerprint::{Identity, identify, with_generation};
+use crate::line_reader::LineSplitter;
+use crate::multiline::Joiner;
+
+impl Tailer {
+    /// Reads a file that is being let go to its end, including a pending multi-line event.
+    pub(super) fn read_to_end(&mut self, tracked: &mut TrackedFile) -> Result<(), Halt> {
+        while self.read_file(tracked)? {}
+        let last = self.flush_pending(tracked, true);
+        if !last.is_empty() {
+            self.send(last, tracked)?;
+        }
+        Ok(())
+    }
+
+    /// One round over every file; `Ok(true)` when any of them had new bytes.
+    pub(super) fn read_all(&mut self) -> Result<bool, Halt> {
+        let mut any = false;
+        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
+        for path in paths {
+            // Gone already when the spool's wait let go of it as a deleted file.
+            let Some(mut file) = self.files.remove(&path) else { continue };
+            let read = match self.read_file(&mut file) {
+                Ok(read) => read,
+                Err(Halt::GaveUp) => continue,
+                Err(Halt::Stopping) => return Err(Halt::Stopping),
+            };
+            any |= read;
+            let timed_out = self.flush_pending(&mut file, false);
+            if !timed_out.is_empty() {
+                match self.send(timed_out, &file) {
+                    Ok(()) => {}
+                    Err(Halt::GaveUp) => continue,
+                    Err(Halt::Stopping) => return Err(Halt::Stopping),
+                }
+            }
+            self.files.insert(path, file);
+        }
+        Ok(any)
+    }
+
+    pub(super) fn read_file(&mut self, f: &mut TrackedFile) -> Result<bool, Halt> {
+        if f.reading.is_none() && !self.start_reading(f) {
+            return Ok(false);
+        }
+        let size = f.file.metadata().map_or(u64::MAX, |m| m.len());
+        if f.reading.as_ref().is_some_and(|r| size < r.splitter.position()) {
+            self.truncated(f)?;
+            if !self.start_reading(f) {
+                return Ok(false);
+            }
+        }
+        let mut budget = READ_BUDGET_BYTES;
+        let mut any = false;
+        while budget > 0 {
+            let n = match f.file.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(path = %f.path.display(), error = %e, "read failed; will retry");
+                    break;
+                }
+            };
+            any = true;
+            f.last_read = Instant::now();
+            budget = budget.saturating_sub(n);
+            metrics::counter!("sluice_agent_bytes_read_total").increment(n as u64);
+            let reading = f.reading.as_mut().expect("reading started above");
+            let (now, read_at) = (now_ns(), Instant::now());
+            let mut out = Chunk::new(&reading.parse.common, now, n + n / 4);
+            let mut lines = 0;
+            let parse = &mut reading.parse;
+            reading.splitter.push(&self.buf[..n], |line| {
+                lines += 1;
+                self.record(parse, line, now, read_at, &mut out);
+            });
+            metrics::counter!("sluice_agent_lines_read_total").increment(lines);
+            if !out.is_empty() {
+                self.send(out, f)?;
+            }
+        }
+        Ok(any)
+    }
+
+    /// The file shrank under the reader (copytruncate): what was read of the old content is
+    /// finished, and the new content is read from 0 once it has a first line. With the same
+    /// first line it is the next generation of the file, so its records get new ids rather
+    /// than ids the old content already used.
+    pub(super) fn truncated(&mut self, f: &mut TrackedFile) -> Result<(), Halt> {
+        let last = self.flush_pending(f, true);
+        if !last.is_empty() {
+            self.send(last, f)?;
+        }
+        let reading = f.reading.take().expect("called while reading");
+        tracing::warn!(path = %f.path.display(), read = reading.splitter.position(), "file truncated in place; reading it again from the start");
+        metrics::counter!("sluice_agent_truncations_total").increment(1);
+        f.after_truncation =
+            Some(Truncated { fingerprint: reading.fingerprint, generation: reading.generation });
+        f.from_end = false;
+        if let Err(e) = f.file.seek(SeekFrom::Start(0)) {
+            tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
+        }
+        Ok(())
+    }
+
+    /// Fingerprints the file and seeks to its checkpoint; false while it is too short.
+    pub(super) fn start_reading(&self, f: &mut TrackedFile) -> bool {
+        let identified = match f.known_identity {
+            Some(known) => Ok(Some(known)),
+            None => identify(&f.file),
+        };
+        let Identity { fingerprint: fp, content } = match identified {
+            Ok(Some(identity)) => identity,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(path = %f.path.display(), error = %e, "cannot fingerprint");
+                return false;
+            }
+        };
+        let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
+        let (generation, offset) = match f.after_truncation.take() {
+            // Seen shrinking while read: the same first line is the file's next content.
+            Some(old) if old.fingerprint == fp => (old.generation + 1, 0),
+            _ => {
+                // Checkpoints written before generations existed are found by the plain key.
+                let (generation, checkpoint) = match checkpoints.latest_generation(fp) {
+                    Some((generation, offset)) => (generation, Some(offset)),
+                    None => (0, checkpoints.offset(source_key(&self.identity, fp))),
+                };
+                match checkpoint {
+                    Some(offset) if offset <= size => (generation, offset),
+                    Some(offset) => {
+                        tracing::warn!(path = %f.path.display(), offset, size, "file shorter than its checkpoint (truncated while the agent was away); reading it from the start");
+                        metrics::counter!("sluice_agent_truncations_total").increment(1);
+                        (generation + 1, 0)
+                    }
+                    None if f.from_end => (0, end_of_last_line(&f.file, size)),
+                    None => (0, 0),
+                }
+            }
+        };
+        let source = source_key(&self.identity, with_generation(fp, generation));
+        checkpoints.register(source, fp, generation, content);
+        drop(checkpoints);
+        if let Err(e) = f.file.seek(SeekFrom::Start(offset)) {
+            tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
+            return false;
+        }
+        f.reading = Some(Reading {
+            source,
+            fingerprint: fp,
+            generation,
+            splitter: LineSplitter::new(self.config.max_line_bytes, offset),
+            parse: Parse {
+                common: LogRecord {
+                    source,
+                    cluster: self.config.cluster.clone(),
+                    node: self.config.node.clone(),
+                    namespace: f.meta.namespace.clone(),
+                    pod: f.meta.pod.clone(),
+                    pod_uid: f.meta.pod_uid.clone(),
+                    container: f.meta.container.clone(),
+                    file_path: f.path_text.clone(),
+                    ..LogRecord::default()
+                },
+                format: Format::Unknown,
+                seconds: SecondCache::default(),
+                cri: Assembler::new(self.config.max_line_bytes),
+                joiner: Joiner::default(),
+                last_read_ns: 0,
+            },
+        });
+        true
+    }
+}
+
+/// Where the last complete line of the first `size` bytes ends: the start when tailing from
+/// the end, so a half-written line is not read from its middle.
+fn end_of_last_line(file: &File, size: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let from = size.saturating_sub(READ_CHUNK_BYTES as u64);
+    let mut tail = vec![0; (size - from) as usize];
+    match file.read_exact_at(&mut tail, from) {
+        Ok(()) => tail.iter().rposition(|&b| b == b'\n').map_or(from, |i| from + i as u64 + 1),
+        Err(_) => size,
+    }
+}

@@ -1,0 +1,176 @@
+//! The application, assembled: which sources, sinks and routes run, on which listeners, for
+//! `sluice up` and `sluice collector`. The libraries offer the parts; only this module knows
+//! them all, so a new capability (events, alerting, dashboards) plugs in here beside the
+//! others rather than into a library's configuration.
+//!
+//! Data flows one way: sources → WAL → one runner per sink → the index → the search API.
+//!
+//! # Layout
+//! - [`flags`]: the flags that choose the parts.
+//! - [`sinks`]: the sinks those flags ask for.
+
+mod flags;
+mod sinks;
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+pub(crate) use flags::CollectorArgs;
+use sluice_collector::auth::{AgentTokens, TlsFiles};
+use sluice_collector::enrich::{self, PodCache};
+use sluice_collector::runner::{Cursors, Feed, spawn_sinks};
+use sluice_collector::sources::http::ClientIngest;
+use sluice_collector::sources::kafka::{KafkaSource, KafkaSourceConfig};
+use sluice_collector::sources::{self, Source};
+use sluice_collector::wal::Wal;
+use sluice_query::Store;
+use sluice_query::access::{Authenticator, Open, Users};
+use sluice_query::api::{ApiState, MetricsRender, router};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The collector's listeners, bound before it starts so that their ports are known.
+pub(crate) struct Listeners {
+    /// Agents' gRPC pushes.
+    pub(crate) grpc: TcpListener,
+    /// The search API, the page, `_bulk` and OTLP/HTTP.
+    pub(crate) http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `--grpc-listen` and `--listen`, and says where on stdout: tests and scripts
+    /// read these lines to learn the ports when they asked for port 0.
+    pub(crate) async fn bind(args: &CollectorArgs) -> anyhow::Result<Self> {
+        let grpc = TcpListener::bind(args.grpc_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--grpc-listen)", args.grpc_listen))?;
+        let http = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "sluice: agents push to {} (gRPC)", grpc.local_addr()?)?;
+        writeln!(out, "sluice: search API on http://{}", http.local_addr()?)?;
+        out.flush()?;
+        Ok(Self { grpc, http })
+    }
+}
+
+/// Who may push: in `sluice up` anyone on loopback; `sluice collector` may demand TLS and
+/// tokens of remote agents and clients.
+#[derive(Default)]
+pub(crate) struct AgentAccess {
+    pub(crate) tls: Option<TlsFiles>,
+    pub(crate) tokens: Option<AgentTokens>,
+}
+
+/// Runs the collector the flags describe until `shutdown` completes.
+pub(crate) async fn run_collector(
+    args: &CollectorArgs,
+    listeners: Listeners,
+    access: AgentAccess,
+    metrics: MetricsRender,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let users = args.users.as_deref().map(Users::load).transpose()?;
+    if users.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "the search API is open: anyone who reaches this address reads every namespace; pass --users"
+        );
+    }
+    let wal = {
+        let (dir, segment_bytes, limit) =
+            (args.data_dir.join("wal"), args.wal_segment_size.as_u64(), args.wal_limit());
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                Wal::open(&dir, segment_bytes).map(|w| w.with_limit(limit))
+            })
+            .await??,
+        )
+    };
+    let store = Store::open(&args.data_dir.join("index")).context("cannot open the index")?;
+    store.set_query_budget(args.query_budget.map(|b| b.as_u64()));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let cursors = Arc::new(Cursors::default());
+    let pods = match args.no_pod_metadata {
+        false => enrich::client().await.map(|client| {
+            let cache = Arc::new(PodCache::default());
+            tokio::spawn(enrich::watch_pods(client, cache.clone(), stop_rx.clone()));
+            cache
+        }),
+        true => None,
+    };
+    let feed = Feed { wal: wal.clone(), cursors: cursors.clone(), pods };
+    let runners = spawn_sinks(sinks::build(args, &wal, &store).await?, &feed, &stop_rx)?;
+    let sources: Vec<Box<dyn Source>> = match &args.kafka_source {
+        Some(brokers) => vec![Box::new(KafkaSource::new(KafkaSourceConfig {
+            brokers: brokers.clone(),
+            topics: args.kafka_source_topic.clone(),
+            group: args.kafka_source_group.clone(),
+            instance_id: args.kafka_source_instance_id.clone(),
+            options: args.kafka_options(),
+        }))],
+        None => Vec::new(),
+    };
+    let source_tasks: Vec<_> = sources
+        .into_iter()
+        .map(|source| {
+            tracing::info!(source = source.name(), "starting a source");
+            tokio::spawn(source.run(wal.clone(), cursors.clone(), stop_rx.clone()))
+        })
+        .collect();
+
+    let clients = ClientIngest { wal: wal.clone(), tokens: access.tokens.clone() };
+    let agents = sources::agent::router(wal, access.tls.as_ref(), access.tokens)?;
+    let grpc_task =
+        tokio::spawn(sources::serve_grpc(agents, listeners.grpc, stopped(stop_rx.clone())));
+    let otlp_task = match args.otlp_grpc_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for OTLP/gRPC"))?;
+            tracing::info!(%addr, "OTLP/gRPC logs");
+            let router = sources::otlp::grpc_router(clients.clone());
+            Some(tokio::spawn(sources::serve_grpc(router, listener, stopped(stop_rx.clone()))))
+        }
+        None => None,
+    };
+    let auth: Arc<dyn Authenticator> = match users {
+        Some(users) => Arc::new(users),
+        None => Arc::new(Open),
+    };
+    // `_bulk` and OTLP/HTTP share the API listener, as Elasticsearch and collectors do.
+    let app = router(ApiState { store, metrics, auth }).merge(sources::http::routes(clients));
+    let http_server =
+        axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http_task = tokio::spawn(async move { http_server.await });
+
+    shutdown.await;
+    tracing::info!("collector stopping");
+    let _ = stop_tx.send(true);
+    let grpc_result = grpc_task.await;
+    let http_result = http_task.await;
+    if let Some(task) = otlp_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "OTLP/gRPC server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "OTLP/gRPC task failed"),
+        }
+    }
+    for task in source_tasks {
+        let _ = task.await;
+    }
+    for runner in runners {
+        let _ = runner.await;
+    }
+    grpc_result.context("gRPC server task failed")?.context("gRPC server")?;
+    http_result.context("HTTP server task failed")?.context("HTTP server")?;
+    Ok(())
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
