@@ -174,3 +174,100 @@ impl Tailer {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
+
+    use super::super::testing::{Harness, messages};
+
+    fn append(path: &std::path::Path, text: &str) {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    #[test]
+    fn files_matching_the_pattern_are_followed_and_others_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let mut h = Harness::new(root.path(), "*.log", |_| {});
+        append(&h.logs.join("a.log"), "a1\na2\n");
+        append(&h.logs.join("notes.txt"), "not a log\n");
+        h.scan_and_read();
+        assert_eq!(h.open_files(), ["a.log"]);
+        append(&h.logs.join("b.log"), "b1\n");
+        append(&h.logs.join("a.log"), "a3\n");
+        h.scan_and_read();
+        assert_eq!(h.open_files(), ["a.log", "b.log"]);
+        let mut got = h.shipped();
+        got.sort_by(|x, y| x.message.cmp(&y.message));
+        assert_eq!(messages(&got), ["a1", "a2", "a3", "b1"]);
+    }
+
+    #[test]
+    fn a_deleted_file_is_read_to_its_end_then_let_go() {
+        let root = tempfile::tempdir().unwrap();
+        let mut h = Harness::new(root.path(), "*.log", |_| {});
+        let path = h.logs.join("a.log");
+        append(&path, "first\n");
+        h.scan_and_read();
+        assert_eq!(messages(&h.shipped()), ["first"]);
+        // Written between two rounds, then deleted: the open handle still reads it.
+        append(&path, "last words\n");
+        fs::remove_file(&path).unwrap();
+        h.scan_and_read();
+        assert!(h.open_files().is_empty(), "{:?}", h.open_files());
+        assert_eq!(messages(&h.shipped()), ["last words"]);
+    }
+
+    #[test]
+    fn a_replaced_file_is_read_to_its_end_and_its_successor_from_the_start() {
+        let root = tempfile::tempdir().unwrap();
+        let mut h = Harness::new(root.path(), "*.log", |_| {});
+        let path = h.logs.join("app.log");
+        append(&path, "old 1\n");
+        h.scan_and_read();
+        append(&path, "old 2\n");
+        fs::rename(&path, h.logs.join("app.log.1")).unwrap();
+        append(&path, "new 1\n");
+        h.scan_and_read();
+        assert_eq!(h.open_files(), ["app.log"]);
+        let got = h.shipped();
+        assert_eq!(messages(&got), ["old 1", "old 2", "new 1"]);
+        assert_ne!(got[0].source, got[2].source, "the new file is a new source");
+        assert_eq!(got[0].source, got[1].source);
+    }
+
+    #[test]
+    fn idle_files_are_parked_at_the_open_file_cap_and_reopened_when_they_grow() {
+        let root = tempfile::tempdir().unwrap();
+        let mut h = Harness::new(root.path(), "*.log", |raw| {
+            raw.max_open_files = 1;
+            raw.scan_interval_ms = 1;
+        });
+        append(&h.logs.join("a.log"), "a1\n");
+        append(&h.logs.join("b.log"), "b1\n");
+        h.scan_and_read();
+        assert_eq!(h.open_files().len(), 1, "one slot");
+        let first = h.open_files()[0].clone();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        h.scan_and_read();
+        assert_eq!(h.open_files().len(), 1);
+        assert_ne!(h.open_files()[0], first, "the idle file made room");
+        assert_eq!(h.tailer.parked.len(), 1, "and waits, closed");
+        let mut got = messages(&h.shipped()).join(" ");
+        assert!(got == "a1 b1" || got == "b1 a1", "{got}");
+        // The parked file grows: it is opened again and read from where it was.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        append(&h.logs.join(&first), "more\n");
+        h.scan_and_read();
+        assert_eq!(h.open_files(), [first]);
+        got = messages(&h.shipped()).join(" ");
+        assert_eq!(got, "more");
+    }
+}

@@ -23,6 +23,8 @@ mod lag;
 mod parse;
 mod read;
 mod rotation;
+#[cfg(test)]
+mod testing;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

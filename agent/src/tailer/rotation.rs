@@ -140,3 +140,88 @@ impl Tailer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
+
+    use super::super::testing::{Harness, messages};
+
+    fn append(path: &std::path::Path, text: &str) {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+
+    /// Reads `app.log`'s first lines and stops, as an agent that goes away.
+    fn read_then_stop(root: &std::path::Path) -> (u64, u64) {
+        let mut h = Harness::new(root, "*.log", |_| {});
+        append(&h.logs.join("app.log"), "line 1\nline 2\n");
+        h.scan_and_read();
+        let got = h.shipped();
+        assert_eq!(messages(&got), ["line 1", "line 2"]);
+        (got[1].source, got[1].offset)
+    }
+
+    #[test]
+    fn a_file_rotated_while_the_agent_was_away_is_read_on_from_its_checkpoint() {
+        let root = tempfile::tempdir().unwrap();
+        let (source, last_offset) = read_then_stop(root.path());
+        let logs = root.path().join("logs");
+        append(&logs.join("app.log"), "line 3\nline 4\n");
+        fs::rename(logs.join("app.log"), logs.join("app.log.1")).unwrap();
+        append(&logs.join("app.log"), "fresh 1\n");
+
+        let mut h = Harness::new(root.path(), "*.log", |_| {});
+        h.tailer.recover_rotated().unwrap_or_else(|_| panic!("stopped"));
+        h.tailer.spool.flush();
+        let tail = h.shipped();
+        assert_eq!(messages(&tail), ["line 3", "line 4"], "the unread tail, once");
+        assert!(tail.iter().all(|r| r.source == source), "under the old identity");
+        assert!(tail[0].offset > last_offset);
+        h.scan_and_read();
+        assert_eq!(messages(&h.shipped()), ["fresh 1"]);
+    }
+
+    #[test]
+    fn a_rotated_file_already_compressed_is_read_on_from_its_gz_copy() {
+        let root = tempfile::tempdir().unwrap();
+        let (source, _) = read_then_stop(root.path());
+        let logs = root.path().join("logs");
+        append(&logs.join("app.log"), "line 3\n");
+        // Kubelet renames, then compresses the rotated file into a new inode.
+        let whole = fs::read(logs.join("app.log")).unwrap();
+        let gz = fs::File::create(logs.join("app.log.20261204-101010.gz")).unwrap();
+        let mut encoder = flate2::write::GzEncoder::new(gz, flate2::Compression::fast());
+        encoder.write_all(&whole).unwrap();
+        encoder.finish().unwrap();
+        fs::remove_file(logs.join("app.log")).unwrap();
+        append(&logs.join("app.log"), "fresh 1\n");
+
+        let mut h = Harness::new(root.path(), "*.log", |_| {});
+        h.tailer.recover_rotated().unwrap_or_else(|_| panic!("stopped"));
+        h.tailer.spool.flush();
+        let tail = h.shipped();
+        assert_eq!(messages(&tail), ["line 3"]);
+        assert_eq!(tail[0].source, source, "under the old identity");
+        assert!(!h.data.join("rotated.gz.tmp").exists(), "the scratch copy is gone");
+    }
+
+    #[test]
+    fn a_file_still_in_place_is_left_to_the_scan() {
+        let root = tempfile::tempdir().unwrap();
+        read_then_stop(root.path());
+        append(&root.path().join("logs/app.log"), "line 3\n");
+        let mut h = Harness::new(root.path(), "*.log", |_| {});
+        h.tailer.recover_rotated().unwrap_or_else(|_| panic!("stopped"));
+        h.tailer.spool.flush();
+        assert!(h.shipped().is_empty(), "nothing was rotated");
+        h.scan_and_read();
+        assert_eq!(messages(&h.shipped()), ["line 3"]);
+    }
+}
