@@ -15,15 +15,21 @@
 //! - [`phrase`]: phrases without positions, checked against the stored message.
 //! - [`syntax`]: the query language, parsed into an [`syntax::Expr`].
 //! - [`compile`]: an [`syntax::Expr`] into a tantivy query.
-//! - [`store`]: partitions, the manifest, and the single writer with exactly-once adds.
+//! - [`store`]: partitions, the manifest and its format versions, and the single writer with
+//!   exactly-once adds.
 //! - [`search`]: `Prepared` (query + range + scope, the entry of every read path) and search, newest or oldest first, paged by a (time, id) cursor.
 //! - [`collect`]: tantivy collectors over the columns: top hits, time buckets, value counts.
 //! - [`highlight`]: where a hit matched.
 //! - [`histogram`], [`facets`], [`context`], [`tail`]: the other read paths.
-//! - [`retention`]: partitions dropped by age and size, closed ones merged, the scan budget.
+//! - [`retention`]: partitions dropped by age and size, closed ones merged.
+//! - [`budget`]: which queries are unselective, and the scan budget that refuses them.
+//! - [`time`]: times as the API, the CLI and documents write and read them.
 //! - [`api`]: the HTTP API (`/api/v1/{search,histogram,facets,context,tail,export}`,
 //!   `/healthz`, `/metrics`).
 //! - [`error`]: the crate's error type.
+//!
+//! Dependencies run one way: [`time`], [`budget`], [`syntax`], [`tokenizer`] and the other
+//! leaves at the bottom, [`api`] on top, imported by nothing in the crate.
 
 pub mod access;
 pub mod api;

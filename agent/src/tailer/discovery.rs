@@ -177,20 +177,9 @@ impl Tailer {
 
 #[cfg(test)]
 mod tests {
-    use std::fs::{self, OpenOptions};
-    use std::io::Write;
+    use std::fs;
 
-    use super::super::testing::{Harness, messages};
-
-    fn append(path: &std::path::Path, text: &str) {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
+    use super::super::testing::{Harness, append, messages};
 
     #[test]
     fn files_matching_the_pattern_are_followed_and_others_left_alone() {

@@ -143,20 +143,10 @@ impl Tailer {
 
 #[cfg(test)]
 mod tests {
-    use std::fs::{self, OpenOptions};
+    use std::fs;
     use std::io::Write;
 
-    use super::super::testing::{Harness, messages};
-
-    fn append(path: &std::path::Path, text: &str) {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
+    use super::super::testing::{Harness, append, messages};
 
     /// Reads `app.log`'s first lines and stops, as an agent that goes away.
     fn read_then_stop(root: &std::path::Path) -> (u64, u64) {

@@ -99,3 +99,9 @@ impl Harness {
 pub(super) fn messages(records: &[LogRecord]) -> Vec<&str> {
     records.iter().map(|r| r.message.as_str()).collect()
 }
+
+/// Appends `text` to the file at `path`, creating it.
+pub(super) fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+}
