@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::call_raw;
 use prost::Message;
-use prost::bytes::{Buf, BufMut};
 use sluice_collector::runner::{Cursors, Feed, SinkTask, spawn_sinks};
 use sluice_collector::sinks::index::IndexSinkConfig;
 use sluice_collector::sources;
@@ -15,56 +17,13 @@ use sluice_collector::wal::Wal;
 use sluice_proto::ingest_client::IngestClient;
 use sluice_proto::{Ack, LogBatch, LogRecord, RecordBlock};
 use sluice_query::{SearchRequest, Store};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-/// Sends whatever bytes it is given as the request message, as a broken agent would.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Ack;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Ack;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Ack>, Status> {
-        let ack = Ack::decode(src.copy_to_bytes(src.remaining()))
-            .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Some(ack))
-    }
-}
-
+/// Pushes `bytes` as an agent's batch, as a broken agent would.
 async fn push_raw(channel: Channel, bytes: Vec<u8>) -> Result<Ack, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
-    let path = PathAndQuery::from_static("/sluice.v1.Ingest/Push");
-    grpc.unary(tonic::Request::new(bytes), path, RawCodec).await.map(tonic::Response::into_inner)
+    let answer = call_raw(channel, "/sluice.v1.Ingest/Push", bytes, None).await?;
+    Ack::decode(answer.as_slice()).map_err(|e| Status::internal(e.to_string()))
 }
 
 fn batch(sequence: u64, messages: &[&str]) -> LogBatch {

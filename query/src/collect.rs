@@ -297,7 +297,9 @@ impl SegmentCollector for BucketsSegment {
 
     fn collect(&mut self, doc: DocId, _score: Score) {
         let Some(ts) = self.ts.first(doc) else { return };
-        let Ok(bucket) = usize::try_from((ts - self.start_ns).div_euclid(self.interval_ns)) else {
+        // In i128: a wide range starts so early that `ts - start` leaves i64.
+        let offset = i128::from(ts) - i128::from(self.start_ns);
+        let Ok(bucket) = usize::try_from(offset.div_euclid(i128::from(self.interval_ns))) else {
             return;
         };
         if bucket >= self.buckets {

@@ -10,6 +10,7 @@ use crate::QueryError;
 use crate::phrase::{PhraseMatch, relative};
 use crate::schema::{LogSchema, NumericKind};
 use crate::syntax::Expr;
+use crate::tokenizer::MAX_TOKEN_BYTES;
 
 /// Compiles `expr`; `None` (the empty query) matches every record.
 pub fn compile(schema: &LogSchema, expr: Option<&Expr>) -> Result<Box<dyn Query>, QueryError> {
@@ -67,7 +68,12 @@ fn compile_expr(schema: &LogSchema, expr: &Expr) -> Result<Box<dyn Query>, Query
                     Bound::Unbounded => Bound::Unbounded,
                 })
             };
-            Box::new(RangeQuery::new(bound(lower)?, bound(upper)?))
+            match (bound(lower)?, bound(upper)?) {
+                // Every record has a time and an offset; tantivy panics on a range open at
+                // both ends.
+                (Bound::Unbounded, Bound::Unbounded) => Box::new(AllQuery),
+                (lower, upper) => Box::new(RangeQuery::new(lower, upper)),
+            }
         }
         Expr::Field { field, value } => {
             let (handle, value) = keyword_term(schema, field, value)?;
@@ -147,6 +153,12 @@ pub fn glob_query(field: Field, glob: &str) -> Result<Box<dyn Query>, QueryError
 fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, QueryError> {
     let mut tokens = relative(text);
     match tokens.len() {
+        0 if text.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() > MAX_TOKEN_BYTES) => {
+            Err(QueryError::Syntax(format!(
+                "{:?}…: a word longer than {MAX_TOKEN_BYTES} bytes is not indexed; search for a shorter part of the line",
+                text.chars().take(40).collect::<String>()
+            )))
+        }
         0 => Err(QueryError::Syntax(format!(
             "{text:?} has no letters, digits or CJK characters to search for"
         ))),

@@ -80,18 +80,24 @@ pub struct HistogramResponse {
 /// [`TARGET_BUCKETS`] buckets.
 pub fn auto_interval(span_ns: i64) -> i64 {
     let wanted = (span_ns / TARGET_BUCKETS).max(1);
-    NICE_SECONDS
-        .iter()
-        .map(|s| s * 1_000_000_000)
-        .find(|&w| w >= wanted)
-        .unwrap_or_else(|| ceil_div(wanted, DAY_NS) * DAY_NS)
+    NICE_SECONDS.iter().map(|s| s * 1_000_000_000).find(|&w| w >= wanted).unwrap_or_else(|| {
+        let days = ceil_div(i128::from(wanted), i128::from(DAY_NS));
+        i64::try_from(days * i128::from(DAY_NS)).unwrap_or(i64::MAX)
+    })
 }
 
 const DAY_NS: i64 = 86_400_000_000_000;
 
-/// `a / b` rounded up, for `a >= 0` and `b > 0` (`i64::div_ceil` is not stable).
-fn ceil_div(a: i64, b: i64) -> i64 {
-    a / b + i64::from(a % b != 0)
+/// `a / b` rounded up, for `a >= 0` and `b > 0` (`i128::div_ceil` is not stable for signed
+/// integers).
+fn ceil_div(a: i128, b: i128) -> i128 {
+    a / b + i128::from(a % b != 0)
+}
+
+/// Where bucket `index` starts, or the last representable time for one past the end.
+fn bucket_start(first: i64, interval_ns: i64, index: usize) -> i64 {
+    let wide = i128::from(first) + i128::from(interval_ns) * index as i128;
+    i64::try_from(wide).unwrap_or(i64::MAX)
 }
 
 impl Store {
@@ -141,8 +147,11 @@ impl Store {
             Some(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
             None => auto_interval(end.saturating_sub(start)),
         };
-        let first = start.div_euclid(interval_ns) * interval_ns;
-        let buckets = usize::try_from(ceil_div(end - first, interval_ns)).unwrap_or(usize::MAX);
+        // In i128: a range may run from i64::MIN to i64::MAX, whose width no i64 holds.
+        let wide_interval = i128::from(interval_ns);
+        let wide_first = i128::from(start).div_euclid(wide_interval) * wide_interval;
+        let wide_buckets = ceil_div(i128::from(end) - wide_first, wide_interval);
+        let buckets = usize::try_from(wide_buckets).unwrap_or(usize::MAX);
         if buckets > MAX_BUCKETS {
             return Err(QueryError::Parameter {
                 name: "interval",
@@ -151,6 +160,8 @@ impl Store {
                 ),
             });
         }
+        // A first bucket that would begin before the earliest time there is begins at it.
+        let first = i64::try_from(wide_first).unwrap_or(i64::MIN);
         let collector =
             Buckets { start_ns: first, interval_ns, buckets, split: request.split.clone() };
         let mut fruits: Vec<BucketCounts> = Vec::new();
@@ -170,14 +181,14 @@ impl Store {
             let bucket_total = per_value.values().sum();
             total += bucket_total;
             out.push(Bucket {
-                ts: format_ts(first + b as i64 * interval_ns),
+                ts: format_ts(bucket_start(first, interval_ns, b)),
                 total: bucket_total,
                 counts: if request.split.is_some() { per_value } else { BTreeMap::new() },
             });
         }
         let mut response = empty(interval_ns);
         response.start = Some(format_ts(first));
-        response.end = Some(format_ts(first + buckets as i64 * interval_ns));
+        response.end = Some(format_ts(bucket_start(first, interval_ns, buckets)));
         response.buckets = out;
         response.total = total;
         response.took_ms = crate::time::elapsed_ms(started);

@@ -22,6 +22,12 @@ use std::ops::Bound;
 
 use crate::QueryError;
 
+/// How deep `NOT`s and parentheses may nest. Every walk of a query (compiling it, finding its
+/// phrases, judging its budget, tantivy's own scorers) recurses once per level, so the parser
+/// is where depth is bounded: 600 `NOT`s or 2,000 parentheses overflowed a thread's stack and
+/// took the process down. Real queries nest a handful deep.
+pub const MAX_NESTING: usize = 64;
+
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
@@ -75,7 +81,7 @@ pub fn parse(input: &str, is_field: impl Fn(&str) -> bool) -> Result<Option<Expr
     if tokens.is_empty() {
         return Ok(None);
     }
-    let mut parser = Parser { tokens, pos: 0 };
+    let mut parser = Parser { tokens, pos: 0, depth: 0 };
     let expr = parser.or()?;
     match parser.peek() {
         None => Ok(Some(expr)),
@@ -202,6 +208,8 @@ fn classify(word: String, starts_quote: bool, is_field: &impl Fn(&str) -> bool) 
 struct Parser {
     tokens: Vec<(usize, Tok)>,
     pos: usize,
+    /// `NOT`s and parentheses open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -225,6 +233,17 @@ impl Parser {
             items.push(self.and()?);
         }
         Ok(if items.len() == 1 { items.remove(0) } else { Expr::Or(items) })
+    }
+
+    /// Enters one more level of nesting at character `at`.
+    fn deeper(&mut self, at: usize) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(syntax(format!(
+                "the query nests NOT and parentheses more than {MAX_NESTING} deep at character {at}"
+            )));
+        }
+        Ok(())
     }
 
     fn at_end_of_group(&self) -> bool {
@@ -258,7 +277,10 @@ impl Parser {
                 if self.at_end_of_group() {
                     return Err(syntax(format!("NOT at character {at} has nothing on its right")));
                 }
-                Ok(Expr::Not(Box::new(self.unary()?)))
+                self.deeper(at)?;
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(Expr::Not(Box::new(inner)))
             }
             _ => self.primary(),
         }
@@ -270,7 +292,9 @@ impl Parser {
                 if self.at_end_of_group() {
                     return Err(syntax(format!("empty parentheses at character {at}")));
                 }
+                self.deeper(at)?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 match self.next() {
                     Some((_, Tok::Close)) => Ok(inner),
                     _ => Err(syntax(format!("'(' at character {at} is never closed"))),
@@ -445,5 +469,21 @@ mod tests {
             let err = parse(q, is_field).unwrap_err().to_string();
             assert!(err.contains(want), "{q:?}: {err}");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_with_an_error_that_names_the_limit() {
+        let fields = |_: &str| false;
+        for query in ["NOT ".repeat(600) + "x", "(".repeat(2000) + "x" + &")".repeat(2000)] {
+            let err = parse(&query, fields).unwrap_err().to_string();
+            assert!(err.contains(&format!("more than {MAX_NESTING} deep")), "{err}");
+        }
+        let deepest = "(".repeat(MAX_NESTING / 2)
+            + &"NOT ".repeat(MAX_NESTING / 2)
+            + "x"
+            + &")".repeat(MAX_NESTING / 2);
+        assert!(parse(&deepest, fields).unwrap().is_some(), "the limit itself parses");
+        let siblings = vec!["(NOT a)"; 5_000].join(" OR ");
+        assert!(parse(&siblings, fields).is_ok(), "width is not depth");
     }
 }

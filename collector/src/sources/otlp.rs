@@ -24,6 +24,7 @@ use prost::Message;
 use sluice_proto::LogRecord;
 use sluice_proto::id::source_key;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
 
 use super::http::ClientIngest;
 use super::now_ns;
@@ -31,12 +32,27 @@ use super::now_ns;
 /// Largest OTLP/gRPC request taken.
 const MAX_REQUEST_BYTES: usize = 64 << 20;
 
-/// The OTLP/gRPC `LogsService` (see [`super::serve_grpc`]).
+/// The OTLP/gRPC `LogsService` (see [`super::serve_grpc`]). The client's token is checked
+/// by an interceptor, before the request is decoded: a client without one learns that it is
+/// unauthenticated, not what the decoder thinks of its bytes.
 pub fn grpc_router(state: ClientIngest) -> tonic::transport::server::Router {
+    let check = state.clone();
+    let authenticate = move |request: tonic::Request<()>| {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = request.metadata().get("authorization").and_then(|v| v.to_str().ok())
+            && let Ok(v) = v.parse()
+        {
+            headers.insert(header::AUTHORIZATION, v);
+        }
+        check
+            .authenticate(&headers, "OTLP/gRPC")
+            .map_err(|(_, reason)| tonic::Status::unauthenticated(reason))?;
+        Ok(request)
+    };
     let service = LogsServiceServer::new(OtlpGrpc { state })
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    tonic::transport::Server::builder().add_service(service)
+    tonic::transport::Server::builder().add_service(InterceptedService::new(service, authenticate))
 }
 
 pub(crate) fn routes() -> axum::Router<ClientIngest> {
@@ -78,9 +94,9 @@ async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: 
     }
 }
 
-/// The OTLP/gRPC logs service.
-pub struct OtlpGrpc {
-    pub state: ClientIngest,
+/// The OTLP/gRPC logs service; served only behind `grpc_router`'s token check.
+struct OtlpGrpc {
+    state: ClientIngest,
 }
 
 #[tonic::async_trait]
@@ -89,15 +105,7 @@ impl LogsService for OtlpGrpc {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let mut headers = HeaderMap::new();
-        if let Some(v) = request.metadata().get("authorization").and_then(|v| v.to_str().ok())
-            && let Ok(v) = v.parse()
-        {
-            headers.insert(header::AUTHORIZATION, v);
-        }
-        self.state
-            .authenticate(&headers, "OTLP/gRPC")
-            .map_err(|(_, reason)| tonic::Status::unauthenticated(reason))?;
+        // Authenticated by the interceptor of `grpc_router`.
         self.state
             .append("otlp-grpc", to_records(request.into_inner()))
             .await

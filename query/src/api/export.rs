@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use flate2::Compression;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ApiError, ApiState, Caller, blocking, parse_order, times};
+use super::{ApiError, ApiState, Caller, Params, blocking, parse_order, times};
 use crate::QueryError;
 use crate::search::{Cursor, Hit};
 
@@ -91,7 +91,7 @@ pub(super) async fn export(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
-    Query(params): Query<ExportParams>,
+    Params(params): Params<ExportParams>,
 ) -> Result<Response, ApiError> {
     let (start_ns, end_ns) = times(params.start.as_deref(), params.end.as_deref())?;
     let format = match params.format.as_deref() {

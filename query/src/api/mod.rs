@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::access::{Authenticator, Principal, Scope};
 use crate::collect::Order;
@@ -51,6 +52,25 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .merge(web::routes())
         .with_state(state)
+}
+
+/// A handler's query-string parameters: a malformed or unknown one is a 400 in the API's
+/// `{"error": …}` shape, where axum's own extractor answers plain text.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match Query::<T>::try_from_uri(&parts.uri) {
+            Ok(Query(params)) => Ok(Params(params)),
+            Err(rejection) => Err(QueryError::Parameter {
+                name: "in the query string",
+                reason: rejection.body_text(),
+            }
+            .into()),
+        }
+    }
 }
 
 /// The authenticated caller of a request.
@@ -132,7 +152,7 @@ fn parse_order(order: Option<&str>) -> Result<Order, QueryError> {
 async fn search(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(params): Query<SearchParams>,
+    Params(params): Params<SearchParams>,
 ) -> Result<Response, ApiError> {
     let (start_ns, end_ns) = times(params.start.as_deref(), params.end.as_deref())?;
     let request = SearchRequest {
@@ -168,7 +188,7 @@ struct HistogramParams {
 async fn histogram(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(params): Query<HistogramParams>,
+    Params(params): Params<HistogramParams>,
 ) -> Result<Response, ApiError> {
     let (start_ns, end_ns) = times(params.start.as_deref(), params.end.as_deref())?;
     let mut request = HistogramRequest::new(params.q);
@@ -207,7 +227,7 @@ struct FacetsParams {
 async fn facets(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(params): Query<FacetsParams>,
+    Params(params): Params<FacetsParams>,
 ) -> Result<Response, ApiError> {
     let (start_ns, end_ns) = times(params.start.as_deref(), params.end.as_deref())?;
     let mut request = FacetsRequest::new(params.q);
@@ -237,7 +257,7 @@ struct ContextParams {
 async fn context(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(params): Query<ContextParams>,
+    Params(params): Params<ContextParams>,
 ) -> Result<Response, ApiError> {
     let id = params.id.parse().map_err(|_| QueryError::Parameter {
         name: "id",

@@ -7,14 +7,14 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ApiError, ApiState, Caller, blocking};
+use super::{ApiError, ApiState, Caller, Params, blocking};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +26,7 @@ pub(super) struct TailParams {
 pub(super) async fn tail(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(params): Query<TailParams>,
+    Params(params): Params<TailParams>,
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let scope = caller.scope();

@@ -1,0 +1,103 @@
+//! Hostile queries against a real `sluice up --users`, sent with a valid low-privilege token
+//! (issue 31, items 1 and 4): nesting that overflowed the stack, a range open at both ends that
+//! panicked inside tantivy, a histogram over the whole i64 range, malformed and unknown
+//! parameters, a word longer than the index keeps. Each gets a 400 with `{"error": …}` naming
+//! what is wrong; the process stays up, the caller sees nothing of another namespace, and a
+//! line written afterwards becomes searchable as usual.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// What is sent, as what, and what the error must say.
+struct Case<'a> {
+    what: &'a str,
+    query: Vec<(&'a str, &'a str)>,
+    says: &'a str,
+}
+
+fn get(base: &str, path: &str, token: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    let response = reqwest::blocking::Client::new()
+        .get(format!("{base}{path}"))
+        .query(query)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().unwrap();
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{path} {status}: not JSON ({e}): {body:.200}"));
+    (status, json)
+}
+
+#[test]
+fn hostile_queries_get_a_clear_400_and_the_pipeline_keeps_moving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_prod, dev_file, watch) = two_namespaces(dir.path(), 300, 200);
+    let users = write_users(dir.path());
+    let (mut up, base) =
+        start_up_with(&dir.path().join("data"), &[watch], &["--users".as_ref(), users.as_os_str()]);
+    wait_until(Duration::from_secs(60), "every line is searchable", || {
+        get(&base, "/api/v1/search", ADMIN_TOKEN, &[("q", ""), ("limit", "0")]).1["total"] == 500
+    });
+
+    let deep_not = "NOT ".repeat(600) + "x";
+    let deep_parens = "(".repeat(2000) + "x" + &")".repeat(2000);
+    let long_word = "a".repeat(300);
+    let read_paths = ["/api/v1/search", "/api/v1/histogram", "/api/v1/facets", "/api/v1/export"];
+    let case = |what, query, says| Case { what, query, says };
+    let cases = [
+        case("600 NOTs", vec![("q", deep_not.as_str())], "more than 64 deep"),
+        case("2,000 parentheses", vec![("q", &deep_parens)], "more than 64 deep"),
+        case("a word over 255 bytes", vec![("q", &long_word)], "longer than 255 bytes"),
+        case("an unknown parameter", vec![("q", "x"), ("limitt", "5")], "limitt"),
+        case("a malformed parameter", vec![("q", "x"), ("force", "maybe")], "force"),
+    ];
+    for path in read_paths {
+        for Case { what, query, says } in &cases {
+            let (status, body) = get(&base, path, DEV_TOKEN, query);
+            assert_eq!(status, 400, "{path} {what}: {body}");
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(error.contains(says), "{path} {what}: {error}");
+        }
+        assert!(up.is_running(), "after {path}");
+    }
+    // The tail refuses the same queries before it starts streaming.
+    for Case { what, query, says } in &cases[..3] {
+        let (status, body) = get(&base, "/api/v1/tail", DEV_TOKEN, query);
+        assert_eq!(status, 400, "tail {what}: {body}");
+        assert!(body["error"].as_str().unwrap_or_default().contains(says), "tail {what}: {body}");
+    }
+
+    // A range open at both ends is every record the caller may read, and no more.
+    for q in ["ts:[* TO *]", "offset:{* TO *}"] {
+        let (status, body) = get(&base, "/api/v1/search", DEV_TOKEN, &[("q", q), ("limit", "0")]);
+        assert_eq!((status, body["total"].as_u64()), (200, Some(200)), "{q}: {body}");
+    }
+    // The widest histogram: sane buckets in order holding the caller's records once, or a
+    // 400 for an interval that would make too many of them.
+    let (min, max) = (i64::MIN.to_string(), i64::MAX.to_string());
+    for interval in [None, Some("36500d")] {
+        let mut query = vec![("q", ""), ("start", min.as_str()), ("end", max.as_str())];
+        query.extend(interval.map(|i| ("interval", i)));
+        let (status, body) = get(&base, "/api/v1/histogram", DEV_TOKEN, &query);
+        assert_eq!((status, body["total"].as_u64()), (200, Some(200)), "{interval:?}: {body}");
+        let starts: Vec<&str> =
+            body["buckets"].as_array().unwrap().iter().map(|b| b["ts"].as_str().unwrap()).collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{interval:?}: {starts:?}");
+    }
+    let query = [("q", ""), ("start", min.as_str()), ("end", max.as_str()), ("interval", "1s")];
+    let (status, body) = get(&base, "/api/v1/histogram", DEV_TOKEN, &query);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("buckets"), "{body}");
+
+    assert!(up.is_running());
+    append(&dev_file, &cri_lines("dev", 1, 10_000, 1).replace("dev line", "after the storm"));
+    wait_until(Duration::from_secs(10), "a new line is searchable", || {
+        get(&base, "/api/v1/search", DEV_TOKEN, &[("q", "\"after the storm\"")]).1["total"] == 1
+    });
+}
