@@ -15,6 +15,9 @@ pub const DOCKER_MALFORMED: u32 = 1 << 5;
 /// The record's final CRI or Docker part never came (`P` without `F`): it was sent as it
 /// was after a while without more parts, or when its file was let go.
 pub const PARTIAL: u32 = 1 << 6;
+/// The record's own time was outside [`crate::time`]'s window; it carries the time it was
+/// received instead.
+pub const TIME_REPLACED: u32 = 1 << 7;
 
 /// Names of the bits set in `flags`, in bit order, for display and metrics labels.
 pub fn names(flags: u32) -> Vec<&'static str> {
@@ -26,6 +29,7 @@ pub fn names(flags: u32) -> Vec<&'static str> {
         (REDACTED, "redacted"),
         (DOCKER_MALFORMED, "docker_malformed"),
         (PARTIAL, "partial"),
+        (TIME_REPLACED, "time_replaced"),
     ]
     .into_iter()
     .filter(|(bit, _)| flags & bit != 0)

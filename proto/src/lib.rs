@@ -9,6 +9,7 @@
 //! - [`id`]: the stable record id that makes delivery exactly-once where it can be.
 //! - [`flags`]: the bits a record carries when the agent had to alter it.
 //! - [`level`]: the canonical level names, shared by detection and filtering.
+//! - [`time`]: the window of record times the pipeline keeps.
 //! - [`block`]: record blocks, the compressed form in which agents send records.
 //! - [`frame`]: checksummed frames, as the collector's WAL and the agent's spool store them.
 //! - [`segment`]: the segment files both logs keep their frames in: naming, listing, reading,
@@ -20,6 +21,7 @@ pub mod frame;
 pub mod id;
 pub mod level;
 pub mod segment;
+pub mod time;
 
 #[allow(unreachable_pub, clippy::all)]
 mod generated {

@@ -197,11 +197,25 @@ fn parse(text: &str, path_index: Option<&str>) -> Result<Vec<Item>, String> {
                     continue;
                 }
                 match serde_json::from_str::<Value>(doc) {
-                    Ok(Value::Object(doc)) => items.push(Item::Accepted {
-                        action: action.clone(),
-                        record: Box::new(to_record(&index, doc)),
-                        index,
-                    }),
+                    Ok(Value::Object(doc)) => {
+                        let record = to_record(&index, doc);
+                        // As Elasticsearch refuses a date it cannot hold: a time outside the
+                        // window is a clock or parsing error, refused per item with its reason.
+                        if sluice_proto::time::in_window(record.timestamp_ns) {
+                            let record = Box::new(record);
+                            items.push(Item::Accepted { action: action.clone(), record, index });
+                        } else {
+                            items.push(refuse(
+                                400,
+                                "mapper_parsing_exception",
+                                format!(
+                                    "the document's time (Unix ns {}) is outside {}",
+                                    record.timestamp_ns,
+                                    sluice_proto::time::WINDOW
+                                ),
+                            ));
+                        }
+                    }
                     Ok(_) => items.push(refuse(
                         400,
                         "mapper_parsing_exception",

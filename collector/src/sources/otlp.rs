@@ -4,7 +4,8 @@
 //! Resource attributes give the pod identity (`k8s.cluster.name`, `k8s.namespace.name`,
 //! `k8s.pod.name`, `k8s.pod.uid`, `k8s.container.name`, `k8s.node.name`, else `host.name`);
 //! the body becomes the message, `severity_text` (or the severity number's range) the level,
-//! `time_unix_nano` (or the observed time, or now) the time. A request is answered once its
+//! `time_unix_nano` (or the observed time, or now, when neither is in the pipeline's time
+//! window) the time. A request is answered once its
 //! records are durable in the WAL.
 
 use axum::body::Bytes;
@@ -184,10 +185,12 @@ pub fn to_records(request: ExportLogsServiceRequest) -> Vec<LogRecord> {
         let source = source_key(&origin, 0);
         for scope in resource_logs.scope_logs {
             for r in scope.log_records {
+                // A time outside the window counts as none, as a zero does.
                 let ts = [r.time_unix_nano, r.observed_time_unix_nano]
                     .into_iter()
-                    .find(|t| *t > 0)
-                    .map_or(now, |t| i64::try_from(t).unwrap_or(i64::MAX));
+                    .filter_map(|t| i64::try_from(t).ok())
+                    .find(|&t| t > 0 && sluice_proto::time::in_window(t))
+                    .unwrap_or(now);
                 let level = sluice_proto::level::canonical(&r.severity_text)
                     .unwrap_or_else(|| level_of(r.severity_number))
                     .to_owned();

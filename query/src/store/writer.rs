@@ -19,6 +19,13 @@ use crate::QueryError;
 const MAX_OPEN_WRITERS: usize = 4;
 const WRITER_MEMORY_BYTES: usize = 64 << 20;
 
+/// Unix nanoseconds now.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// The earliest and latest record time added to a partition since the last commit.
 #[derive(Debug, Clone, Copy)]
 struct TimeRange {
@@ -107,6 +114,25 @@ impl StoreWriter {
             }
         }
         self.high_water.insert(id.source, Some(high_water.map_or(id.offset, |h| h.max(id.offset))));
+        // A time outside the window would overflow the day arithmetic below (a record of 1677
+        // landed in the partition of 2262 and wedged the writer): it is stored at the time it
+        // was received, flagged.
+        let replaced;
+        let record = if sluice_proto::time::in_window(record.timestamp_ns) {
+            record
+        } else {
+            let received = record.ingest_time_ns;
+            replaced = LogRecord {
+                timestamp_ns: if sluice_proto::time::in_window(received) {
+                    received
+                } else {
+                    now_ns()
+                },
+                flags: record.flags | sluice_proto::flags::TIME_REPLACED,
+                ..record.clone()
+            };
+            &replaced
+        };
         let ts = record.timestamp_ns;
         let document = self.store.schema.to_document(record, self.seq);
         let start_ns = ts.div_euclid(NANOS_PER_DAY) * NANOS_PER_DAY;
@@ -439,5 +465,29 @@ mod tests {
             read_only_writer.add(&record(1, 1, 5, "y"), 2),
             Err(QueryError::ReadOnly(_))
         ));
+    }
+
+    #[test]
+    fn records_with_times_outside_the_window_are_kept_at_their_receive_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut writer = StoreWriter::new(store.clone());
+        let s = source_key("c/n", 4);
+        let received = 1_764_496_800_000_000_000;
+        for (offset, ts) in
+            [(0, i64::MIN + 1), (1, i64::MAX), (2, -1), (3, 1_700_000_000_000_000_000)]
+        {
+            let record = LogRecord { ingest_time_ns: received, ..record(s, offset, ts, "x") };
+            assert_eq!(writer.add(&record, offset + 1).unwrap(), Added::Indexed, "{ts}");
+        }
+        writer.commit(4).unwrap();
+        assert_eq!(store.doc_count(), 4);
+        let days: Vec<String> = store.partition_stats().into_keys().collect();
+        assert_eq!(days, ["2023-11-14", "2025-11-30"], "in-window days only");
+        assert_eq!(store.partition_stats()["2025-11-30"].docs, 3);
+        // The writer goes on: nothing is wedged.
+        writer.add(&record(s, 9, 1_700_000_000_000_000_001, "y"), 5).unwrap();
+        writer.commit(5).unwrap();
+        assert_eq!(store.doc_count(), 5);
     }
 }

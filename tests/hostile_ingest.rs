@@ -1,0 +1,88 @@
+//! Times no clock gives, sent to a real `sluice up` (issue 31, item 2): `_bulk` documents of
+//! 1677 and 2262 (the ends of nanoseconds in an i64) and of ±1e300 seconds were accepted and
+//! then wedged the index sink, so that nothing from any source became searchable. Now each is
+//! refused per item with its reason, an OTLP record of time u64::MAX is kept at its receive
+//! time, and records from the agent and `_bulk` sent afterwards become searchable as usual.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use prost::Message;
+use serde_json::Value;
+
+fn post(url: &str, content_type: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let response = reqwest::blocking::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.bytes().unwrap().to_vec())
+}
+
+#[test]
+fn times_out_of_range_are_refused_or_replaced_and_nothing_wedges() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "before the storm\n").unwrap();
+    let (mut up, base) = start_up(&dir.path().join("data"), &[log.display().to_string()]);
+    wait_until(Duration::from_secs(30), "the first line is searchable", || {
+        total(&base, "\"before the storm\"") == 1
+    });
+
+    let mut bulk = String::new();
+    for (i, time) in [
+        "\"1677-09-21T00:12:43.145224192Z\"",
+        "\"2262-04-11T23:47:16.854775807Z\"",
+        "1e300",
+        "-1e300",
+        "\"2026-11-30T10:00:00Z\"",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        bulk.push_str("{\"index\":{\"_index\":\"logs\"}}\n");
+        bulk.push_str(&format!("{{\"@timestamp\":{time},\"log\":\"bulk item {i}\"}}\n"));
+    }
+    let (status, body) = post(&format!("{base}/_bulk"), "application/x-ndjson", bulk.into_bytes());
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    let statuses: Vec<u64> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"]["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [400, 400, 400, 400, 201], "{body}");
+    let reason = body["items"][0]["index"]["error"]["reason"].as_str().unwrap();
+    assert!(reason.contains("outside 1970-01-01T00:00:00Z..2200-01-01T00:00:00Z"), "{reason}");
+    assert_eq!(body["errors"], true);
+
+    let body =
+        AnyValue { value: Some(any_value::Value::StringValue("otlp from the far future".into())) };
+    let record = LogRecord { time_unix_nano: u64::MAX, body: Some(body), ..LogRecord::default() };
+    let scope = ScopeLogs { log_records: vec![record], ..ScopeLogs::default() };
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs { scope_logs: vec![scope], ..ResourceLogs::default() }],
+    };
+    let (status, _) =
+        post(&format!("{base}/v1/logs"), "application/x-protobuf", request.encode_to_vec());
+    assert_eq!(status, 200);
+
+    append(&log, "after the storm\n");
+    wait_until(Duration::from_secs(10), "every kept record is searchable", || {
+        total(&base, "\"after the storm\"") == 1
+            && total(&base, "\"bulk item\"") == 1
+            && total(&base, "\"bulk item 4\"") == 1
+            && total(&base, "\"far future\"") == 1
+    });
+    let hit = &search(&base, "\"far future\"", 1).hits[0];
+    assert!(hit.ts.starts_with("20"), "kept at its receive time: {}", hit.ts);
+    assert!(up.is_running());
+}
