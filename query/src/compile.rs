@@ -169,3 +169,69 @@ fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, Query
         _ => Ok(Box::new(PhraseMatch::new(schema.message, tokens))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::syntax::{MAX_NESTING, parse};
+
+    fn depth(expr: &Expr) -> usize {
+        match expr {
+            Expr::Not(inner) => 1 + depth(inner),
+            Expr::And(items) | Expr::Or(items) => items.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Pieces users and attackers put in the box, joined at random.
+    fn query() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("(".to_owned()),
+            Just(")".to_owned()),
+            Just("NOT ".to_owned()),
+            Just("-".to_owned()),
+            Just(" AND ".to_owned()),
+            Just(" OR ".to_owned()),
+            Just("\"".to_owned()),
+            Just("ts:[* TO *]".to_owned()),
+            Just("offset:>".to_owned()),
+            Just("ts:<2026-11-30T10:00:00Z".to_owned()),
+            Just("pod:pay-*".to_owned()),
+            Just("level:".to_owned()),
+            Just("订单".to_owned()),
+            "[a-z0-9:=*?{}\\[\\] .-]{0,12}",
+            any::<String>(),
+        ];
+        prop::collection::vec(piece, 0..80).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Whatever is typed, parsing and compiling answer (an error or a query) without a
+        /// panic or a stack overflow, and what parses nests no deeper than the limit.
+        #[test]
+        fn any_query_parses_and_compiles_or_is_refused(input in query()) {
+            let schema = LogSchema::new();
+            if let Ok(expr) = parse(&input, |f| schema.is_filter(f)) {
+                if let Some(expr) = &expr {
+                    prop_assert!(depth(expr) <= MAX_NESTING);
+                }
+                let _ = compile(&schema, expr.as_ref());
+            }
+        }
+
+        /// Nesting at any depth is refused, never overflowed.
+        #[test]
+        fn deep_nesting_is_refused(depth in MAX_NESTING + 1..5_000usize, not in any::<bool>()) {
+            let input = if not {
+                "NOT ".repeat(depth) + "x"
+            } else {
+                "(".repeat(depth) + "x" + &")".repeat(depth)
+            };
+            prop_assert!(parse(&input, |_| false).is_err());
+        }
+    }
+}

@@ -378,4 +378,31 @@ mod tests {
             matches!(&items[0], Item::Refused { reason, .. } if reason.contains("index is missing"))
         );
     }
+
+    proptest::proptest! {
+        /// Whatever a client sends as a `_bulk` body, the parser answers (the request refused,
+        /// or an answer per item) without a panic, and no record it accepts has a time the
+        /// store cannot keep.
+        #[test]
+        fn any_bulk_body_is_answered_without_a_panic(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(r#"{"index":{"_index":"logs"}}"#.to_owned()),
+                    proptest::strategy::Just(r#"{"create":{}}"#.to_owned()),
+                    proptest::strategy::Just(r#"{"delete":{"_index":"x"}}"#.to_owned()),
+                    r#"\{"@timestamp":(-?[0-9]{1,25}(\.[0-9]{1,3})?(e[0-9]{1,3})?|"[0-9TZ:.-]{0,30}"),"log":"[a-z ]{0,10}"\}"#,
+                    proptest::prelude::any::<String>(),
+                ],
+                0..12,
+            )
+        ) {
+            if let Ok(items) = parse(&lines.join("\n"), None) {
+                for item in items {
+                    if let Item::Accepted { record, .. } = item {
+                        proptest::prop_assert!(sluice_proto::time::in_window(record.timestamp_ns));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -293,4 +293,27 @@ mod tests {
         );
         assert_eq!(records[0].source, records[1].source);
     }
+
+    proptest::proptest! {
+        /// Any bytes are decoded or refused, and what decodes becomes records without a panic,
+        /// each with a time the store can keep.
+        #[test]
+        fn any_otlp_body_decodes_or_is_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Ok(request) = ExportLogsServiceRequest::decode(bytes.as_slice()) {
+                for record in to_records(request) {
+                    proptest::prop_assert!(sluice_proto::time::in_window(record.timestamp_ns));
+                }
+            }
+        }
+
+        #[test]
+        fn any_record_time_becomes_one_in_the_window(time in proptest::prelude::any::<u64>(), observed in proptest::prelude::any::<u64>()) {
+            let record = OtlpRecord { time_unix_nano: time, observed_time_unix_nano: observed, ..OtlpRecord::default() };
+            let scope = ScopeLogs { log_records: vec![record], ..ScopeLogs::default() };
+            let request = ExportLogsServiceRequest { resource_logs: vec![ResourceLogs { scope_logs: vec![scope], ..ResourceLogs::default() }] };
+            let records = to_records(request);
+            proptest::prop_assert_eq!(records.len(), 1);
+            proptest::prop_assert!(sluice_proto::time::in_window(records[0].timestamp_ns));
+        }
+    }
 }
