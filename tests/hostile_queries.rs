@@ -2,7 +2,7 @@
 //! (issue 31, items 1 and 4): nesting that overflowed the stack, a range open at both ends that
 //! panicked inside tantivy, a histogram over the whole i64 range, malformed and unknown
 //! parameters, a word longer than the index keeps. Each gets a 400 with `{"error": …}` naming
-//! what is wrong; the process stays up, the caller sees nothing of another namespace, and a
+//! what is wrong, and `/metrics` (item 5) answers only admins and metrics users; the process stays up, the caller sees nothing of another namespace, and a
 //! line written afterwards becomes searchable as usual.
 
 mod common;
@@ -94,6 +94,23 @@ fn hostile_queries_get_a_clear_400_and_the_pipeline_keeps_moving() {
     let (status, body) = get(&base, "/api/v1/histogram", DEV_TOKEN, &query);
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("buckets"), "{body}");
+
+    // `/metrics` names every tailed file and counts every namespace: not for a dev token.
+    let metrics = |token: Option<&str>| {
+        let mut request = reqwest::blocking::Client::new().get(format!("{base}/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    assert_eq!(metrics(None).0, 401);
+    let (status, body) = metrics(Some(DEV_TOKEN));
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("prod"), "{body}");
+    let (status, body) = metrics(Some(ADMIN_TOKEN));
+    assert_eq!(status, 200);
+    assert!(body.contains("sluice_"), "{body:.200}");
 
     assert!(up.is_running());
     append(&dev_file, &cri_lines("dev", 1, 10_000, 1).replace("dev line", "after the storm"));

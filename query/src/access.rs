@@ -70,12 +70,15 @@ fn any_of(field: Field, patterns: &[String]) -> Result<Box<dyn Query>, QueryErro
 pub struct Principal {
     pub name: String,
     pub scope: Scope,
+    /// May read `/metrics`, which names every tailed file and counts every namespace's
+    /// records: admins, and users given `metrics: true` (a Prometheus scraper's token).
+    pub metrics: bool,
 }
 
 impl Principal {
     /// The caller when no users are configured: the API is open, as on a laptop.
     pub fn anonymous_admin() -> Self {
-        Self { name: "anonymous".to_owned(), scope: Scope::All }
+        Self { name: "anonymous".to_owned(), scope: Scope::All, metrics: true }
     }
 }
 
@@ -103,6 +106,9 @@ struct User {
     clusters: Vec<String>,
     #[serde(default)]
     namespaces: Vec<String>,
+    /// May read `/metrics` without being an admin.
+    #[serde(default)]
+    metrics: bool,
 }
 
 fn any() -> Vec<String> {
@@ -145,9 +151,10 @@ impl Users {
             if u.token.len() < 16 {
                 return Err(format!("{at}: token is shorter than 16 characters"));
             }
-            if !u.admin && u.namespaces.is_empty() {
+            // A scraper's user (`metrics: true`) may read no records at all.
+            if !u.admin && !u.metrics && u.namespaces.is_empty() {
                 return Err(format!(
-                    "{at}: a user who is not admin needs namespaces (use [\"*\"] for all)"
+                    "{at}: a user who is not admin needs namespaces (use [\"*\"] for all) or metrics: true"
                 ));
             }
         }
@@ -181,7 +188,7 @@ impl Authenticator for Users {
         } else {
             Scope::Only { clusters: user.clusters.clone(), namespaces: user.namespaces.clone() }
         };
-        Ok(Principal { name: user.name.clone(), scope })
+        Ok(Principal { name: user.name.clone(), scope, metrics: user.admin || user.metrics })
     }
 }
 
@@ -207,6 +214,9 @@ users:
   - name: dev
     token: dev-token-0123456789
     namespaces: [dev, "team-*"]
+  - name: prometheus
+    token: prom-token-0123456789
+    metrics: true
 "#;
 
     #[test]
@@ -251,5 +261,20 @@ users:
         let shown = format!("{users:?}");
         assert!(!shown.contains("token"), "{shown}");
         assert!(shown.contains("dev"));
+    }
+
+    #[test]
+    fn only_admins_and_metrics_users_may_read_metrics() {
+        let users = Users::parse(FILE).unwrap();
+        let may = |token| users.authenticate(Some(token)).unwrap().metrics;
+        assert!(may("ops-token-0123456789"));
+        assert!(!may("dev-token-0123456789"));
+        assert!(may("prom-token-0123456789"));
+        let prometheus = users.authenticate(Some("prom-token-0123456789")).unwrap();
+        assert_eq!(
+            prometheus.scope,
+            Scope::Only { clusters: vec!["*".into()], namespaces: vec![] }
+        );
+        assert!(Open.authenticate(None).unwrap().metrics, "no users: the API is open");
     }
 }

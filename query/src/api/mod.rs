@@ -273,8 +273,17 @@ async fn context(
     Ok(Json(blocking(move || store.context(&request)).await?).into_response())
 }
 
-async fn metrics(State(state): State<ApiState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], (state.metrics)()).into_response()
+/// Prometheus metrics: with users configured, for admins and users with `metrics: true`
+/// only — they name every tailed file and count every namespace's records.
+async fn metrics(State(state): State<ApiState>, caller: Caller) -> Result<Response, ApiError> {
+    if !caller.0.metrics {
+        return Err(QueryError::Forbidden(format!(
+            "{} may not read /metrics: it needs admin or metrics: true in the users file",
+            caller.0.name
+        ))
+        .into());
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], (state.metrics)()).into_response())
 }
 
 /// The one place query errors become HTTP answers.
