@@ -16,9 +16,14 @@ use prost::Message;
 use serde_json::Value;
 
 fn post(url: &str, content_type: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    post_encoded(url, content_type, "identity", body)
+}
+
+fn post_encoded(url: &str, content_type: &str, encoding: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
     let response = reqwest::blocking::Client::new()
         .post(url)
         .header("content-type", content_type)
+        .header("content-encoding", encoding)
         .body(body)
         .timeout(Duration::from_secs(30))
         .send()
@@ -84,5 +89,67 @@ fn times_out_of_range_are_refused_or_replaced_and_nothing_wedges() {
     });
     let hit = &search(&base, "\"far future\"", 1).hits[0];
     assert!(hit.ts.starts_with("20"), "kept at its receive time: {}", hit.ts);
+    assert!(up.is_running());
+}
+
+fn otlp_request(message: &str) -> Vec<u8> {
+    let body = AnyValue { value: Some(any_value::Value::StringValue(message.into())) };
+    let record = LogRecord { body: Some(body), ..LogRecord::default() };
+    let scope = ScopeLogs { log_records: vec![record], ..ScopeLogs::default() };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs { scope_logs: vec![scope], ..ResourceLogs::default() }],
+    }
+    .encode_to_vec()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+}
+
+/// What real clients send (issue 31): OTLP/HTTP gzip (the OpenTelemetry Collector's default)
+/// and zstd are taken; a 50 KB gzip `_bulk` body of a million tiny documents (4.5 GB of RSS
+/// before) and a body that decompresses past the cap are a 413 that says to split, and the
+/// process neither balloons nor stops.
+#[test]
+fn compressed_bodies_are_taken_and_bombs_refused_within_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "first line\n").unwrap();
+    let (mut up, base) = start_up(&dir.path().join("data"), &[log.display().to_string()]);
+    let otlp = format!("{base}/v1/logs");
+    let protobuf = "application/x-protobuf";
+    let (status, _) = post_encoded(&otlp, protobuf, "gzip", gzip(&otlp_request("gzip otlp")));
+    assert_eq!(status, 200);
+    let zstd = zstd::bulk::compress(&otlp_request("zstd otlp"), 3).unwrap();
+    assert_eq!(post_encoded(&otlp, protobuf, "zstd", zstd).0, 200);
+    assert_eq!(post_encoded(&otlp, protobuf, "br", otlp_request("x")).0, 415);
+
+    let tiny = "{\"index\":{\"_index\":\"l\"}}\n{}\n".repeat(1_000_000);
+    let bomb = gzip(tiny.as_bytes());
+    assert!(bomb.len() < 200_000, "{} bytes", bomb.len());
+    let bulk = format!("{base}/_bulk");
+    let (status, body) = post_encoded(&bulk, "application/x-ndjson", "gzip", bomb);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("split the request"));
+    let zeros = gzip(&vec![b' '; 80 << 20]);
+    let (status, body) = post_encoded(&bulk, "application/x-ndjson", "gzip", zeros);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert!(peak_rss_mib(up.pid()) < 1024, "peak RSS {} MiB", peak_rss_mib(up.pid()));
+
+    append(&log, "still moving\n");
+    wait_until(Duration::from_secs(10), "records after the bombs are searchable", || {
+        total(&base, "\"gzip otlp\"") == 1
+            && total(&base, "\"zstd otlp\"") == 1
+            && total(&base, "\"still moving\"") == 1
+    });
     assert!(up.is_running());
 }

@@ -10,12 +10,11 @@
 //! not an action fails the whole request with 400, as in Elasticsearch. All accepted records
 //! of a request are one WAL frame, synced before the answer.
 
-use std::io::Read;
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -23,12 +22,8 @@ use serde_json::{Map, Value, json};
 use sluice_proto::id::source_key;
 use sluice_proto::{LogRecord, Stream};
 
-use super::http::ClientIngest;
+use super::http::{ClientIngest, check_documents, decoded_body};
 use super::now_ns;
-
-/// Decompressed request bodies above this are refused (Elasticsearch's default limit is
-/// 100 MB of body).
-const MAX_BODY_BYTES: u64 = 256 << 20;
 
 pub(crate) fn routes() -> Router<ClientIngest> {
     Router::new()
@@ -73,16 +68,19 @@ async fn bulk(
         Ok(name) => name,
         Err((status, reason)) => return request_error(status, "security_exception", reason),
     };
-    let gzip = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let text = match decode_body(&body, gzip) {
-        Ok(text) => text,
-        Err(reason) => {
-            return request_error(StatusCode::BAD_REQUEST, "parse_exception", reason);
-        }
+    let bytes = match decoded_body(&headers, &body) {
+        Ok(bytes) => bytes,
+        Err(e) => return request_error(e.status, "parse_exception", e.reason),
     };
+    drop(body);
+    // Invalid UTF-8 is replaced rather than refused: a log line must not sink its batch.
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    // Counted before parsing: a parsed document costs far more memory than its line.
+    let actions = text.lines().filter(|l| !l.trim().is_empty()).count().div_ceil(2);
+    if let Err(e) = check_documents(actions) {
+        return request_error(e.status, "illegal_argument_exception", e.reason);
+    }
     let mut items = match parse(&text, path_index.as_deref()) {
         Ok(items) => items,
         Err(reason) => {
@@ -133,25 +131,6 @@ async fn bulk(
         .collect();
     let took = started.elapsed().as_millis() as u64;
     Json(json!({ "took": took, "errors": errors, "items": answers })).into_response()
-}
-
-fn decode_body(body: &[u8], gzip: bool) -> Result<String, String> {
-    let bytes = if gzip {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body)
-            .take(MAX_BODY_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("the body is not valid gzip: {e}"))?;
-        out
-    } else {
-        body.to_vec()
-    };
-    if bytes.len() as u64 > MAX_BODY_BYTES {
-        return Err(format!("the body is larger than {MAX_BODY_BYTES} bytes"));
-    }
-    // Invalid UTF-8 is replaced rather than refused: a log line must not sink its batch.
-    Ok(String::from_utf8(bytes)
-        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// One action of a request, answered in order.

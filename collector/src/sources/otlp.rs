@@ -27,7 +27,7 @@ use sluice_proto::id::source_key;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 
-use super::http::ClientIngest;
+use super::http::{ClientIngest, check_documents, decoded_body};
 use super::now_ns;
 
 /// Largest OTLP/gRPC request taken.
@@ -73,14 +73,25 @@ async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: 
         )
             .into_response();
     }
-    let request = match ExportLogsServiceRequest::decode(body) {
+    // The OpenTelemetry Collector's otlphttp exporter compresses with gzip by default.
+    let bytes = match decoded_body(&headers, &body) {
+        Ok(bytes) => bytes,
+        Err(e) => return (e.status, e.reason).into_response(),
+    };
+    drop(body);
+    let request = match ExportLogsServiceRequest::decode(bytes.as_slice()) {
         Ok(r) => r,
         Err(e) => {
             return (StatusCode::BAD_REQUEST, format!("undecodable ExportLogsServiceRequest: {e}"))
                 .into_response();
         }
     };
-    match state.append("otlp-http", to_records(request)).await {
+    drop(bytes);
+    let records = to_records(request);
+    if let Err(e) = check_documents(records.len()) {
+        return (e.status, e.reason).into_response();
+    }
+    match state.append("otlp-http", records).await {
         Ok(_) => (
             [(header::CONTENT_TYPE, "application/x-protobuf")],
             ExportLogsServiceResponse::default().encode_to_vec(),
