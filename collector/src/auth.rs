@@ -1,4 +1,5 @@
-//! Who may push: TLS for the channel and a bearer token per agent.
+//! Who may push: TLS for the channel, a bearer token per agent, and what a client of the
+//! `_bulk` and OTLP receivers may write ([`IngestAuthenticator`], [`IngestGrant`]).
 //!
 //! Tokens come from a file of `<agent name> <token>` lines, so they can be mounted from a
 //! Kubernetes secret and never appear on a command line. A token is compared in constant time
@@ -82,26 +83,9 @@ impl AgentTokens {
         Ok(Self { agents: Arc::new(agents) })
     }
 
-    /// The client named by an HTTP `Authorization` header: `Bearer <token>`, or `Basic` with
-    /// the token as the password (what Fluent Bit's and Filebeat's `es` outputs send).
+    /// The client named by an HTTP `Authorization` header (see [`http_token`]).
     pub fn http_client(&self, authorization: Option<&str>) -> Result<&str, &'static str> {
-        let header = authorization.ok_or("no Authorization header")?;
-        let (scheme, value) = header.split_once(' ').ok_or("malformed Authorization header")?;
-        let token = if scheme.eq_ignore_ascii_case("bearer") {
-            value.trim().to_owned()
-        } else if scheme.eq_ignore_ascii_case("basic") {
-            use base64::Engine;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(value.trim())
-                .map_err(|_| "malformed Basic credentials")?;
-            let text = String::from_utf8(decoded).map_err(|_| "malformed Basic credentials")?;
-            text.split_once(':')
-                .map(|(_, password)| password.to_owned())
-                .ok_or("malformed Basic credentials")?
-        } else {
-            return Err("the Authorization scheme must be Bearer or Basic");
-        };
-        self.agent(&token).ok_or("unknown token")
+        self.agent(&http_token(authorization)?).ok_or("unknown token")
     }
 
     /// The name of the agent whose token `presented` is, if any.
@@ -115,6 +99,74 @@ impl AgentTokens {
             }
         }
         found
+    }
+}
+
+/// The token of an HTTP `Authorization` header: `Bearer <token>`, or `Basic` with the token as
+/// the password (what Fluent Bit's and Filebeat's `es` outputs send).
+pub fn http_token(authorization: Option<&str>) -> Result<String, &'static str> {
+    let header = authorization.ok_or("no Authorization header")?;
+    let (scheme, value) = header.split_once(' ').ok_or("malformed Authorization header")?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(value.trim().to_owned())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|_| "malformed Basic credentials")?;
+        let text = String::from_utf8(decoded).map_err(|_| "malformed Basic credentials")?;
+        text.split_once(':')
+            .map(|(_, password)| password.to_owned())
+            .ok_or("malformed Basic credentials")
+    } else {
+        Err("the Authorization scheme must be Bearer or Basic")
+    }
+}
+
+/// What an authenticated client of the `_bulk` and OTLP receivers may write.
+#[derive(Debug, Clone)]
+pub struct IngestGrant {
+    /// The client's name, for the WAL and the logs.
+    pub client: String,
+    /// Namespaces it may write (globs); `None`: any.
+    namespaces: Option<Vec<glob::Pattern>>,
+}
+
+impl IngestGrant {
+    /// A client that may write to any namespace.
+    pub fn anywhere(client: &str) -> Self {
+        Self { client: client.to_owned(), namespaces: None }
+    }
+
+    /// A client that may write only to namespaces matching `patterns`; a pattern that is not
+    /// a glob matches nothing.
+    pub fn only(client: &str, patterns: &[String]) -> Self {
+        let namespaces = patterns.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
+        Self { client: client.to_owned(), namespaces: Some(namespaces) }
+    }
+
+    /// Whether a record of `namespace` may be written.
+    pub fn allows(&self, namespace: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|patterns| patterns.iter().any(|p| p.matches(namespace)))
+    }
+
+    /// Whether the client may write anything at all.
+    pub fn writes_anything(&self) -> bool {
+        self.namespaces.as_ref().is_none_or(|patterns| !patterns.is_empty())
+    }
+}
+
+/// Turns the token a client of the `_bulk` and OTLP receivers presents into what it may write.
+/// The agents' tokens file grants every namespace; the `sluice` binary adapts its users file.
+pub trait IngestAuthenticator: Send + Sync {
+    fn grant(&self, token: &str) -> Result<IngestGrant, &'static str>;
+}
+
+impl IngestAuthenticator for AgentTokens {
+    fn grant(&self, token: &str) -> Result<IngestGrant, &'static str> {
+        self.agent(token).map(IngestGrant::anywhere).ok_or("unknown token")
     }
 }
 
@@ -191,5 +243,16 @@ mod tests {
         assert!(parse("a 0123456789abcdef\na 0123456789abcdeX\n").unwrap_err().contains("twice"));
         assert!(parse("a 0123456789abcdef\nb 0123456789abcdef\n").unwrap_err().contains("another"));
         assert!(parse("# nothing\n").unwrap_err().contains("no agent tokens"));
+    }
+
+    #[test]
+    fn grants_say_which_namespaces_a_client_may_write() {
+        let any = IngestGrant::anywhere("fluent-bit");
+        assert!(any.allows("prod") && any.allows("") && any.writes_anything());
+        let dev = IngestGrant::only("shipper", &["dev".to_owned(), "team-*".to_owned()]);
+        assert!(dev.allows("dev") && dev.allows("team-pay"));
+        assert!(!dev.allows("prod") && !dev.allows("") && !dev.allows("development"));
+        let none = IngestGrant::only("reader", &[]);
+        assert!(!none.writes_anything() && !none.allows("dev"));
     }
 }

@@ -109,6 +109,18 @@ struct User {
     /// May read `/metrics` without being an admin.
     #[serde(default)]
     metrics: bool,
+    /// Namespaces (globs) the user's token may write through `_bulk` and OTLP; admins may
+    /// write anywhere, everyone else nowhere unless listed here.
+    #[serde(default)]
+    ingest: Vec<String>,
+}
+
+/// What a token may write through the ingest endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestRights {
+    pub name: String,
+    /// Namespace globs; `None`: any (an admin).
+    pub namespaces: Option<Vec<String>>,
 }
 
 fn any() -> Vec<String> {
@@ -151,10 +163,10 @@ impl Users {
             if u.token.len() < 16 {
                 return Err(format!("{at}: token is shorter than 16 characters"));
             }
-            // A scraper's user (`metrics: true`) may read no records at all.
-            if !u.admin && !u.metrics && u.namespaces.is_empty() {
+            // A scraper's or a shipper's user may read no records at all.
+            if !u.admin && !u.metrics && u.ingest.is_empty() && u.namespaces.is_empty() {
                 return Err(format!(
-                    "{at}: a user who is not admin needs namespaces (use [\"*\"] for all) or metrics: true"
+                    "{at}: a user who is not admin needs namespaces (use [\"*\"] for all), metrics: true or ingest"
                 ));
             }
         }
@@ -175,20 +187,35 @@ impl Authenticator for Users {
         let token = bearer.ok_or_else(|| {
             QueryError::Unauthorized("send Authorization: Bearer <token>".to_owned())
         })?;
-        // Every user is compared, in constant time, so timing tells nothing about the tokens.
-        let mut found = None;
-        for u in &self.users {
-            if bool::from(u.token.as_bytes().ct_eq(token.as_bytes())) {
-                found = Some(u);
-            }
-        }
-        let user = found.ok_or_else(|| QueryError::Unauthorized("unknown token".to_owned()))?;
+        let user =
+            self.user(token).ok_or_else(|| QueryError::Unauthorized("unknown token".to_owned()))?;
         let scope = if user.admin {
             Scope::All
         } else {
             Scope::Only { clusters: user.clusters.clone(), namespaces: user.namespaces.clone() }
         };
         Ok(Principal { name: user.name.clone(), scope, metrics: user.admin || user.metrics })
+    }
+}
+
+impl Users {
+    /// The user whose token `token` is. Every user is compared, in constant time, so timing
+    /// tells nothing about the tokens.
+    fn user(&self, token: &str) -> Option<&User> {
+        let mut found = None;
+        for u in &self.users {
+            if bool::from(u.token.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(u);
+            }
+        }
+        found
+    }
+
+    /// What `token` may write; `None` for an unknown token.
+    pub fn ingest_rights(&self, token: &str) -> Option<IngestRights> {
+        let user = self.user(token)?;
+        let namespaces = (!user.admin).then(|| user.ingest.clone());
+        Some(IngestRights { name: user.name.clone(), namespaces })
     }
 }
 
@@ -217,6 +244,9 @@ users:
   - name: prometheus
     token: prom-token-0123456789
     metrics: true
+  - name: shipper
+    token: ship-token-0123456789
+    ingest: [dev]
 "#;
 
     #[test]
@@ -276,5 +306,15 @@ users:
             Scope::Only { clusters: vec!["*".into()], namespaces: vec![] }
         );
         assert!(Open.authenticate(None).unwrap().metrics, "no users: the API is open");
+    }
+
+    #[test]
+    fn ingest_rights_are_admins_anywhere_and_listed_namespaces_for_others() {
+        let users = Users::parse(FILE).unwrap();
+        let rights = |token| users.ingest_rights(token).map(|r| r.namespaces);
+        assert_eq!(rights("ops-token-0123456789"), Some(None));
+        assert_eq!(rights("ship-token-0123456789"), Some(Some(vec!["dev".to_owned()])));
+        assert_eq!(rights("dev-token-0123456789"), Some(Some(vec![])), "readers do not write");
+        assert_eq!(rights("no-such-token-0123456789"), None);
     }
 }

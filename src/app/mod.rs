@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 pub(crate) use flags::CollectorArgs;
-use sluice_collector::auth::{AgentTokens, TlsFiles};
+use sluice_collector::auth::{AgentTokens, IngestAuthenticator, IngestGrant, TlsFiles};
 use sluice_collector::enrich::{self, PodCache};
 use sluice_collector::runner::{Cursors, Feed, spawn_sinks};
 use sluice_collector::sources::http::ClientIngest;
@@ -123,7 +123,14 @@ pub(crate) async fn run_collector(
         })
         .collect();
 
-    let clients = ClientIngest { wal: wal.clone(), tokens: access.tokens.clone() };
+    // With agent tokens, they admit clients; else with users, their tokens do (what each may
+    // write); with neither, the ingest endpoints are as open as the search API.
+    let ingest_auth: Option<Arc<dyn IngestAuthenticator>> = match (&access.tokens, &users) {
+        (Some(tokens), _) => Some(Arc::new(tokens.clone())),
+        (None, Some(users)) => Some(Arc::new(UsersIngest(users.clone()))),
+        (None, None) => None,
+    };
+    let clients = ClientIngest { wal: wal.clone(), auth: ingest_auth };
     let agents = sources::agent::router(wal, access.tls.as_ref(), access.tokens)?;
     let grpc_task =
         tokio::spawn(sources::serve_grpc(agents, listeners.grpc, stopped(stop_rx.clone())));
@@ -169,6 +176,20 @@ pub(crate) async fn run_collector(
     grpc_result.context("gRPC server task failed")?.context("gRPC server")?;
     http_result.context("HTTP server task failed")?.context("HTTP server")?;
     Ok(())
+}
+
+/// The users file as the ingest endpoints' authentication: admins write anywhere, other users
+/// the namespaces of their `ingest:` list.
+struct UsersIngest(Users);
+
+impl IngestAuthenticator for UsersIngest {
+    fn grant(&self, token: &str) -> Result<IngestGrant, &'static str> {
+        let rights = self.0.ingest_rights(token).ok_or("unknown token")?;
+        Ok(match rights.namespaces {
+            None => IngestGrant::anywhere(&rights.name),
+            Some(namespaces) => IngestGrant::only(&rights.name, &namespaces),
+        })
+    }
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {

@@ -64,8 +64,8 @@ async fn bulk(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let client = match state.authenticate(&headers, "_bulk") {
-        Ok(name) => name,
+    let grant = match state.authenticate(&headers, "_bulk") {
+        Ok(grant) => grant,
         Err((status, reason)) => return request_error(status, "security_exception", reason),
     };
     let bytes = match decoded_body(&headers, &body) {
@@ -87,6 +87,18 @@ async fn bulk(
             return request_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason);
         }
     };
+    for item in &mut items {
+        if let Item::Accepted { action, index, record } = item
+            && !grant.allows(&record.namespace)
+        {
+            metrics::counter!("sluice_collector_unauthorized_writes_total").increment(1);
+            let reason =
+                format!("{} may not write to namespace {:?}", grant.client, record.namespace);
+            let (action, index) = (std::mem::take(action), std::mem::take(index));
+            *item =
+                Item::Refused { action, index, status: 403, kind: "security_exception", reason };
+        }
+    }
     let mut records = Vec::new();
     for item in &mut items {
         if let Item::Accepted { record, .. } = item {
@@ -94,7 +106,7 @@ async fn bulk(
             records.push(*std::mem::take(record));
         }
     }
-    let ids = match state.append(&client, records).await {
+    let ids = match state.append(&grant.client, records).await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::error!(error = %e, "cannot persist a _bulk request");

@@ -11,7 +11,7 @@ use sluice_proto::{LogRecord, RecordId};
 use super::append::Batch;
 use super::{bulk, otlp};
 use crate::CollectorError;
-use crate::auth::AgentTokens;
+use crate::auth::{IngestAuthenticator, IngestGrant, http_token};
 use crate::wal::Wal;
 
 /// Largest request body taken (before decompression); as large as an agent's batch may be.
@@ -92,21 +92,30 @@ pub fn check_documents(count: usize) -> Result<(), BodyError> {
 #[derive(Clone)]
 pub struct ClientIngest {
     pub wal: Arc<Wal>,
-    /// When set, clients must present one of these tokens.
-    pub tokens: Option<AgentTokens>,
+    /// When set, clients must present a token it grants; when not, anyone may write anything.
+    pub auth: Option<Arc<dyn IngestAuthenticator>>,
 }
 
 impl ClientIngest {
-    /// The client's name, or why it is refused (a 401).
+    /// What the client may write, or why it is refused: 401 without a known token, 403 for a
+    /// token that may write nothing.
     pub fn authenticate(
         &self,
         headers: &HeaderMap,
         what: &str,
-    ) -> Result<String, (StatusCode, String)> {
-        let Some(tokens) = &self.tokens else { return Ok("anonymous".to_owned()) };
+    ) -> Result<IngestGrant, (StatusCode, String)> {
+        let Some(auth) = &self.auth else { return Ok(IngestGrant::anywhere("anonymous")) };
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        match tokens.http_client(authorization) {
-            Ok(name) => Ok(name.to_owned()),
+        match http_token(authorization).and_then(|token| auth.grant(&token)) {
+            Ok(grant) if grant.writes_anything() => Ok(grant),
+            Ok(grant) => {
+                metrics::counter!("sluice_collector_unauthorized_writes_total").increment(1);
+                tracing::warn!(client = %grant.client, what, "refused a client that may write nothing");
+                Err((
+                    StatusCode::FORBIDDEN,
+                    format!("{} may not write: its user has no ingest namespaces", grant.client),
+                ))
+            }
             Err(reason) => {
                 metrics::counter!("sluice_collector_unauthenticated_total").increment(1);
                 tracing::warn!(reason, what, "refused an HTTP client");

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
@@ -29,6 +29,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use super::http::{ClientIngest, check_documents, decoded_body};
 use super::now_ns;
+use crate::auth::IngestGrant;
 
 /// Largest OTLP/gRPC request taken.
 const MAX_REQUEST_BYTES: usize = 64 << 20;
@@ -45,9 +46,14 @@ pub fn grpc_router(state: ClientIngest) -> tonic::transport::server::Router {
         {
             headers.insert(header::AUTHORIZATION, v);
         }
-        check
-            .authenticate(&headers, "OTLP/gRPC")
-            .map_err(|(_, reason)| tonic::Status::unauthenticated(reason))?;
+        let grant =
+            check.authenticate(&headers, "OTLP/gRPC").map_err(|(status, reason)| match status {
+                StatusCode::FORBIDDEN => tonic::Status::permission_denied(reason),
+                _ => tonic::Status::unauthenticated(reason),
+            })?;
+        // The handler finds what the client may write beside the request.
+        let mut request = request;
+        request.extensions_mut().insert(grant);
         Ok(request)
     };
     let service = LogsServiceServer::new(OtlpGrpc { state })
@@ -61,9 +67,10 @@ pub(crate) fn routes() -> axum::Router<ClientIngest> {
 }
 
 async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err((status, reason)) = state.authenticate(&headers, "OTLP/HTTP") {
-        return (status, reason).into_response();
-    }
+    let grant = match state.authenticate(&headers, "OTLP/HTTP") {
+        Ok(grant) => grant,
+        Err((status, reason)) => return (status, reason).into_response(),
+    };
     let content_type =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.starts_with("application/x-protobuf") {
@@ -91,11 +98,9 @@ async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: 
     if let Err(e) = check_documents(records.len()) {
         return (e.status, e.reason).into_response();
     }
-    match state.append("otlp-http", records).await {
-        Ok(_) => (
-            [(header::CONTENT_TYPE, "application/x-protobuf")],
-            ExportLogsServiceResponse::default().encode_to_vec(),
-        )
+    let (records, answer) = permitted(records, &grant);
+    match state.append(&grant.client, records).await {
+        Ok(_) => ([(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec())
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot persist an OTLP request");
@@ -117,13 +122,41 @@ impl LogsService for OtlpGrpc {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        // Authenticated by the interceptor of `grpc_router`.
+        // Authenticated by the interceptor of `grpc_router`, which left the grant here.
+        let grant =
+            request.extensions().get::<IngestGrant>().cloned().ok_or_else(|| {
+                tonic::Status::unauthenticated("no grant: not served by grpc_router")
+            })?;
+        let (records, answer) = permitted(to_records(request.into_inner()), &grant);
         self.state
-            .append("otlp-grpc", to_records(request.into_inner()))
+            .append(&grant.client, records)
             .await
             .map_err(|e| tonic::Status::unavailable(format!("cannot persist the request: {e}")))?;
-        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+        Ok(tonic::Response::new(answer))
     }
+}
+
+/// The records `grant` may write, and the answer that reports the others as rejected (OTLP's
+/// partial success: the exporter logs them and does not retry).
+fn permitted(
+    records: Vec<sluice_proto::LogRecord>,
+    grant: &IngestGrant,
+) -> (Vec<sluice_proto::LogRecord>, ExportLogsServiceResponse) {
+    let (kept, refused): (Vec<_>, Vec<_>) =
+        records.into_iter().partition(|r| grant.allows(&r.namespace));
+    let mut answer = ExportLogsServiceResponse::default();
+    if let Some(first) = refused.first() {
+        metrics::counter!("sluice_collector_unauthorized_writes_total")
+            .increment(refused.len() as u64);
+        answer.partial_success = Some(ExportLogsPartialSuccess {
+            rejected_log_records: refused.len() as i64,
+            error_message: format!(
+                "{} may not write to namespace {:?}",
+                grant.client, first.namespace
+            ),
+        });
+    }
+    (kept, answer)
 }
 
 fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
