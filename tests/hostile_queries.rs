@@ -95,6 +95,23 @@ fn hostile_queries_get_a_clear_400_and_the_pipeline_keeps_moving() {
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("buckets"), "{body}");
 
+    // Metadata counts only what the caller may read (item 6): no partition counts or sizes
+    // for a scoped token, and an open histogram range closes at its own first and last
+    // record, not at prod's.
+    let (_, body) = get(&base, "/api/v1/search", DEV_TOKEN, &[("q", ""), ("limit", "1")]);
+    assert!(
+        body["touched"].get("partitions").is_none() && body["touched"].get("bytes").is_none(),
+        "{body}"
+    );
+    let (_, body) = get(&base, "/api/v1/search", ADMIN_TOKEN, &[("q", ""), ("limit", "1")]);
+    assert_eq!(body["touched"]["partitions"], 1, "{body}");
+    let (_, dev) = get(&base, "/api/v1/histogram", DEV_TOKEN, &[("q", "")]);
+    let (_, all) = get(&base, "/api/v1/histogram", ADMIN_TOKEN, &[("q", "")]);
+    let (dev_start, all_start) = (dev["start"].as_str().unwrap(), all["start"].as_str().unwrap());
+    assert!(dev_start > "2026-11-30T10:40", "dev's range starts at dev's data: {dev_start}");
+    assert!(all_start < "2026-11-30T10:01", "{all_start}");
+    assert_eq!(dev["total"], 200);
+
     // `/metrics` names every tailed file and counts every namespace: not for a dev token.
     let metrics = |token: Option<&str>| {
         let mut request = reqwest::blocking::Client::new().get(format!("{base}/metrics"));

@@ -30,19 +30,28 @@ pub struct Scan {
 }
 
 /// Refuses an unselective `expr` whose `scan` is larger than `budget_bytes`, unless `force`.
+/// The sizes are said only when `reveal` (the caller may read everything): they count every
+/// namespace's records.
 pub fn check(
     expr: Option<&Expr>,
     scan: Scan,
     budget_bytes: Option<u64>,
     force: bool,
+    reveal: bool,
 ) -> Result<(), QueryError> {
     let Some(budget) = budget_bytes else { return Ok(()) };
     if force || !is_unselective(expr) || scan.bytes <= budget {
         return Ok(());
     }
+    let what = match reveal {
+        true => format!(
+            "all {} partitions in its range ({} bytes), above the budget of {budget} bytes",
+            scan.partitions, scan.bytes
+        ),
+        false => "every record in its range, more than the scan budget allows".to_owned(),
+    };
     Err(QueryError::Budget(format!(
-        "this query has no word or field value to look up, so it would read all {} partitions in its range ({} bytes), above the budget of {budget} bytes; narrow the time range, add a word or field:value, or pass force=true",
-        scan.partitions, scan.bytes
+        "this query has no word or field value to look up, so it would read {what}; narrow the time range, add a word or field:value, or pass force=true"
     )))
 }
 
@@ -74,12 +83,14 @@ mod tests {
     fn unselective_scans_beyond_the_budget_are_refused_unless_forced() {
         let scan = Scan { partitions: 2, bytes: 10 };
         assert!(
-            matches!(check(None, scan, Some(1), false), Err(QueryError::Budget(m)) if m.contains("force=true") && m.contains("2 partitions"))
+            matches!(check(None, scan, Some(1), false, true), Err(QueryError::Budget(m)) if m.contains("force=true") && m.contains("2 partitions"))
         );
-        assert!(check(None, scan, Some(1), true).is_ok());
-        assert!(check(None, scan, None, false).is_ok());
-        assert!(check(None, scan, Some(10), false).is_ok());
+        let hidden = check(None, scan, Some(1), false, false).unwrap_err().to_string();
+        assert!(hidden.contains("force=true") && !hidden.contains('2'), "{hidden}");
+        assert!(check(None, scan, Some(1), true, true).is_ok());
+        assert!(check(None, scan, None, false, true).is_ok());
+        assert!(check(None, scan, Some(10), false, true).is_ok());
         let word = parse("a", |_| false).unwrap();
-        assert!(check(word.as_ref(), scan, Some(1), false).is_ok());
+        assert!(check(word.as_ref(), scan, Some(1), false, true).is_ok());
     }
 }

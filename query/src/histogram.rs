@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::QueryError;
 use crate::access::Scope;
-use crate::collect::{BucketCounts, Buckets, merge_buckets};
+use crate::collect::{BucketCounts, Buckets, Order, merge_buckets};
 use crate::schema::LogSchema;
 use crate::search::Touched;
 use crate::store::Store;
@@ -117,11 +117,22 @@ impl Store {
         let prepared =
             self.prepare(&request.query, request.start_ns, request.end_ns, &request.scope)?;
         prepared.check_budget(self.query_budget(), request.force)?;
-        // An open end is closed at the data's own first or last record.
-        let stats = self.partition_stats();
-        let data = prepared.partitions.iter().filter_map(|(k, _)| stats.get(k));
-        let (data_min, data_max) =
-            data.fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.min_ts), hi.max(s.max_ts)));
+        // An open end is closed at the data's own first or last record: from the partitions'
+        // statistics for a caller who may read everything, else from the caller's own first
+        // and last match, so nothing of another namespace's data shows in the range.
+        let (data_min, data_max) = if request.start_ns.is_some() && request.end_ns.is_some() {
+            (i64::MAX, i64::MIN)
+        } else if prepared.scoped {
+            let edge = |order| -> Result<Option<i64>, QueryError> {
+                let (hits, _) = self.top(&prepared, 1, order, None, false)?;
+                Ok(hits.first().map(|(key, _)| key.0))
+            };
+            (edge(Order::Oldest)?.unwrap_or(i64::MAX), edge(Order::Newest)?.unwrap_or(i64::MIN))
+        } else {
+            let stats = self.partition_stats();
+            let data = prepared.partitions.iter().filter_map(|(k, _)| stats.get(k));
+            data.fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s.min_ts), hi.max(s.max_ts)))
+        };
         let start = request.start_ns.unwrap_or(data_min);
         let end = request.end_ns.unwrap_or(data_max.saturating_add(1));
         let empty = |interval_ns: i64| HistogramResponse {
@@ -254,5 +265,28 @@ mod tests {
             store.histogram(&tiny),
             Err(QueryError::Parameter { name: "interval", .. })
         ));
+    }
+
+    #[test]
+    fn a_scoped_open_range_closes_at_the_callers_own_data() {
+        use crate::access::Scope;
+        use crate::testing::{rec, store};
+        const DAY: i64 = 86_400 * S;
+        let (_dir, store, _w) = store(&[
+            rec(1, 0, 2 * DAY, "prod", "p", "INFO early prod"),
+            rec(2, 0, 9 * DAY, "dev", "d", "INFO dev"),
+            rec(1, 1, 20 * DAY, "prod", "p", "INFO late prod"),
+        ]);
+        let scope = Scope::Only { clusters: vec!["*".into()], namespaces: vec!["dev".into()] };
+        let request = HistogramRequest { scope, ..HistogramRequest::new("") };
+        let response = store.histogram(&request).unwrap();
+        assert_eq!(response.total, 1);
+        let (start, end) = (response.start.unwrap(), response.end.unwrap());
+        assert!(start.starts_with("1970-01-10"), "from dev's record, not prod's: {start}");
+        assert!(end.starts_with("1970-01-10"), "{end}");
+        assert_eq!(response.touched.partitions, None, "partition counts are left out");
+        let all = store.histogram(&HistogramRequest::new("")).unwrap();
+        assert!(all.start.unwrap().starts_with("1970-01-03"));
+        assert_eq!(all.touched.partitions, Some(3));
     }
 }

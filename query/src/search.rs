@@ -134,9 +134,12 @@ pub struct Touched {
     /// absent until the index first caught up with its WAL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<String>,
-    /// Day partitions searched, and their size on disk.
-    pub partitions: usize,
-    pub bytes: u64,
+    /// Day partitions searched, and their size on disk; left out for a caller whose scope is
+    /// narrower than everything, as they count other namespaces' records too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 /// A query ready to run: the user's query, the time range and the caller's scope in one
@@ -147,15 +150,19 @@ pub struct Prepared {
     pub expr: Option<Expr>,
     /// Partition key (day) and its searcher, newest first.
     pub partitions: Vec<(String, Searcher)>,
+    /// What the partitions hold, whoever's records they are: for the budget only.
+    pub scan: Scan,
+    /// What the caller is told of the request.
     pub touched: Touched,
+    /// Whether the caller's scope is narrower than everything.
+    pub scoped: bool,
 }
 
 impl Prepared {
     /// Refuses an unselective query whose partitions hold more than `budget_bytes`, unless
     /// `force` (see [`crate::budget`]).
     pub fn check_budget(&self, budget_bytes: Option<u64>, force: bool) -> Result<(), QueryError> {
-        let scan = Scan { partitions: self.touched.partitions, bytes: self.touched.bytes };
-        budget::check(self.expr.as_ref(), scan, budget_bytes, force)
+        budget::check(self.expr.as_ref(), self.scan, budget_bytes, force, !self.scoped)
     }
 
     /// Narrows the query further (the caller's scope stays in it).
@@ -195,12 +202,17 @@ impl Store {
             .map(|p| (p.key.clone(), p.searcher()))
             .collect();
         let stats = self.partition_stats();
-        let touched = Touched {
-            watermark: self.complete_until().map(format_ts),
+        let scan = Scan {
             partitions: partitions.len(),
             bytes: partitions.iter().filter_map(|(k, _)| stats.get(k)).map(|s| s.bytes).sum(),
         };
-        Ok(Prepared { query, expr, partitions, touched })
+        let scoped = *scope != Scope::All;
+        let touched = Touched {
+            watermark: self.complete_until().map(format_ts),
+            partitions: (!scoped).then_some(scan.partitions),
+            bytes: (!scoped).then_some(scan.bytes),
+        };
+        Ok(Prepared { query, expr, partitions, scan, touched, scoped })
     }
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResponse, QueryError> {
@@ -565,8 +577,8 @@ mod tests {
         assert_eq!(messages(&response), ["WARN slow db", "ERROR 支付超时 db timeout"]);
         assert_eq!(response.hits[0].highlights, [[10, 12]]);
         assert_eq!(response.hits[1].highlights, [[6, 8], [11, 13]]);
-        assert_eq!(response.touched.partitions, 1);
-        assert!(response.touched.bytes > 0);
+        assert_eq!(response.touched.partitions, Some(1));
+        assert!(response.touched.bytes.unwrap() > 0);
     }
 
     #[test]
