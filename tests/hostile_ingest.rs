@@ -153,3 +153,26 @@ fn compressed_bodies_are_taken_and_bombs_refused_within_bounded_memory() {
     });
     assert!(up.is_running());
 }
+
+/// A sink that cannot make progress shows it (issue 31, item 2): with Kafka at a port where
+/// no broker listens, its sink never opens; its lag grows with what the WAL holds for it,
+/// where it used to say nothing (or its last value), and the local index is not held up.
+#[test]
+fn a_sink_that_cannot_open_shows_a_growing_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "line one\nline two\n").unwrap();
+    let closed = format!("127.0.0.1:{}", free_port());
+    let (mut up, base) = start_up_with(
+        &dir.path().join("data"),
+        &[log.display().to_string()],
+        &["--kafka".as_ref(), closed.as_ref(), "--no-pod-metadata".as_ref()],
+    );
+    wait_until(Duration::from_secs(20), "the index has both lines", || total(&base, "line") == 2);
+    let lag = |sink: &str| metric(&base, &format!("sluice_sink_lag_bytes{{sink=\"{sink}\"}}"));
+    wait_until(Duration::from_secs(10), "the stuck sink's lag is reported", || lag("kafka") > 0.0);
+    let before = lag("kafka");
+    append(&log, &"more\n".repeat(100));
+    wait_until(Duration::from_secs(10), "its lag grows with the WAL", || lag("kafka") > before);
+    assert!(up.is_running());
+}

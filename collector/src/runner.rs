@@ -98,6 +98,9 @@ pub async fn run_sink(
 ) {
     let Feed { wal, cursors, pods } = feed;
     let name = sink.name().to_owned();
+    // Reported beside the loop: a sink stuck opening or retrying one frame shows a growing lag,
+    // not the last value the loop set (a wedged index sink once showed 0 while nothing moved).
+    tokio::spawn(report_lag(name.clone(), wal.clone(), cursors.clone(), stop.clone()));
     let Some(resume) = open_with_retry(sink.as_mut(), &mut stop).await else { return };
     if let Some(pods) = &pods
         && !pods.wait_listed(POD_LIST_WAIT).await
@@ -197,6 +200,29 @@ pub async fn run_sink(
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
+        }
+    }
+}
+
+/// How often a sink's lag is reported while its loop may be stuck.
+const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Sets `sluice_sink_lag_bytes{sink}` — the WAL's end minus the sink's durable position —
+/// every [`LAG_REPORT_INTERVAL`] until `stop`.
+async fn report_lag(
+    name: String,
+    wal: Arc<Wal>,
+    cursors: Arc<Cursors>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if let Some(durable) = cursors.get(&name) {
+            metrics::gauge!("sluice_sink_lag_bytes", "sink" => name.clone())
+                .set(wal.end().saturating_sub(durable) as f64);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LAG_REPORT_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
