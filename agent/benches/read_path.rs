@@ -6,8 +6,8 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_agent::cri::{self, Assembler, SecondCache};
-use sluice_agent::level;
 use sluice_agent::line_reader::LineSplitter;
+use sluice_proto::level;
 
 const CAP: usize = 256 << 10;
 

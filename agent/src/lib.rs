@@ -13,7 +13,7 @@
 //! - [`config`]: `agent.yaml`, checked.
 //! - [`tailer`]: discovery by glob and reading, with [`line_reader`] (lines with offsets and a
 //!   length cap), [`cri`] (CRI parsing and `P`/`F` merging), [`docker`] (Docker's json-file lines), [`decode`] (bytes to text, with
-//!   flags), [`level`] (level detection), [`kube_path`] (pod identity from the path) and
+//!   flags), level detection (`sluice_proto::level::detect`), [`kube_path`] (pod identity from the path) and
 //!   [`fingerprint`] (file identity).
 //! - [`chunk`]: the records of one read, encoded as they are made, as the spool stores them.
 //! - [`multiline`]: joining stack traces and other multi-line events into one record.
@@ -36,7 +36,6 @@ pub mod explain;
 pub mod fingerprint;
 pub mod http;
 pub mod kube_path;
-pub mod level;
 pub mod line_reader;
 pub mod multiline;
 pub mod redact;

@@ -8,7 +8,8 @@
 //! - `proto/sluice/v1/ingest.proto`: the protocol itself; Rust types are generated from it.
 //! - [`id`]: the stable record id that makes delivery exactly-once where it can be.
 //! - [`flags`]: the bits a record carries when the agent had to alter it.
-//! - [`level`]: the canonical level names, shared by detection and filtering.
+//! - [`level`]: the canonical level names, and finding one in a line's first words (the
+//!   agent for every line, the collector for OTLP and `_bulk` records that carry none).
 //! - [`time`]: the window of record times the pipeline keeps.
 //! - [`block`]: record blocks, the compressed form in which agents send records.
 //! - [`frame`]: checksummed frames, as the collector's WAL and the agent's spool store them.

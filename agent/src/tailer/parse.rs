@@ -12,9 +12,9 @@ use crate::chunk::{Chunk, Record};
 use crate::cri::{self, Assembler, CriLine, Merged, SecondCache};
 use crate::decode::decode;
 use crate::docker;
-use crate::level;
 use crate::line_reader::Line;
 use crate::multiline::Joiner;
+use sluice_proto::level;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Format {

@@ -270,9 +270,10 @@ pub(crate) fn to_record(index: &str, doc: Map<String, Value>) -> LogRecord {
         Some(m) => m.trim_end_matches(['\n', '\r']).to_owned(),
         None => Value::Object(doc.clone()).to_string(),
     };
+    // A document without a level field gets the level the agent would find in its line.
     let level = text_at(&doc, &[&["level"], &["log.level"], &["log", "level"], &["severity"]])
-        .or_else(|| message.split_whitespace().next())
         .and_then(sluice_proto::level::canonical)
+        .or_else(|| sluice_proto::level::detect(&message))
         .unwrap_or_default()
         .to_owned();
     let stream = match text_at(&doc, &[&["stream"]]) {
@@ -319,7 +320,7 @@ mod tests {
             "\n",
             r#"{"index":{}}"#,
             "\n",
-            r#"{"time":1796032800,"message":"plain","namespace":"dev"}"#,
+            r#"{"time":1796032800,"message":"10:00:00 [warn] plain","namespace":"dev"}"#,
             "\n",
             r#"{"index":{}}"#,
             "\n",
@@ -349,6 +350,7 @@ mod tests {
         assert_eq!((record.level.as_str(), record.stream), ("error", Stream::Stderr as i32));
         let Item::Accepted { index, record, .. } = &items[1] else { panic!() };
         assert_eq!((index.as_str(), record.namespace.as_str()), ("fallback", "dev"));
+        assert_eq!(record.level, "warn", "found in the line, as the agent finds it");
         assert_eq!(record.timestamp_ns, 1_796_032_800_000_000_000);
         assert!(matches!(
             &items[2],

@@ -196,16 +196,16 @@ fn text(value: &AnyValue) -> String {
 }
 
 /// The level of a severity number (OTLP's ranges of four).
-fn level_of(number: i32) -> &'static str {
-    match number {
+fn level_of(number: i32) -> Option<&'static str> {
+    Some(match number {
         1..=4 => "trace",
         5..=8 => "debug",
         9..=12 => "info",
         13..=16 => "warn",
         17..=20 => "error",
         21..=24 => "fatal",
-        _ => "",
-    }
+        _ => return None,
+    })
 }
 
 pub fn to_records(request: ExportLogsServiceRequest) -> Vec<LogRecord> {
@@ -235,8 +235,13 @@ pub fn to_records(request: ExportLogsServiceRequest) -> Vec<LogRecord> {
                     .filter_map(|t| i64::try_from(t).ok())
                     .find(|&t| t > 0 && sluice_proto::time::in_window(t))
                     .unwrap_or(now);
+                let message = r.body.as_ref().map(text).unwrap_or_default();
+                // A record without a severity (the filelog receiver's, unparsed) gets the
+                // level the agent would find in its line.
                 let level = sluice_proto::level::canonical(&r.severity_text)
-                    .unwrap_or_else(|| level_of(r.severity_number))
+                    .or_else(|| level_of(r.severity_number))
+                    .or_else(|| sluice_proto::level::detect(&message))
+                    .unwrap_or_default()
                     .to_owned();
                 out.push(LogRecord {
                     source,
@@ -254,7 +259,7 @@ pub fn to_records(request: ExportLogsServiceRequest) -> Vec<LogRecord> {
                     } else {
                         format!("otlp/{service}")
                     },
-                    message: r.body.as_ref().map(text).unwrap_or_default(),
+                    message,
                     ..LogRecord::default()
                 });
             }
@@ -336,6 +341,30 @@ mod tests {
             ("warn", "{a: b}", 5)
         );
         assert_eq!(records[0].source, records[1].source);
+    }
+
+    #[test]
+    fn a_record_without_severity_gets_the_level_of_its_line() {
+        let record = |body: &str, severity_number| OtlpRecord {
+            severity_number,
+            body: Some(AnyValue { value: Some(Any::StringValue(body.into())) }),
+            ..OtlpRecord::default()
+        };
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![
+                        record("2026-12-04 10:00:00 ERROR pay timeout", 0),
+                        record("ERROR in the text of an INFO record", 9),
+                        record("connection error, retrying", 0),
+                    ],
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        };
+        let levels: Vec<_> = to_records(request).into_iter().map(|r| r.level).collect();
+        assert_eq!(levels, ["error", "info", ""]);
     }
 
     proptest::proptest! {

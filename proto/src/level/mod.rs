@@ -1,5 +1,9 @@
 //! Log levels: one spelling for each, shared by the agent that detects them and the query
-//! layer that filters on them.
+//! layer that filters on them, and finding one in a line ([`detect`]).
+
+mod detect;
+
+pub use detect::detect;
 
 /// The canonical level names, least to most severe.
 pub const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];

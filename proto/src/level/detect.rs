@@ -4,7 +4,7 @@
 //! Only the first words are looked at, and lower-case words only in brackets or `level=`,
 //! so "connection error" in the text of an INFO line is not taken for a level.
 
-use sluice_proto::level::canonical_bytes;
+use super::canonical_bytes;
 
 const WORDS_LOOKED_AT: usize = 8;
 
@@ -94,7 +94,7 @@ fn trim(mut word: &[u8], strip: impl Fn(u8) -> bool) -> &[u8] {
 mod tests {
     use proptest::prelude::*;
 
-    use sluice_proto::level::canonical;
+    use super::super::canonical;
 
     use super::*;
 
