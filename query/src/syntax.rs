@@ -28,6 +28,12 @@ use crate::QueryError;
 /// took the process down. Real queries nest a handful deep.
 pub const MAX_NESTING: usize = 64;
 
+/// The longest query accepted, in bytes. Pasted lines and lists of ids fit; it also keeps any
+/// query sendable by `GET`: percent-encoded, it stays under the 64 KiB an HTTP/1 request line
+/// may hold in hyper, which refuses longer ones with a bare 414 before the API sees them (the
+/// `POST` form of the API takes longer queries to this check instead).
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
@@ -77,6 +83,12 @@ enum Tok {
 ///
 /// `is_field` tells which `name:` prefixes are fields; any other is part of the text.
 pub fn parse(input: &str, is_field: impl Fn(&str) -> bool) -> Result<Option<Expr>, QueryError> {
+    if input.len() > MAX_QUERY_BYTES {
+        return Err(syntax(format!(
+            "the query is {} bytes long; at most {MAX_QUERY_BYTES} are accepted",
+            input.len()
+        )));
+    }
     let tokens = lex(input, &is_field)?;
     if tokens.is_empty() {
         return Ok(None);
@@ -483,7 +495,16 @@ mod tests {
             + "x"
             + &")".repeat(MAX_NESTING / 2);
         assert!(parse(&deepest, fields).unwrap().is_some(), "the limit itself parses");
-        let siblings = vec!["(NOT a)"; 5_000].join(" OR ");
+        let siblings = vec!["(NOT a)"; 1_400].join(" OR ");
         assert!(parse(&siblings, fields).is_ok(), "width is not depth");
+    }
+
+    #[test]
+    fn length_is_bounded_with_an_error_that_names_the_limit() {
+        let fields = |_: &str| false;
+        let longest = "订单 ".repeat(MAX_QUERY_BYTES / "订单 ".len());
+        assert!(parse(&longest, fields).unwrap().is_some(), "the limit itself parses");
+        let err = parse(&"x".repeat(100_000), fields).unwrap_err().to_string();
+        assert!(err.contains(&format!("100000 bytes long; at most {MAX_QUERY_BYTES}")), "{err}");
     }
 }

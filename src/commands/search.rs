@@ -232,7 +232,8 @@ async fn remote(
     token: Option<&str>,
     params: &[(&str, String)],
 ) -> anyhow::Result<SearchResponse> {
-    let mut request = reqwest::Client::new().get(url).query(params);
+    // A form POST, not a GET: a pasted query may not fit a URL.
+    let mut request = reqwest::Client::new().post(url).form(params);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }

@@ -1,9 +1,11 @@
 //! The HTTP API: `/api/v1/{search,histogram,facets,context,tail,export}`, `/healthz`,
 //! `/metrics`, and the search page at `/`.
 //!
-//! Each handler authenticates the caller (`Authorization: Bearer <token>`), turns its query
-//! string into a request carrying the caller's [`Scope`], and runs it in the store; the scope
-//! is applied there, in the one place every query is built.
+//! Each handler authenticates the caller (`Authorization: Bearer <token>`), turns its
+//! parameters into a request carrying the caller's [`Scope`], and runs it in the store; the
+//! scope is applied there, in the one place every query is built. Every query path takes its
+//! parameters from the query string (`GET`) or, with the same names, from a JSON or form body
+//! (`POST`), as Elasticsearch's `_search` does, for queries too long for a URL.
 
 mod export;
 mod tail;
@@ -12,9 +14,9 @@ mod web;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -42,35 +44,63 @@ pub struct ApiState {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/api/v1/search", get(search))
-        .route("/api/v1/histogram", get(histogram))
-        .route("/api/v1/facets", get(facets))
-        .route("/api/v1/context", get(context))
-        .route("/api/v1/tail", get(tail::tail))
-        .route("/api/v1/export", get(export::export))
+        .route("/api/v1/search", get(search).post(search))
+        .route("/api/v1/histogram", get(histogram).post(histogram))
+        .route("/api/v1/facets", get(facets).post(facets))
+        .route("/api/v1/context", get(context).post(context))
+        .route("/api/v1/tail", get(tail::tail).post(tail::tail))
+        .route("/api/v1/export", get(export::export).post(export::export))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(web::routes())
         .with_state(state)
 }
 
-/// A handler's query-string parameters: a malformed or unknown one is a 400 in the API's
-/// `{"error": …}` shape, where axum's own extractor answers plain text.
+/// A handler's parameters: the query string of a `GET`, the JSON (`application/json`) or form
+/// (`application/x-www-form-urlencoded`) body of a `POST`. A malformed or unknown one is a 400
+/// in the API's `{"error": …}` shape, where axum's own extractors answer plain text.
 pub struct Params<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Params<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match Query::<T>::try_from_uri(&parts.uri) {
-            Ok(Query(params)) => Ok(Params(params)),
-            Err(rejection) => Err(QueryError::Parameter {
-                name: "in the query string",
-                reason: rejection.body_text(),
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if request.method() != Method::POST {
+            return match Query::<T>::try_from_uri(request.uri()) {
+                Ok(Query(params)) => Ok(Params(params)),
+                Err(rejection) => Err(parameter("in the query string", rejection.body_text())),
+            };
+        }
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("application/json") {
+            match Json::<T>::from_request(request, state).await {
+                Ok(Json(params)) => Ok(Params(params)),
+                Err(rejection) => Err(parameter("in the JSON body", rejection.body_text())),
             }
-            .into()),
+        } else if content_type.starts_with("application/x-www-form-urlencoded") {
+            match Form::<T>::from_request(request, state).await {
+                Ok(Form(params)) => Ok(Params(params)),
+                Err(rejection) => Err(parameter("in the form body", rejection.body_text())),
+            }
+        } else {
+            Err(parameter(
+                "Content-Type",
+                format!(
+                    "{content_type:?}: a POST carries its parameters as application/json or \
+                     application/x-www-form-urlencoded"
+                ),
+            ))
         }
     }
+}
+
+fn parameter(name: &'static str, reason: String) -> ApiError {
+    QueryError::Parameter { name, reason }.into()
 }
 
 /// The authenticated caller of a request.

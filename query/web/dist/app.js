@@ -40,8 +40,13 @@ function el(tag, text, cls) {
 }
 class Unauthorized extends Error {
 }
+/// Queries go as a form POST, not in the URL: a pasted query may be longer than a URL holds.
 async function api(path, params) {
-    const response = await fetch(`${path}?${new URLSearchParams(params)}`, { headers: authHeaders() });
+    const response = await fetch(path, {
+        method: "POST",
+        headers: authHeaders(),
+        body: new URLSearchParams(params),
+    });
     if (response.status === 401) {
         showLogin("需要有效令牌 A valid token is required");
         throw new Unauthorized();
@@ -359,8 +364,10 @@ function contextLine(hit, cls) {
 /// Reads a Server-Sent Events stream with fetch, which, unlike EventSource, can send the
 /// Authorization header.
 async function follow(q, signal, onHit) {
-    const response = await fetch(`/api/v1/tail?${new URLSearchParams({ q })}`, {
+    const response = await fetch("/api/v1/tail", {
+        method: "POST",
         headers: authHeaders(),
+        body: new URLSearchParams({ q }),
         signal,
     });
     if (response.status === 401) {
@@ -422,7 +429,11 @@ function startTail() {
 async function exportAll() {
     const format = select("export-format").value;
     const params = new URLSearchParams({ q: query(), ...rangeParams(), format });
-    const response = await fetch(`/api/v1/export?${params}`, { headers: authHeaders() });
+    const response = await fetch("/api/v1/export", {
+        method: "POST",
+        headers: authHeaders(),
+        body: params,
+    });
     if (response.status === 401) {
         showLogin("需要有效令牌 A valid token is required");
         return;
