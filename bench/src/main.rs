@@ -5,10 +5,13 @@
 //! RSS per process, and how long a freshly written line takes to become searchable.
 //! `agent` measures the agent alone: idle memory, and one large CRI file shipped to a
 //! collector that only makes it durable. `search` times queries over a large index against
-//! `rg` over the same files. `generate` only writes the logs (the demo uses it).
+//! `rg` over the same files. `load` runs many concurrent heavy requests (searches, histograms,
+//! facets, exports, `_bulk`) against an index and reports the collector's peak memory and
+//! what each kind got. `generate` only writes the logs (the demo uses it).
 
 mod agent;
 mod generate;
+mod load;
 mod procstat;
 mod search;
 mod sinks;
@@ -42,6 +45,8 @@ enum Cmd {
     Search(search::SearchArgs),
     /// What each sink costs the collector, draining the same WAL.
     Sinks(sinks::SinksArgs),
+    /// Peak memory and answers under many concurrent heavy requests.
+    Load(load::LoadArgs),
     /// Write generated logs only.
     Generate {
         #[arg(long)]
@@ -141,6 +146,7 @@ fn run() -> anyhow::Result<()> {
         Cmd::Agent(args) => agent::agent(args),
         Cmd::Search(args) => search::search(args),
         Cmd::Sinks(args) => sinks::sinks(args),
+        Cmd::Load(args) => load::load(args),
     }
 }
 

@@ -7,6 +7,9 @@ pub(crate) struct Usage {
     pub(crate) cpu_seconds: f64,
     pub(crate) peak_rss_mib: f64,
     pub(crate) rss_mib: f64,
+    /// The part of `rss_mib` that is the process's own memory, not mapped files (the index
+    /// tantivy maps counts in RSS while its pages are cached, but the kernel can drop them).
+    pub(crate) anon_mib: f64,
 }
 
 pub(crate) fn usage(pid: u32) -> Usage {
@@ -26,7 +29,12 @@ pub(crate) fn usage(pid: u32) -> Usage {
             .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    Usage { cpu_seconds, peak_rss_mib: kib("VmHWM:") / 1024.0, rss_mib: kib("VmRSS:") / 1024.0 }
+    Usage {
+        cpu_seconds,
+        peak_rss_mib: kib("VmHWM:") / 1024.0,
+        rss_mib: kib("VmRSS:") / 1024.0,
+        anon_mib: kib("RssAnon:") / 1024.0,
+    }
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat`; asked of `getconf` rather than `sysconf`

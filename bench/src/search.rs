@@ -40,15 +40,75 @@ pub(crate) struct SearchArgs {
     out: PathBuf,
 }
 
+/// An index of generated logs behind a running collector.
+pub(crate) struct Indexed {
+    pub(crate) built: Built,
+    pub(crate) collector: Killed,
+    pub(crate) base: String,
+}
+
+/// Generates `mib` of logs in `work` and ships them agent → collector → index, or reuses what
+/// an earlier run built there; the collector (started with `extra`) keeps running.
+pub(crate) fn indexed(
+    work: &Path,
+    mib: u64,
+    files: usize,
+    testdata: &Path,
+    (sluice, agent_bin): (&Path, &Path),
+    extra: &[&str],
+) -> anyhow::Result<Indexed> {
+    std::fs::create_dir_all(work)?;
+    let logs = work.join("logs");
+    let data = work.join("collector");
+    let marker = work.join("built.json");
+    let (grpc, http) = (free_port()?, free_port()?);
+    let base = format!("http://127.0.0.1:{http}");
+
+    let reuse = std::fs::read(&marker)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Built>(&b).ok())
+        .filter(|b| b.mib == mib);
+    if let Some(built) = reuse {
+        eprintln!("reusing the index in {}", work.display());
+        let collector = start_collector(sluice, &data, grpc, http, extra)?;
+        return Ok(Indexed { built, collector, base });
+    }
+    let _ = std::fs::remove_dir_all(&logs);
+    let _ = std::fs::remove_dir_all(&data);
+    eprintln!("generating {mib} MiB of logs...");
+    let templates = generate::templates(testdata)?;
+    let (_, g) = generate::generate(&logs, &templates, mib << 20, files)?;
+    let collector = start_collector(sluice, &data, grpc, http, extra)?;
+    eprintln!("indexing {} records...", g.records);
+    let started = Instant::now();
+    let agent = start_agent(
+        agent_bin,
+        &work.join("agent"),
+        grpc,
+        &format!("{}/**/*.log", logs.display()),
+        "",
+    )?;
+    wait_for(Duration::from_secs(7200), || metric(&base, "sluice_index_docs") as u64 >= g.records)?;
+    drop(agent);
+    let built = Built {
+        mib,
+        raw_bytes: g.bytes,
+        records: g.records,
+        ingest_seconds: started.elapsed().as_secs_f64(),
+    };
+    std::fs::write(&marker, serde_json::to_vec_pretty(&built)?)?;
+    Ok(Indexed { built, collector, base })
+}
+
 /// A timed request: its name, the API path and the query parameters.
 type Case = (&'static str, &'static str, Vec<(&'static str, String)>);
 
 /// What a finished build of the work directory holds.
 #[derive(Debug, Serialize, Deserialize)]
-struct Built {
+pub(crate) struct Built {
     mib: u64,
     raw_bytes: u64,
-    records: u64,
+    pub(crate) records: u64,
     ingest_seconds: f64,
 }
 
@@ -87,52 +147,10 @@ pub(crate) fn search(args: SearchArgs) -> anyhow::Result<()> {
     }
     let temp = tempfile::tempdir()?;
     let work = args.work.clone().unwrap_or_else(|| temp.path().to_owned());
-    std::fs::create_dir_all(&work)?;
     let logs = work.join("logs");
     let data = work.join("collector");
-    let marker = work.join("built.json");
-    let (grpc, http) = (free_port()?, free_port()?);
-    let base = format!("http://127.0.0.1:{http}");
-
-    let reuse = std::fs::read(&marker)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Built>(&b).ok())
-        .filter(|b| b.mib == args.mib);
-    let (built, collector) = match reuse {
-        Some(built) => {
-            eprintln!("reusing the index in {}", work.display());
-            (built, start_collector(&sluice, &data, grpc, http, &[])?)
-        }
-        None => {
-            let _ = std::fs::remove_dir_all(&logs);
-            let _ = std::fs::remove_dir_all(&data);
-            eprintln!("generating {} MiB of logs...", args.mib);
-            let templates = generate::templates(&args.testdata)?;
-            let (_, g) = generate::generate(&logs, &templates, args.mib << 20, args.files)?;
-            let collector = start_collector(&sluice, &data, grpc, http, &[])?;
-            eprintln!("indexing {} records...", g.records);
-            let started = Instant::now();
-            let agent = start_agent(
-                &agent_bin,
-                &work.join("agent"),
-                grpc,
-                &format!("{}/**/*.log", logs.display()),
-                "",
-            )?;
-            wait_for(Duration::from_secs(7200), || {
-                metric(&base, "sluice_index_docs") as u64 >= g.records
-            })?;
-            drop(agent);
-            let built = Built {
-                mib: args.mib,
-                raw_bytes: g.bytes,
-                records: g.records,
-                ingest_seconds: started.elapsed().as_secs_f64(),
-            };
-            std::fs::write(&marker, serde_json::to_vec_pretty(&built)?)?;
-            (built, collector)
-        }
-    };
+    let Indexed { built, collector, base } =
+        indexed(&work, args.mib, args.files, &args.testdata, (&sluice, &agent_bin), &[])?;
 
     let client = reqwest::blocking::Client::new();
     let rare_seq = built.records / 2 + 17;

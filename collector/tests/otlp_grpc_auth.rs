@@ -36,7 +36,7 @@ async fn otlp_grpc_authenticates_before_it_decodes() {
     std::fs::write(&tokens_file, format!("otel {TOKEN}\n")).unwrap();
     let wal = Arc::new(Wal::open(&dir.path().join("wal"), 1 << 20).unwrap());
     let tokens = AgentTokens::load(&tokens_file).unwrap();
-    let state = ClientIngest { wal: wal.clone(), auth: Some(Arc::new(tokens)) };
+    let state = ClientIngest::new(wal.clone(), Some(Arc::new(tokens)), 2);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);

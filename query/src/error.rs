@@ -34,6 +34,9 @@ pub enum QueryError {
         "index {path} has format version {found}, this sluice reads version {expected}; move it aside and let the collector re-index from its WAL"
     )]
     Version { path: PathBuf, found: u32, expected: u32 },
+    /// Too many requests are running and waiting; the client should retry shortly.
+    #[error("too busy: {0}")]
+    Busy(String),
     /// The query would scan more than the configured budget; `force` overrides.
     #[error("query too broad: {0}")]
     Budget(String),

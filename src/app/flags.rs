@@ -41,6 +41,24 @@ pub(crate) struct CollectorArgs {
     /// and would read more than this (such as 32GiB) of index, unless they pass force=true.
     #[arg(long)]
     pub(crate) query_budget: Option<bytesize::ByteSize>,
+    /// How many searches, histograms, facets, contexts and export or tail pages the index
+    /// works on at once (default: one per core, two at least); each takes memory in
+    /// proportion to what it matches.
+    #[arg(long)]
+    pub(crate) max_concurrent_queries: Option<usize>,
+    /// How many more wait for a turn; past them a request is refused with 429 and
+    /// Retry-After.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_queued_queries: usize,
+    /// How many exports stream at once (each also takes a query turn per page it reads);
+    /// as many more wait, then 429.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) max_concurrent_exports: usize,
+    /// How many `_bulk` and OTLP requests are read, decoded and appended at once (default:
+    /// one per core, two at least); the others wait up to 10 s with their bodies unread, then
+    /// get 429 and retry.
+    #[arg(long)]
+    pub(crate) max_concurrent_ingest: Option<usize>,
     /// Cap the WAL (such as 8GiB): while a sink is behind it holds that much, then does what
     /// --wal-when-full says.
     #[arg(long)]

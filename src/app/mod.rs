@@ -27,7 +27,7 @@ use sluice_collector::sources::{self, Source};
 use sluice_collector::wal::Wal;
 use sluice_query::Store;
 use sluice_query::access::{Authenticator, Open, Users};
-use sluice_query::api::{ApiState, MetricsRender, router};
+use sluice_query::api::{Admission, ApiState, MetricsRender, router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -130,7 +130,12 @@ pub(crate) async fn run_collector(
         (None, Some(users)) => Some(Arc::new(UsersIngest(users.clone()))),
         (None, None) => None,
     };
-    let clients = ClientIngest { wal: wal.clone(), auth: ingest_auth };
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let clients = ClientIngest::new(
+        wal.clone(),
+        ingest_auth,
+        args.max_concurrent_ingest.unwrap_or(cores.max(2)),
+    );
     let agents = sources::agent::router(wal, access.tls.as_ref(), access.tokens)?;
     let grpc_task =
         tokio::spawn(sources::serve_grpc(agents, listeners.grpc, stopped(stop_rx.clone())));
@@ -150,7 +155,14 @@ pub(crate) async fn run_collector(
         None => Arc::new(Open),
     };
     // `_bulk` and OTLP/HTTP share the API listener, as Elasticsearch and collectors do.
-    let app = router(ApiState { store, metrics, auth }).merge(sources::http::routes(clients));
+    let admission = Arc::new(Admission::new(
+        args.max_concurrent_queries.unwrap_or(cores.max(2)),
+        args.max_queued_queries,
+    ));
+    let exports =
+        Arc::new(Admission::new(args.max_concurrent_exports, args.max_concurrent_exports));
+    let app = router(ApiState { store, metrics, auth, admission, exports })
+        .merge(sources::http::routes(clients));
     let http_server =
         axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let http_task = tokio::spawn(async move { http_server.await });

@@ -12,9 +12,9 @@
 
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -24,6 +24,7 @@ use sluice_proto::{LogRecord, Stream};
 
 use super::http::{ClientIngest, check_documents, decoded_body};
 use super::now_ns;
+use crate::auth::IngestGrant;
 
 pub(crate) fn routes() -> Router<ClientIngest> {
     Router::new()
@@ -34,7 +35,7 @@ pub(crate) fn routes() -> Router<ClientIngest> {
 async fn bulk_default(
     State(state): State<ClientIngest>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     bulk(state, None, headers, body).await
 }
@@ -43,7 +44,7 @@ async fn bulk_index(
     State(state): State<ClientIngest>,
     Path(index): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     bulk(state, Some(index), headers, body).await
 }
@@ -61,32 +62,71 @@ async fn bulk(
     state: ClientIngest,
     path_index: Option<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
     let grant = match state.authenticate(&headers, "_bulk") {
         Ok(grant) => grant,
         Err((status, reason)) => return request_error(status, "security_exception", reason),
     };
-    let bytes = match decoded_body(&headers, &body) {
-        Ok(bytes) => bytes,
+    let (_turn, body) = match state.admit(body).await {
+        Ok(admitted) => admitted,
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            return request_error(e.status, "es_rejected_execution_exception", e.reason);
+        }
         Err(e) => return request_error(e.status, "parse_exception", e.reason),
     };
-    drop(body);
+    // Decoding and parsing take a core for up to a second on a large request: off the
+    // runtime's threads, which also serve searches.
+    let client = grant.client.clone();
+    let parsed = tokio::task::spawn_blocking(move || decode(&headers, &body, path_index, &grant))
+        .await
+        .unwrap_or_else(|e| Err((StatusCode::INTERNAL_SERVER_ERROR, "exception", e.to_string())));
+    let (items, records) = match parsed {
+        Ok(parsed) => parsed,
+        Err((status, kind, reason)) => return request_error(status, kind, reason),
+    };
+    let ids = match state.append(&client, records).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot persist a _bulk request");
+            // 429 makes Elasticsearch clients retry the request later.
+            return request_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "es_rejected_execution_exception",
+                format!("cannot persist the request: {e}"),
+            );
+        }
+    };
+    let took = started.elapsed().as_millis() as u64;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        answer(took, items, ids.into_iter().map(|id| id.to_string())),
+    )
+        .into_response()
+}
+
+/// Why a whole request is refused: its status, Elasticsearch's error type, the reason.
+type Refusal = (StatusCode, &'static str, String);
+
+/// The body decoded and parsed into answers to give and records to append: those the grant
+/// may write, moved out of their items.
+fn decode(
+    headers: &HeaderMap,
+    body: &[u8],
+    path_index: Option<String>,
+    grant: &IngestGrant,
+) -> Result<(Vec<Item>, Vec<LogRecord>), Refusal> {
+    let bytes = decoded_body(headers, body).map_err(|e| (e.status, "parse_exception", e.reason))?;
     // Invalid UTF-8 is replaced rather than refused: a log line must not sink its batch.
     let text = String::from_utf8(bytes)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     // Counted before parsing: a parsed document costs far more memory than its line.
     let actions = text.lines().filter(|l| !l.trim().is_empty()).count().div_ceil(2);
-    if let Err(e) = check_documents(actions) {
-        return request_error(e.status, "illegal_argument_exception", e.reason);
-    }
-    let mut items = match parse(&text, path_index.as_deref()) {
-        Ok(items) => items,
-        Err(reason) => {
-            return request_error(StatusCode::BAD_REQUEST, "illegal_argument_exception", reason);
-        }
-    };
+    check_documents(actions).map_err(|e| (e.status, "illegal_argument_exception", e.reason))?;
+    let mut items = parse(&text, path_index.as_deref())
+        .map_err(|reason| (StatusCode::BAD_REQUEST, "illegal_argument_exception", reason))?;
+    drop(text);
     for item in &mut items {
         if let Item::Accepted { action, index, record } = item
             && !grant.allows(&record.namespace)
@@ -106,25 +146,22 @@ async fn bulk(
             records.push(*std::mem::take(record));
         }
     }
-    let ids = match state.append(&grant.client, records).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot persist a _bulk request");
-            // 429 makes Elasticsearch clients retry the request later.
-            return request_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "es_rejected_execution_exception",
-                format!("cannot persist the request: {e}"),
-            );
+    Ok((items, records))
+}
+
+/// The answer, written item by item straight into its bytes: a tree of JSON values for
+/// 100,000 items would take several times the bytes it becomes.
+fn answer(took: u64, items: Vec<Item>, mut ids: impl Iterator<Item = String>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + items.len() * 200);
+    let errors = items.iter().any(|i| matches!(i, Item::Refused { .. }));
+    out.extend_from_slice(format!("{{\"took\":{took},\"errors\":{errors},\"items\":[").as_bytes());
+    for (n, item) in items.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
         }
-    };
-    let mut ids = ids.into_iter();
-    let mut errors = false;
-    let answers: Vec<Value> = items
-        .into_iter()
-        .map(|item| match item {
+        let value = match item {
             Item::Accepted { action, index, .. } => {
-                let id = ids.next().map(|id| id.to_string()).unwrap_or_default();
+                let id = ids.next().unwrap_or_default();
                 json!({ action: {
                     "_index": index, "_id": id, "_version": 1, "result": "created",
                     "_shards": {"total": 1, "successful": 1, "failed": 0},
@@ -132,17 +169,17 @@ async fn bulk(
                 }})
             }
             Item::Refused { action, index, status, kind, reason } => {
-                errors = true;
                 metrics::counter!("sluice_collector_bulk_items_refused_total").increment(1);
                 json!({ action: {
                     "_index": index, "status": status,
                     "error": {"type": kind, "reason": reason},
                 }})
             }
-        })
-        .collect();
-    let took = started.elapsed().as_millis() as u64;
-    Json(json!({ "took": took, "errors": errors, "items": answers })).into_response()
+        };
+        serde_json::to_writer(&mut out, &value).expect("a JSON value writes to a Vec");
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// One action of a request, answered in order.

@@ -3,10 +3,13 @@
 //! hears "yes" only once its records are durable, as an agent does.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use sluice_proto::{LogRecord, RecordId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::append::Batch;
 use super::{bulk, otlp};
@@ -88,15 +91,68 @@ pub fn check_documents(count: usize) -> Result<(), BodyError> {
     Ok(())
 }
 
+/// How long a request waits for a turn before it is refused with 429 (and retried by the
+/// client later).
+const TURN_WAIT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its body once it has a turn.
+const BODY_WAIT: Duration = Duration::from_secs(60);
+
 /// The state of the clients' receivers.
 #[derive(Clone)]
 pub struct ClientIngest {
     pub wal: Arc<Wal>,
     /// When set, clients must present a token it grants; when not, anyone may write anything.
     pub auth: Option<Arc<dyn IngestAuthenticator>>,
+    /// Turns to read, decode and append a request: a decoded request takes several times its
+    /// body in memory, so only this many are worked on at once; the others wait with their
+    /// bodies unread (in the socket, held back by TCP) rather than in memory.
+    turns: Arc<Semaphore>,
 }
 
 impl ClientIngest {
+    /// Receivers that work on `concurrent` requests at once (one at least).
+    pub fn new(
+        wal: Arc<Wal>,
+        auth: Option<Arc<dyn IngestAuthenticator>>,
+        concurrent: usize,
+    ) -> Self {
+        ClientIngest { wal, auth, turns: Arc::new(Semaphore::new(concurrent.max(1))) }
+    }
+
+    /// Waits for a turn, then reads the whole body; the turn is held until the request is
+    /// answered. 429 (retry later) when no turn comes soon, 408 for a body that does not.
+    pub async fn admit(&self, body: Body) -> Result<(OwnedSemaphorePermit, Bytes), BodyError> {
+        let turn = match tokio::time::timeout(TURN_WAIT, self.turns.clone().acquire_owned()).await {
+            Ok(turn) => turn.expect("the semaphore is never closed"),
+            Err(_) => {
+                metrics::counter!("sluice_collector_ingest_rejected_total").increment(1);
+                return Err(BodyError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    reason: format!(
+                        "no turn to take the request within {TURN_WAIT:?}: every receiver is busy; retry"
+                    ),
+                });
+            }
+        };
+        let read = axum::body::to_bytes(body, MAX_REQUEST_BYTES);
+        match tokio::time::timeout(BODY_WAIT, read).await {
+            Ok(Ok(bytes)) => Ok((turn, bytes)),
+            Ok(Err(e)) => Err(BodyError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                reason: format!("the body could not be read within {MAX_REQUEST_BYTES} bytes: {e}"),
+            }),
+            Err(_) => Err(BodyError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                reason: format!("the body did not arrive within {BODY_WAIT:?}"),
+            }),
+        }
+    }
+
+    /// A turn for a request whose body is already decoded (OTLP/gRPC: tonic decodes it).
+    pub async fn turn(&self) -> OwnedSemaphorePermit {
+        self.turns.clone().acquire_owned().await.expect("the semaphore is never closed")
+    }
+
     /// What the client may write, or why it is refused: 401 without a known token, 403 for a
     /// token that may write nothing.
     pub fn authenticate(

@@ -8,7 +8,7 @@
 //! window) the time. A request is answered once its
 //! records are durable in the WAL.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -66,7 +66,7 @@ pub(crate) fn routes() -> axum::Router<ClientIngest> {
     axum::Router::new().route("/v1/logs", post(http_logs))
 }
 
-async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: Bytes) -> Response {
+async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: Body) -> Response {
     let grant = match state.authenticate(&headers, "OTLP/HTTP") {
         Ok(grant) => grant,
         Err((status, reason)) => return (status, reason).into_response(),
@@ -80,24 +80,20 @@ async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: 
         )
             .into_response();
     }
-    // The OpenTelemetry Collector's otlphttp exporter compresses with gzip by default.
-    let bytes = match decoded_body(&headers, &body) {
-        Ok(bytes) => bytes,
+    // OTLP/HTTP exporters retry a 429 after its Retry-After.
+    let (_turn, body) = match state.admit(body).await {
+        Ok(admitted) => admitted,
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            return (e.status, [(header::RETRY_AFTER, "1")], e.reason).into_response();
+        }
         Err(e) => return (e.status, e.reason).into_response(),
     };
-    drop(body);
-    let request = match ExportLogsServiceRequest::decode(bytes.as_slice()) {
-        Ok(r) => r,
-        Err(e) => {
-            return (StatusCode::BAD_REQUEST, format!("undecodable ExportLogsServiceRequest: {e}"))
-                .into_response();
-        }
+    let decoded = tokio::task::spawn_blocking(move || decode(&headers, &body)).await;
+    let records = match decoded {
+        Ok(Ok(records)) => records,
+        Ok(Err((status, reason))) => return (status, reason).into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
-    drop(bytes);
-    let records = to_records(request);
-    if let Err(e) = check_documents(records.len()) {
-        return (e.status, e.reason).into_response();
-    }
     let (records, answer) = permitted(records, &grant);
     match state.append(&grant.client, records).await {
         Ok(_) => ([(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec())
@@ -109,6 +105,19 @@ async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: 
                 .into_response()
         }
     }
+}
+
+/// The body decompressed (the OpenTelemetry Collector's otlphttp exporter sends gzip by
+/// default), decoded and turned into records, off the runtime's threads.
+fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Vec<LogRecord>, (StatusCode, String)> {
+    let bytes = decoded_body(headers, body).map_err(|e| (e.status, e.reason))?;
+    let request = ExportLogsServiceRequest::decode(bytes.as_slice()).map_err(|e| {
+        (StatusCode::BAD_REQUEST, format!("undecodable ExportLogsServiceRequest: {e}"))
+    })?;
+    drop(bytes);
+    let records = to_records(request);
+    check_documents(records.len()).map_err(|e| (e.status, e.reason))?;
+    Ok(records)
 }
 
 /// The OTLP/gRPC logs service; served only behind `grpc_router`'s token check.
@@ -127,6 +136,7 @@ impl LogsService for OtlpGrpc {
             request.extensions().get::<IngestGrant>().cloned().ok_or_else(|| {
                 tonic::Status::unauthenticated("no grant: not served by grpc_router")
             })?;
+        let _turn = self.state.turn().await;
         let (records, answer) = permitted(to_records(request.into_inner()), &grant);
         self.state
             .append(&grant.client, records)

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ApiError, ApiState, Caller, Params, blocking, parse_order, times};
+use super::{ApiError, ApiState, Caller, Params, parse_order, times};
 use crate::QueryError;
 use crate::search::{Cursor, Hit};
 
@@ -112,21 +112,26 @@ pub(super) async fn export(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
     let gzip = file_gzip || accepts_gzip;
+    let export_turn = state.exports.enter().await?;
     let store = state.store.clone();
     let scope = caller.scope();
     let query = params.q;
     let (prepared, first, total) = {
         let store = store.clone();
-        blocking(move || {
-            let prepared = store.prepare(&query, start_ns, end_ns, &scope)?;
-            let (first, total) = store.top(&prepared, PAGE, order, None, true)?;
-            Ok((prepared, first, total))
-        })
-        .await?
+        state
+            .admission
+            .run(move || {
+                let prepared = store.prepare(&query, start_ns, end_ns, &scope)?;
+                let (first, total) = store.top(&prepared, PAGE, order, None, true)?;
+                Ok((prepared, first, total))
+            })
+            .await?
     };
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let admission = state.admission.clone();
     tokio::task::spawn_blocking(move || {
+        let _export_turn = export_turn;
         let mut gz = gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast()));
         let send = |bytes: Vec<u8>, gz: &mut Option<GzEncoder<Vec<u8>>>| -> bool {
             let chunk = match gz {
@@ -155,7 +160,10 @@ pub(super) async fn export(
             if page.len() < PAGE {
                 break;
             }
-            match store.top(&prepared, PAGE, order, Some(Cursor(*last)), false) {
+            let turn = admission.page_turn();
+            let next = store.top(&prepared, PAGE, order, Some(Cursor(*last)), false);
+            drop(turn);
+            match next {
                 Ok((next, _)) => page = next,
                 Err(e) => {
                     tracing::error!(error = %e, "export failed part way; the response is cut short");

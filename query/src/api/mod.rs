@@ -7,9 +7,12 @@
 //! parameters from the query string (`GET`) or, with the same names, from a JSON or form body
 //! (`POST`), as Elasticsearch's `_search` does, for queries too long for a URL.
 
+mod admission;
 mod export;
 mod tail;
 mod web;
+
+pub use admission::Admission;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,10 @@ pub struct ApiState {
     pub store: Arc<Store>,
     pub metrics: MetricsRender,
     pub auth: Arc<dyn Authenticator>,
+    /// Every request that reads the store takes its turn here.
+    pub admission: Arc<Admission>,
+    /// Exports also take one here for as long as they stream.
+    pub exports: Arc<Admission>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -135,16 +142,6 @@ impl Caller {
     }
 }
 
-/// Runs store work off the async threads: tantivy searches are CPU and disk bound.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::from)
-}
-
 fn times(start: Option<&str>, end: Option<&str>) -> Result<(Option<i64>, Option<i64>), QueryError> {
     Ok((
         start.map(|s| parse_time("start", s)).transpose()?,
@@ -196,7 +193,7 @@ async fn search(
         force: params.force,
     };
     let store = state.store.clone();
-    Ok(Json(blocking(move || store.search(&request)).await?).into_response())
+    Ok(Json(state.admission.run(move || store.search(&request)).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,7 +228,7 @@ async fn histogram(
         request.split = (!split.is_empty()).then_some(split);
     }
     let store = state.store.clone();
-    Ok(Json(blocking(move || store.histogram(&request)).await?).into_response())
+    Ok(Json(state.admission.run(move || store.histogram(&request)).await?).into_response())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, QueryError> {
@@ -273,7 +270,7 @@ async fn facets(
         request.size = size;
     }
     let store = state.store.clone();
-    Ok(Json(blocking(move || store.facets(&request)).await?).into_response())
+    Ok(Json(state.admission.run(move || store.facets(&request)).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,7 +297,7 @@ async fn context(
         scope: caller.scope(),
     };
     let store = state.store.clone();
-    Ok(Json(blocking(move || store.context(&request)).await?).into_response())
+    Ok(Json(state.admission.run(move || store.context(&request)).await?).into_response())
 }
 
 /// Prometheus metrics: with users configured, for admins and users with `metrics: true`
@@ -344,6 +341,15 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
+            ApiError::Query(e @ QueryError::Busy(_)) => {
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(serde_json::json!({ "error": e.to_string() })),
+                )
+                    .into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
             ApiError::Query(e @ QueryError::Forbidden(_)) => (StatusCode::FORBIDDEN, e.to_string()),
             ApiError::Query(e @ QueryError::NotFound(_)) => (StatusCode::NOT_FOUND, e.to_string()),
             ApiError::Query(e) => {
@@ -371,24 +377,56 @@ mod tests {
     use crate::StoreWriter;
 
     fn app() -> (tempfile::TempDir, Router) {
+        app_with(1, Admission::new(1, 8))
+    }
+
+    /// `records` records (the first the one the tests search for), exports admitted by
+    /// `exports`.
+    fn app_with(records: u64, exports: Admission) -> (tempfile::TempDir, Router) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut writer = StoreWriter::new(store.clone());
-        let record = LogRecord {
-            source: 1,
-            timestamp_ns: 1_700_000_000_000_000_000,
-            message: "支付超时 db timeout".into(),
-            level: "error".into(),
-            ..LogRecord::default()
-        };
-        writer.add(&record, 1).unwrap();
-        writer.commit(1).unwrap();
+        for i in 0..records {
+            let record = LogRecord {
+                source: 1,
+                offset: i,
+                timestamp_ns: 1_700_000_000_000_000_000 + i as i64,
+                message: if i == 0 { "支付超时 db timeout".into() } else { format!("line {i}") },
+                level: "error".into(),
+                ..LogRecord::default()
+            };
+            writer.add(&record, i + 1).unwrap();
+        }
+        writer.commit(records).unwrap();
         let state = ApiState {
             store,
             metrics: Arc::new(|| "sluice_up 1\n".to_owned()),
             auth: Arc::new(crate::access::Open),
+            admission: Arc::new(Admission::new(2, 8)),
+            exports: Arc::new(exports),
         };
         (dir, router(state))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_export_past_the_line_is_a_429_to_retry() {
+        // Enough records that an unread export stays open, holding its turn.
+        let (_dir, app) = app_with(30_000, Admission::new(1, 0));
+        let export = || Request::get("/api/v1/export?q=").body(Body::empty()).unwrap();
+        let open = app.clone().oneshot(export()).await.unwrap();
+        assert_eq!(open.status(), StatusCode::OK);
+        let refused = app.clone().oneshot(export()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+        let body = refused.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("retry shortly"), "{body}");
+        let (status, _) = get(app.clone(), "/api/v1/search?q=timeout").await;
+        assert_eq!(status, StatusCode::OK, "searches have turns of their own");
+        let lines = open.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(lines.iter().filter(|&&b| b == b'\n').count(), 30_000);
+        let again = app.oneshot(export()).await.unwrap();
+        assert_eq!(again.status(), StatusCode::OK, "the turn was given back");
     }
 
     async fn get(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {

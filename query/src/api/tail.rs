@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{ApiError, ApiState, Caller, Params, blocking};
+use super::{ApiError, ApiState, Caller, Params};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,13 +33,14 @@ pub(super) async fn tail(
     // Checked before the stream opens, so a bad query is a 400 rather than a silent stream.
     {
         let (store, scope, q) = (store.clone(), scope.clone(), params.q.clone());
-        blocking(move || store.prepare(&q, None, None, &scope).map(|_| ())).await?;
+        state.admission.run(move || store.prepare(&q, None, None, &scope).map(|_| ())).await?;
     }
     let mut commits = store.subscribe_commits();
     let mut seen = *commits.borrow_and_update();
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(256);
     let ready = Event::default().event("ready").data(format!("{{\"seq\":{seen}}}"));
     let _ = tx.send(Ok(ready)).await;
+    let admission = state.admission.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -50,7 +51,9 @@ pub(super) async fn tail(
             let mut cursor = None;
             loop {
                 let (store, scope, q) = (store.clone(), scope.clone(), params.q.clone());
+                let admission = admission.clone();
                 let page = match tokio::task::spawn_blocking(move || {
+                    let _turn = admission.page_turn();
                     store.tail_page(&q, &scope, seen, upto, cursor)
                 })
                 .await
