@@ -391,7 +391,11 @@ mod tests {
                 source: 1,
                 offset: i,
                 timestamp_ns: 1_700_000_000_000_000_000 + i as i64,
-                message: if i == 0 { "支付超时 db timeout".into() } else { format!("line {i}") },
+                message: if i == 0 {
+                    "支付超时 db timeout".into()
+                } else {
+                    format!("line {i}")
+                },
                 level: "error".into(),
                 ..LogRecord::default()
             };
