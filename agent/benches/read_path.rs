@@ -7,6 +7,7 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_agent::cri::{self, Assembler, SecondCache};
 use sluice_agent::line_reader::LineSplitter;
+use sluice_agent::timestamp::{Stamps, TimeParser, Zone};
 use sluice_proto::level;
 
 const CAP: usize = 256 << 10;
@@ -18,6 +19,9 @@ fn cri_file() -> Vec<u8> {
 }
 
 /// Every line of the Loghub samples and the Chinese Java log, as the reader hands them on.
+/// 2025-12-04: the year given to stamps without one.
+const NOW_NS: i64 = 1_764_800_000_000_000_000;
+
 fn messages() -> Vec<String> {
     let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata");
     let mut lines = Vec::new();
@@ -78,6 +82,12 @@ fn read_path(c: &mut Criterion) {
     group.throughput(Throughput::Elements(messages.len() as u64));
     group.bench_function("detect_level", |b| {
         b.iter(|| messages.iter().filter(|m| level::detect(m).is_some()).count())
+    });
+    // Each file's parser remembers the shape that fitted, as the tailer's does per file.
+    let zone = Zone::parse("Asia/Shanghai").expect("a zone");
+    group.bench_function("parse_timestamp", |b| {
+        let mut parser = TimeParser::new(Stamps::Auto, zone.clone());
+        b.iter(|| messages.iter().filter(|m| parser.parse(m.as_bytes(), NOW_NS).is_some()).count())
     });
     group.finish();
 }

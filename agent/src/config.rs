@@ -12,6 +12,7 @@ use crate::AgentError;
 use crate::kube_path::{PodMeta, pod_meta};
 use crate::multiline::{MultilineConfig, Rule};
 use crate::redact::Redactor;
+use crate::timestamp::{Stamps, TimeParser, Zone};
 
 /// Where to start in files that already exist when the agent starts for the first time
 /// (with no checkpoints). Files that appear later are always read from their start.
@@ -75,6 +76,9 @@ pub struct RawConfig {
     /// Joining stack traces and other multi-line events into one record.
     #[serde(default)]
     pub multiline: Option<RawMultiline>,
+    /// Reading plain-file lines' own times.
+    #[serde(default)]
+    pub timestamp: RawTimestamp,
     /// Where to serve `/metrics` and `/healthz`, such as `0.0.0.0:9281`; off when unset.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -173,6 +177,91 @@ pub struct SpoolConfig {
 
 /// The smallest spool allowed: a few segments of a few batches.
 const MIN_SPOOL_BYTES: u64 = 1 << 20;
+
+/// The `timestamp:` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimestamp {
+    /// How plain-file lines' times are read: `auto` (default: every known shape), `none`
+    /// (the time the agent read them), or a strftime format the line starts with.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The zone of stamps that carry none: `local` (default: the node's zone), `UTC`, an
+    /// offset such as `+08:00`, or a name such as `Asia/Shanghai`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Other settings for the files that match a glob; the first match wins.
+    #[serde(default)]
+    pub files: Vec<RawTimestampFiles>,
+}
+
+/// A `timestamp.files` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimestampFiles {
+    pub glob: String,
+    /// As `timestamp.format`; the section's when absent.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// As `timestamp.timezone`; the section's when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// How each file's lines get their time.
+#[derive(Debug, Clone)]
+pub struct TimestampConfig {
+    default: (Option<Stamps>, Zone),
+    files: Vec<(glob::Pattern, Option<Stamps>, Zone)>,
+}
+
+impl TimestampConfig {
+    fn new(raw: &RawTimestamp) -> Result<Self, String> {
+        let stamps = |key: &str, format: Option<&str>| -> Result<Option<Stamps>, String> {
+            match format {
+                None | Some("auto") => Ok(Some(Stamps::Auto)),
+                Some("none") => Ok(None),
+                Some(f) if f.contains('%') => Ok(Some(Stamps::Format(f.to_owned()))),
+                Some(f) => Err(format!("{key}: {f:?} is neither auto, none nor a strftime format")),
+            }
+        };
+        let zone = |key: &str, zone: Option<&str>| {
+            Zone::parse(zone.unwrap_or("local")).map_err(|e| format!("{key}: {e}"))
+        };
+        let default = (
+            stamps("timestamp.format", raw.format.as_deref())?,
+            zone("timestamp.timezone", raw.timezone.as_deref())?,
+        );
+        let files = raw
+            .files
+            .iter()
+            .map(|f| {
+                let glob = glob::Pattern::new(&f.glob)
+                    .map_err(|e| format!("timestamp.files: glob {:?}: {e}", f.glob))?;
+                let stamps = match &f.format {
+                    None => default.0.clone(),
+                    Some(format) => stamps("timestamp.files.format", Some(format))?,
+                };
+                let zone = match &f.timezone {
+                    None => default.1.clone(),
+                    Some(z) => zone("timestamp.files.timezone", Some(z))?,
+                };
+                Ok((glob, stamps, zone))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(TimestampConfig { default, files })
+    }
+
+    /// The parser for the lines of `path`, or `None` when they keep the time they are read.
+    pub fn parser_for(&self, path: &Path) -> Option<TimeParser> {
+        let (stamps, zone) = self
+            .files
+            .iter()
+            .find(|(glob, ..)| glob.matches_path(path))
+            .map_or((&self.default.0, &self.default.1), |(_, s, z)| (s, z));
+        stamps.clone().map(|s| TimeParser::new(s, zone.clone()))
+    }
+}
 
 /// The `multiline:` section as written: exactly one of `preset`, `start_pattern` and
 /// `continue_pattern`.
@@ -432,6 +521,7 @@ pub struct AgentConfig {
     pub pod: Option<PodMeta>,
     pub select: Select,
     pub multiline: Option<MultilineConfig>,
+    pub timestamp: TimestampConfig,
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub spool: SpoolConfig,
     pub max_open_files: usize,
@@ -480,6 +570,7 @@ impl RawConfig {
             pod: None,
             select: RawSelect::default(),
             multiline: None,
+            timestamp: RawTimestamp::default(),
             metrics_listen: None,
             spool: RawSpool::default(),
             max_open_files: default_max_open_files(),
@@ -606,6 +697,7 @@ impl RawConfig {
                 max_bytes: m.max_bytes.unwrap_or(self.max_line_bytes),
             }),
         };
+        let timestamp = TimestampConfig::new(&self.timestamp)?;
         let select = Select {
             namespaces: NameFilter::new("namespaces", &self.select.namespaces)?,
             pods: NameFilter::new("pods", &self.select.pods)?,
@@ -630,6 +722,7 @@ impl RawConfig {
             pod,
             select,
             multiline,
+            timestamp,
             metrics_listen: self.metrics_listen,
             spool: SpoolConfig {
                 max_bytes: self.spool.max_bytes,

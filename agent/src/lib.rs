@@ -42,6 +42,7 @@ pub mod redact;
 pub mod shipper;
 pub mod spool;
 pub mod tailer;
+pub mod timestamp;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;

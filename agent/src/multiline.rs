@@ -92,7 +92,9 @@ impl Joiner {
             if fits && !config.starts(&record.message) {
                 pending.record.message.push('\n');
                 pending.record.message.push_str(&record.message);
-                pending.record.flags |= record.flags;
+                // The event's time is its first line's: a continuation line's lack of one
+                // says nothing of the event.
+                pending.record.flags |= record.flags & !sluice_proto::flags::TIME_NOT_FOUND;
                 pending.end = end;
                 pending.lines += 1;
                 pending.last_line_at = now;

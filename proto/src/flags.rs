@@ -18,6 +18,9 @@ pub const PARTIAL: u32 = 1 << 6;
 /// The record's own time was outside [`crate::time`]'s window; it carries the time it was
 /// received instead.
 pub const TIME_REPLACED: u32 = 1 << 7;
+/// A plain-file line that the agent read for its time started with none it knows: it has the
+/// time of the line before it in its file (a line before any stamp has the read time, unflagged).
+pub const TIME_NOT_FOUND: u32 = 1 << 8;
 
 /// Names of the bits set in `flags`, in bit order, for display and metrics labels.
 pub fn names(flags: u32) -> Vec<&'static str> {
@@ -30,6 +33,7 @@ pub fn names(flags: u32) -> Vec<&'static str> {
         (DOCKER_MALFORMED, "docker_malformed"),
         (PARTIAL, "partial"),
         (TIME_REPLACED, "time_replaced"),
+        (TIME_NOT_FOUND, "time_not_found"),
     ]
     .into_iter()
     .filter(|(bit, _)| flags & bit != 0)

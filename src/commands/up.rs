@@ -26,6 +26,14 @@ pub(crate) struct UpArgs {
     /// For files already there at the first start: read them from the beginning or the end.
     #[arg(long, value_enum, default_value = "beginning")]
     read_from: ReadFromArg,
+    /// How lines get their time: `auto` (the stamp each line starts with, in any common
+    /// shape), `none` (the time it is read), or a strftime format such as `%d.%m.%Y %H:%M:%S`.
+    #[arg(long, default_value = "auto")]
+    timestamp_format: String,
+    /// The zone of stamps that carry none: `local` (the machine's), `UTC`, `+08:00` or a
+    /// name such as `Asia/Shanghai`.
+    #[arg(long, default_value = "local")]
+    timezone: String,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -44,6 +52,8 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
         agent.cluster = args.cluster;
         agent.node = args.node;
+        agent.timestamp.format = Some(args.timestamp_format);
+        agent.timestamp.timezone = Some(args.timezone);
         agent.read_from = match args.read_from {
             ReadFromArg::Beginning => ReadFrom::Beginning,
             ReadFromArg::End => ReadFrom::End,

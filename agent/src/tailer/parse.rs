@@ -14,6 +14,7 @@ use crate::decode::decode;
 use crate::docker;
 use crate::line_reader::Line;
 use crate::multiline::Joiner;
+use crate::timestamp::TimeParser;
 use sluice_proto::level;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,10 @@ pub(super) struct Parse {
     pub(super) joiner: Joiner,
     /// The time given to the last line without a time of its own.
     pub(super) last_read_ns: i64,
+    /// Reads plain lines' own times; `None` when they keep the time they are read.
+    pub(super) time: Option<TimeParser>,
+    /// The time of the file's last plain line that had one (or inherited one).
+    pub(super) last_stamp_ns: Option<i64>,
 }
 
 impl Parse {
@@ -43,6 +48,26 @@ impl Parse {
     pub(super) fn read_time(&mut self, now: i64) -> i64 {
         self.last_read_ns = now.max(self.last_read_ns + 1);
         self.last_read_ns
+    }
+
+    /// A plain line's time, with the flag to set: its own stamp; else, when the file is
+    /// read for stamps, the time of the line before it (a nanosecond later, to keep their
+    /// order), flagged — so a backfilled stack trace stays beside its event rather than at the
+    /// read time, days away — or, in a file that has shown no stamp yet, the read time,
+    /// unflagged as before stamps were read (a file of stampless lines is not damaged).
+    fn plain_time(&mut self, line: &[u8], now: i64) -> (i64, u32) {
+        let Some(parser) = &mut self.time else { return (self.read_time(now), 0) };
+        if let Some(ns) = parser.parse(line, now) {
+            self.last_stamp_ns = Some(ns);
+            return (ns, 0);
+        }
+        match self.last_stamp_ns {
+            Some(before) => {
+                self.last_stamp_ns = Some(before + 1);
+                (before + 1, flags::TIME_NOT_FOUND)
+            }
+            None => (self.read_time(now), 0),
+        }
     }
 }
 
@@ -95,11 +120,18 @@ impl Tailer {
             }
             None => {
                 let (message, decode_flags) = decode(Cow::Borrowed(line.bytes), line.truncated);
+                // A malformed CRI or Docker line keeps the read time: its stamp, if any, is
+                // the runtime's, which did not parse.
+                let (timestamp_ns, time_flags) = if parse.format == Format::Plain {
+                    parse.plain_time(line.bytes, now)
+                } else {
+                    (parse.read_time(now), 0)
+                };
                 Record {
                     offset: line.start,
-                    timestamp_ns: parse.read_time(now),
+                    timestamp_ns,
                     stream: Stream::File as i32,
-                    flags: malformed | decode_flags,
+                    flags: malformed | decode_flags | time_flags,
                     level: "",
                     message,
                 }

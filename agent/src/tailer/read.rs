@@ -185,6 +185,8 @@ impl Tailer {
                 cri: Assembler::new(self.config.max_line_bytes),
                 joiner: Joiner::default(),
                 last_read_ns: 0,
+                time: self.config.timestamp.parser_for(&f.path),
+                last_stamp_ns: None,
             },
         });
         true
