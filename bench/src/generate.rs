@@ -51,7 +51,9 @@ pub(crate) fn generate(
     let mut generated = Generated::default();
     let per_file = total_bytes / files as u64;
     let mut seq = 0u64;
-    // CRI times run up to now, a millisecond apart, so `--since` finds the demo's records.
+    // Times run up to now, a millisecond apart, so `--since` finds the demo's records: the
+    // runtime's in CRI lines, and in plain lines a stamp before the template's own (which is
+    // years old: the agent reads a line's first stamp).
     let end = chrono::Utc::now();
     for i in 0..files {
         let cri = i % 2 == 0;
@@ -67,9 +69,9 @@ pub(crate) fn generate(
             let template = &templates[(seq as usize * 7919) % templates.len()];
             let line = format!("{template} seq={seq}");
             seq += 1;
+            let back = (total_bytes / 64).saturating_sub(seq);
+            let at = end - chrono::TimeDelta::milliseconds(i64::try_from(back).unwrap_or(0));
             if cri {
-                let back = (total_bytes / 64).saturating_sub(seq);
-                let at = end - chrono::TimeDelta::milliseconds(i64::try_from(back).unwrap_or(0));
                 let ts = at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
                 let mut rest = line.as_str();
                 while rest.len() > CRI_SPLIT_BYTES {
@@ -84,6 +86,8 @@ pub(crate) fn generate(
                 writeln!(out, "{ts} stdout F {rest}")?;
                 written += (ts.len() + 10 + rest.len()) as u64;
             } else {
+                let line =
+                    format!("{} {line}", at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
                 writeln!(out, "{line}")?;
                 written += line.len() as u64 + 1;
             }
@@ -102,8 +106,8 @@ mod tests {
 
     use super::*;
 
-    /// Every record appears once, whole: plain lines as they are, CRI records as `P` parts
-    /// and one `F` part that join back to the record.
+    /// Every record appears once, whole: plain lines after a stamp of their own, CRI records
+    /// as `P` parts and one `F` part that join back to the record.
     #[test]
     fn records_are_unique_and_cri_parts_join_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -124,7 +128,9 @@ mod tests {
                     }
                     std::mem::take(&mut record)
                 } else {
-                    line.to_owned()
+                    let (stamp, message) = line.split_once(' ').unwrap();
+                    assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "{line}");
+                    message.to_owned()
                 };
                 let seq = message.rsplit_once(" seq=").unwrap().1.to_owned();
                 assert!(templates.iter().any(|t| message == format!("{t} seq={seq}")));
