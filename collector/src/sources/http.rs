@@ -137,10 +137,23 @@ impl ClientIngest {
         let read = axum::body::to_bytes(body, MAX_REQUEST_BYTES);
         match tokio::time::timeout(BODY_WAIT, read).await {
             Ok(Ok(bytes)) => Ok((turn, bytes)),
-            Ok(Err(e)) => Err(BodyError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                reason: format!("the body could not be read within {MAX_REQUEST_BYTES} bytes: {e}"),
-            }),
+            Ok(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                Err(if too_large {
+                    BodyError {
+                        status: StatusCode::PAYLOAD_TOO_LARGE,
+                        reason: format!(
+                            "the body is larger than {MAX_REQUEST_BYTES} bytes: split the request"
+                        ),
+                    }
+                } else {
+                    BodyError {
+                        status: StatusCode::BAD_REQUEST,
+                        reason: format!("the body could not be read: {e}"),
+                    }
+                })
+            }
             Err(_) => Err(BodyError {
                 status: StatusCode::REQUEST_TIMEOUT,
                 reason: format!("the body did not arrive within {BODY_WAIT:?}"),
@@ -238,5 +251,25 @@ mod tests {
         assert!(err.reason.contains("split"));
         assert_eq!(check_documents(MAX_DOCUMENTS).map_err(|e| e.status), Ok(()));
         assert_eq!(check_documents(MAX_DOCUMENTS + 1).unwrap_err().status, 413);
+    }
+
+    #[tokio::test]
+    async fn a_turn_is_held_until_dropped_and_a_body_over_the_cap_is_a_413() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(dir.path(), 1 << 20).unwrap());
+        let ingest = ClientIngest::new(wal, None, 1);
+        let (turn, body) = ingest.admit(Body::from("small")).await.unwrap();
+        assert_eq!(&body[..], b"small");
+        let second = tokio::spawn({
+            let ingest = ingest.clone();
+            async move { ingest.admit(Body::from("next")).await.map(|(_, b)| b) }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!second.is_finished(), "one request at a time");
+        drop(turn);
+        assert_eq!(&second.await.unwrap().unwrap()[..], b"next");
+        let huge = Body::from(vec![b'x'; MAX_REQUEST_BYTES + 1]);
+        let refused = ingest.admit(huge).await.map(|_| ()).unwrap_err();
+        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", refused.reason);
     }
 }
