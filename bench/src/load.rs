@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::procstat;
-use crate::search::{Indexed, indexed};
+use crate::search::{Indexed, indexed, quantiles};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct LoadArgs {
@@ -237,15 +237,6 @@ fn bulk_body(docs: usize) -> Vec<u8> {
         ));
     }
     body.into_bytes()
-}
-
-fn quantiles(ms: &mut [f64]) -> (f64, f64) {
-    if ms.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    ms.sort_by(f64::total_cmp);
-    let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.5), at(0.99))
 }
 
 fn print_table(r: &Report) {

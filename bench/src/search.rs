@@ -251,7 +251,11 @@ pub(crate) fn search(args: SearchArgs) -> anyhow::Result<()> {
     crate::write_report(&args.out, &report)
 }
 
-fn quantiles(ms: &mut [f64]) -> (f64, f64) {
+/// The median and the 99th percentile (NaN of no samples).
+pub(crate) fn quantiles(ms: &mut [f64]) -> (f64, f64) {
+    if ms.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
     (at(0.5), at(0.99))
