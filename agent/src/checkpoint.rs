@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
+use crate::fingerprint::{Head, content_hash, first_line};
 
 const FILE_NAME: &str = "checkpoints.json";
 
@@ -38,6 +39,16 @@ pub struct Entry {
     /// once compressed.
     #[serde(default)]
     pub content: Option<u64>,
+    /// How many of the file's first bytes [`Entry::head`] covers.
+    #[serde(default)]
+    pub head_len: u32,
+    /// The hash of the file's first bytes (see `fingerprint::Head`), to recognise a copy of it.
+    #[serde(default)]
+    pub head: Option<u64>,
+    /// Fingerprints of copies of this file (logrotate's `copytruncate`) read on under its
+    /// identity, so a restart finds them without comparing heads again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<u64>,
     /// When the entry last moved, as a count of moves in this file: the newest entries of a
     /// path are its latest rotations.
     #[serde(default)]
@@ -90,6 +101,54 @@ impl Resume {
 
 /// Entries kept per path: kubelet keeps five rotations of a container's log by default.
 const KEPT_PER_PATH: usize = 8;
+/// Copies remembered per file: logrotate's rotations of one content, renamed along.
+const KEPT_COPIES: usize = 8;
+
+/// What a file being read is: noted before any of it is acknowledged, for the entries
+/// `advance` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identified {
+    pub fingerprint: u64,
+    /// Truncations in place before this content.
+    pub generation: u32,
+    /// The hash of its first line (see `fingerprint::content_hash`).
+    pub content: u64,
+    pub head: Head,
+}
+
+/// Where reading a known file resumes, found by its fingerprint or one of its copies'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Where the file was last read.
+    pub path: String,
+    /// The fingerprint the file was first read under.
+    pub fingerprint: u64,
+    pub generation: u32,
+    pub offset: u64,
+    /// Its head when recorded (checkpoints written before heads existed have none).
+    pub head: Option<Head>,
+}
+
+/// One checkpointed file, as a candidate original of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub source: u64,
+    pub identified: Identified,
+    pub offset: u64,
+    pub path: String,
+    pub touched: u64,
+}
+
+impl Known {
+    /// Whether a compressed file whose content starts with `head` holds this file: by the
+    /// recorded head, or by the first line for checkpoints from before heads were recorded.
+    pub fn held_in(&self, head: &[u8]) -> bool {
+        let recorded = self.identified.head;
+        recorded.starts(head)
+            || (recorded.len == 0
+                && first_line(head).map(content_hash) == Some(self.identified.content))
+    }
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,9 +172,8 @@ pub struct Checkpoints {
     taken: u64,
     written: Arc<Mutex<u64>>,
     first_start: bool,
-    /// Fingerprint, generation and content hash of each source being read, for the entries
-    /// `advance` makes.
-    identities: HashMap<u64, (u64, u32, u64)>,
+    /// What each source being read is, for the entries `advance` makes.
+    identities: HashMap<u64, Identified>,
 }
 
 impl Checkpoints {
@@ -160,18 +218,71 @@ impl Checkpoints {
     }
 
     /// Notes which file and generation `source` is, before any of it is acknowledged.
-    pub fn register(&mut self, source: u64, fingerprint: u64, generation: u32, content: u64) {
-        self.identities.insert(source, (fingerprint, generation, content));
+    pub fn register(&mut self, source: u64, identified: Identified) {
+        self.identities.insert(source, identified);
     }
 
-    /// The newest generation recorded for a fingerprint, and its offset.
-    pub fn latest_generation(&self, fingerprint: u64) -> Option<(u32, u64)> {
+    /// Notes that the file read as `source` now has a longer head (it was shorter than
+    /// `fingerprint::HEAD_BYTES` when registered).
+    pub fn update_head(&mut self, source: u64, head: Head) {
+        if let Some(identified) = self.identities.get_mut(&source) {
+            identified.head = head;
+        }
+    }
+
+    /// Notes that the file with fingerprint `copy` is a copy of `source`, read on under it.
+    pub fn note_copy(&mut self, source: u64, copy: u64) {
+        let Some(entry) = self.state.files.get_mut(&key(source)) else { return };
+        if !entry.copies.contains(&copy) {
+            if entry.copies.len() == KEPT_COPIES {
+                entry.copies.remove(0);
+            }
+            entry.copies.push(copy);
+        }
+    }
+
+    /// The newest generation recorded for a fingerprint, or for a file it is a copy of.
+    pub fn find(&self, fingerprint: u64) -> Option<Found> {
         self.state
             .files
             .values()
-            .filter(|e| e.fingerprint == Some(fingerprint))
-            .map(|e| (e.generation, e.offset))
-            .max()
+            .filter(|e| e.fingerprint == Some(fingerprint) || e.copies.contains(&fingerprint))
+            .filter_map(|e| {
+                Some(Found {
+                    path: e.path.clone(),
+                    fingerprint: e.fingerprint?,
+                    generation: e.generation,
+                    offset: e.offset,
+                    head: e.head.map(|hash| Head { len: e.head_len, hash }),
+                })
+            })
+            .max_by_key(|f| (f.generation, f.offset, f.path.clone()))
+    }
+
+    /// The checkpointed files with an identity: the originals a copy may be of. Those written
+    /// before heads were recorded have an empty head (`len` 0), which starts nothing.
+    pub fn known(&self) -> Vec<Known> {
+        self.state
+            .files
+            .iter()
+            .filter_map(|(k, e)| {
+                let identified = Identified {
+                    fingerprint: e.fingerprint?,
+                    generation: e.generation,
+                    content: e.content?,
+                    head: e
+                        .head
+                        .map_or(Head { len: 0, hash: 0 }, |hash| Head { len: e.head_len, hash }),
+                };
+                Some(Known {
+                    source: u64::from_str_radix(k, 16).ok()?,
+                    identified,
+                    offset: e.offset,
+                    path: e.path.clone(),
+                    touched: e.touched,
+                })
+            })
+            .collect()
     }
 
     /// Moves a file's resume offset forward (never back) to `offset`.
@@ -201,14 +312,19 @@ impl Checkpoints {
             fingerprint: None,
             generation: 0,
             content: None,
+            head_len: 0,
+            head: None,
+            copies: Vec::new(),
             touched: 0,
         });
         self.state.moves += 1;
         entry.touched = self.state.moves;
-        if let Some((fingerprint, generation, content)) = identity {
-            entry.fingerprint = Some(fingerprint);
-            entry.generation = generation;
-            entry.content = Some(content);
+        if let Some(identified) = identity {
+            entry.fingerprint = Some(identified.fingerprint);
+            entry.generation = identified.generation;
+            entry.content = Some(identified.content);
+            entry.head_len = identified.head.len;
+            entry.head = Some(identified.head.hash);
         }
         if entry.path != path {
             path.clone_into(&mut entry.path);
@@ -341,16 +457,81 @@ mod tests {
     fn the_latest_generation_of_a_fingerprint_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Checkpoints::load(dir.path()).unwrap();
-        c.register(10, 7, 0, 70);
+        let head = Head { len: 12, hash: 99 };
+        let identified = |generation| Identified { fingerprint: 7, generation, content: 70, head };
+        c.register(10, identified(0));
         c.advance(10, "/a.log", 500);
-        c.register(11, 7, 1, 70);
+        c.register(11, identified(1));
         c.advance(11, "/a.log", 40);
         c.advance(12, "/b.log", 9);
         c.save().unwrap();
         let c = Checkpoints::load(dir.path()).unwrap();
-        assert_eq!(c.latest_generation(7), Some((1, 40)));
-        assert_eq!(c.latest_generation(8), None);
+        let found = Found {
+            path: "/a.log".into(),
+            fingerprint: 7,
+            generation: 1,
+            offset: 40,
+            head: Some(head),
+        };
+        assert_eq!(c.find(7), Some(found));
+        assert_eq!(c.find(8), None);
         assert_eq!(c.offset(12), Some(9), "entries without an identity still load");
+        assert_eq!(c.known().len(), 2, "only entries with an identity can be originals");
+    }
+
+    #[test]
+    fn a_copy_is_found_under_the_file_it_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Checkpoints::load(dir.path()).unwrap();
+        let head = Head { len: 4096, hash: 5 };
+        c.register(10, Identified { fingerprint: 7, generation: 2, content: 70, head });
+        c.advance(10, "/app.log", 800);
+        c.note_copy(10, 33);
+        c.note_copy(10, 33);
+        c.advance(10, "/app.log.1", 900);
+        c.save().unwrap();
+        let mut c = Checkpoints::load(dir.path()).unwrap();
+        let found = Found {
+            path: "/app.log.1".into(),
+            fingerprint: 7,
+            generation: 2,
+            offset: 900,
+            head: Some(head),
+        };
+        assert_eq!(c.find(33), Some(found), "by the copy's own fingerprint");
+        for copy in 100..110 {
+            c.note_copy(10, copy);
+        }
+        assert_eq!(c.find(33), None, "the oldest copies are let go");
+        assert!(c.find(109).is_some());
+    }
+
+    /// A checkpoint file as releases before copy recognition wrote it: no heads, no copies.
+    #[test]
+    fn checkpoints_written_before_heads_existed_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = include_str!("../tests/fixtures/checkpoints-before-heads.json");
+        fs::write(dir.path().join(FILE_NAME), old).unwrap();
+        let c = Checkpoints::load(dir.path()).unwrap();
+        let source = 0x3bd5_1a8c_bb4c_f1a2;
+        assert_eq!((c.offset(source), c.acked(source)), (Some(5280), Some(4000)));
+        let found = Found {
+            path: "/var/log/app/app.log".into(),
+            fingerprint: 1_311_768_467_463_790_320,
+            generation: 1,
+            offset: 5280,
+            head: None,
+        };
+        assert_eq!(c.find(1_311_768_467_463_790_320), Some(found));
+        let known = c.known();
+        assert_eq!(known.len(), 1, "the entry with an identity");
+        assert_eq!(known[0].identified.head.len, 0, "and no head to compare a copy with");
+        assert_eq!(known[0].identified.content, 0x0123_4567_89ab_cdef);
+        let mut legacy = known[0].clone();
+        assert!(!legacy.held_in(b"started\nmore\n"));
+        legacy.identified.content = content_hash(b"started\n");
+        assert!(legacy.held_in(b"started\nmore\n"), "by the first line alone");
+        assert_eq!(c.spool_acked(), 77_000);
     }
 
     #[test]

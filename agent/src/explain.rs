@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use sluice_proto::id::source_key;
 use crate::AgentError;
 use crate::checkpoint::Checkpoints;
 use crate::config::AgentConfig;
-use crate::fingerprint::fingerprint;
+use crate::fingerprint::{HEAD_BYTES, fingerprint, with_generation};
 use crate::{cri, docker, spool};
 
 /// A report of `path` for people, one `key: value` per line.
@@ -49,7 +50,10 @@ pub fn explain(config: &AgentConfig, path: &Path) -> Result<String, AgentError> 
     let mut head = vec![0; 64 * 1024];
     let n = file.read_at(&mut head, 0).map_err(AgentError::io("read", path))?;
     let first = head[..n].split(|&b| b == b'\n').next().unwrap_or_default();
-    let format = if n == 0 {
+    let compressed = path.extension().is_some_and(|e| e == "gz");
+    let format = if compressed {
+        "gzip (a compressed rotation)"
+    } else if n == 0 {
         "unknown (empty)"
     } else if cri::parse(first).is_some() {
         "cri"
@@ -59,16 +63,69 @@ pub fn explain(config: &AgentConfig, path: &Path) -> Result<String, AgentError> 
         "plain"
     };
     line("format", format.into());
+    let checkpoints = Checkpoints::load(&config.data_dir)?;
+    if compressed {
+        let mut head = Vec::new();
+        let decoded =
+            flate2::read::MultiGzDecoder::new(&file).take(HEAD_BYTES as u64).read_to_end(&mut head);
+        let holds = match decoded {
+            Err(e) => {
+                format!("unknown: not a whole gzip file ({e}); looked at again when it grows")
+            }
+            Ok(_) => match checkpoints.known().into_iter().find(|k| k.held_in(&head)) {
+                Some(k) => format!(
+                    "the content of {} (source {:016x}), read up to byte {}: what is past it is read from here",
+                    k.path, k.source, k.offset
+                ),
+                None => "nothing the agent has read: an archive from before it watched, left alone"
+                    .into(),
+            },
+        };
+        line("holds", holds);
+        line("spool", spool::status(&config.data_dir, checkpoints.spool_acked())?.to_string());
+        return Ok(out);
+    }
     let Some(fp) = fingerprint(&file).map_err(AgentError::io("read", path))? else {
         line("identity", "none yet: the file has no complete first line".into());
         return Ok(out);
     };
-    let source = source_key(&config.source_identity(), fp);
+    let found = checkpoints.find(fp);
+    let source = match &found {
+        Some(found) => source_key(
+            &config.source_identity(),
+            with_generation(found.fingerprint, found.generation),
+        ),
+        None => source_key(&config.source_identity(), fp),
+    };
     line(
         "source",
         format!("{source:016x} (fingerprint {fp:016x}, identity {})", config.source_identity()),
     );
-    let checkpoints = Checkpoints::load(&config.data_dir)?;
+    match found {
+        Some(found) if found.fingerprint != fp => line(
+            "copy of",
+            format!(
+                "the file last read as {} (recognised by its first bytes): read on under its identity, from where it was left",
+                found.path
+            ),
+        ),
+        Some(_) => {}
+        None => {
+            let starts_like = checkpoints.known().into_iter().find(|k| {
+                k.identified.fingerprint != fp
+                    && k.identified.head.starts(&head[..n.min(HEAD_BYTES)])
+            });
+            if let Some(k) = starts_like {
+                line(
+                    "copy of",
+                    format!(
+                        "{} perhaps: it starts with that file's first {} bytes; read on from byte {} once that content is gone from there (copytruncate), else read as a file of its own",
+                        k.path, k.identified.head.len, k.offset
+                    ),
+                );
+            }
+        }
+    }
     match (checkpoints.acked(source), checkpoints.offset(source)) {
         (Some(acked), Some(spooled)) => {
             line(
@@ -142,6 +199,35 @@ mod tests {
         ] {
             assert!(report.contains(wanted), "{wanted:?} in\n{report}");
         }
+
+        // Read on as a copy of another file (copytruncate), and compressed.
+        let copy = dir.path().join("pods/shop_api-1_u1/app/0.log.1");
+        std::fs::copy(&file, &copy).unwrap();
+        let copy_fp = fingerprint(&File::open(&copy).unwrap()).unwrap().unwrap();
+        let head = crate::fingerprint::Head::read(&File::open(&file).unwrap()).unwrap();
+        let identified =
+            crate::checkpoint::Identified { fingerprint: fp, generation: 0, content: 1, head };
+        checkpoints.register(source, identified);
+        checkpoints.advance(source, &file.display().to_string(), 68);
+        checkpoints.note_copy(source, copy_fp);
+        checkpoints.save().unwrap();
+        let report = explain(&config, &copy).unwrap();
+        assert!(
+            report.contains(&format!("copy of:     the file last read as {}", file.display())),
+            "{report}"
+        );
+        assert!(report.contains(&format!("source:      {source:016x}")), "{report}");
+        let gz = dir.path().join("pods/shop_api-1_u1/app/0.log.1.gz");
+        let mut encoder =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut encoder, &std::fs::read(&file).unwrap()).unwrap();
+        encoder.finish().unwrap();
+        let report = explain(&config, &gz).unwrap();
+        assert!(report.contains("format:      gzip"), "{report}");
+        assert!(
+            report.contains(&format!("holds:       the content of {}", file.display())),
+            "{report}"
+        );
 
         let empty = dir.path().join("empty.log");
         std::fs::write(&empty, "no newline yet").unwrap();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use super::compressed::is_compressed;
 use super::file::TrackedFile;
 use super::{Halt, Tailer};
 use crate::config::ReadFrom;
@@ -93,6 +94,8 @@ impl Tailer {
         let mut gone = Vec::new();
         let mut live = HashMap::new();
         let mut waiting = 0;
+        let (compressed, seen): (Vec<_>, Vec<_>) =
+            seen.into_iter().partition(|(path, ..)| is_compressed(path));
         for (path, dev, ino, size) in seen {
             let known = self.files.get(&path).is_some_and(|f| f.dev == dev && f.ino == ino);
             if !known {
@@ -144,6 +147,25 @@ impl Tailer {
         self.draining.extend(gone);
         while let Some(mut old) = self.draining.pop() {
             if let Err(Halt::Stopping) = self.read_to_end(&mut old) {
+                return;
+            }
+        }
+        // After the files let go were read to their end, and with what was read synced (so
+        // the checkpoints know every content read), a compressed copy of one is read only
+        // past where its own reading ended.
+        self.examined.retain(|path, _| compressed.iter().any(|(p, ..)| p == path));
+        let changed: Vec<PathBuf> = compressed
+            .into_iter()
+            .filter(|(path, dev, ino, size)| {
+                self.examined.get(path) != Some(&ParkedFile { dev: *dev, ino: *ino, size: *size })
+            })
+            .map(|(path, ..)| path)
+            .collect();
+        if !changed.is_empty() {
+            self.spool.flush();
+        }
+        for path in changed {
+            if let Err(Halt::Stopping) = self.read_compressed(&path) {
                 return;
             }
         }

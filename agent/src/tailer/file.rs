@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::parse::Parse;
-use crate::fingerprint::Identity;
+use crate::checkpoint::Identified;
 use crate::kube_path::PodMeta;
 use crate::line_reader::LineSplitter;
 
@@ -26,9 +26,9 @@ pub(super) struct TrackedFile {
     pub(super) reading: Option<Reading>,
     /// Sizes the file was seen with and when, oldest first, for its lag in seconds.
     pub(super) sizes: VecDeque<SizeSeen>,
-    /// The identity to read under instead of the handle's own: a rotated file recovered from
-    /// its compressed copy keeps the identity it was read under.
-    pub(super) known_identity: Option<Identity>,
+    /// Another file's reading this one goes on with, instead of its own: a compressed
+    /// rotation, decompressed, is read on under the identity of the file it holds.
+    pub(super) continues: Option<Continues>,
     /// When the file last gave new bytes.
     pub(super) last_read: Instant,
 }
@@ -38,6 +38,13 @@ pub(super) struct TrackedFile {
 pub(super) struct Truncated {
     pub(super) fingerprint: u64,
     pub(super) generation: u32,
+}
+
+/// Where a file goes on with another's reading: under its identity, from its offset.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Continues {
+    pub(super) identified: Identified,
+    pub(super) offset: u64,
 }
 
 /// A size a file was seen with, and when.
@@ -50,9 +57,13 @@ pub(super) struct SizeSeen {
 /// A file being read, once it has a fingerprint.
 pub(super) struct Reading {
     pub(super) source: u64,
-    pub(super) fingerprint: u64,
-    /// Truncations in place so far (see [`with_generation`]).
-    pub(super) generation: u32,
+    /// What is read: the file's own identity, or for a copy the identity of the file it
+    /// copies; its generation counts truncations in place (see
+    /// [`crate::fingerprint::with_generation`]).
+    pub(super) identified: Identified,
+    /// A copy of another file, or a compressed rotation: it is not written to, so it is
+    /// never taken for truncated in place.
+    pub(super) copy: bool,
     pub(super) splitter: LineSplitter,
     pub(super) parse: Parse,
 }
@@ -77,7 +88,7 @@ impl TrackedFile {
             after_truncation: None,
             reading: None,
             sizes: VecDeque::new(),
-            known_identity: None,
+            continues: None,
             last_read: Instant::now(),
         }
     }

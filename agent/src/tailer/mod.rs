@@ -9,13 +9,18 @@
 //! - `discovery`: the patterns expanded, directories watched, files opened, replaced, let go
 //!   and parked at the open-file cap.
 //! - `rotation`: the unread tails of files rotated while the agent was away, found again by
-//!   fingerprint (or by content hash, once compressed).
+//!   fingerprint.
+//! - `copies`: copies of files already read (copytruncate), known by their head and read on
+//!   where their original was left.
+//! - `compressed`: `.gz` rotations, read from where the file they hold was left.
 //! - `read`: a file read by offset from its checkpoint, truncation in place.
 //! - `parse`: lines into records: CRI, Docker json-file or plain, multi-line, redaction, level.
 //! - `file`: what is kept of a tracked file.
 //! - `lag`: per-file gauges, lag in bytes and seconds.
 //! - `deleted`: deleted files held open while the spool is full, and the cap on their disk.
 
+mod compressed;
+mod copies;
 mod deleted;
 mod discovery;
 mod file;
@@ -61,6 +66,8 @@ pub struct Tailer {
     draining: Vec<TrackedFile>,
     /// Files closed at the open-file cap while idle.
     parked: HashMap<PathBuf, ParkedFile>,
+    /// Compressed files looked into, as they were then: looked into again only if changed.
+    examined: HashMap<PathBuf, ParkedFile>,
     spool: SpoolWriter,
     stop: Arc<AtomicBool>,
     first_scan: bool,
@@ -82,6 +89,7 @@ impl Tailer {
             files: HashMap::new(),
             draining: Vec::new(),
             parked: HashMap::new(),
+            examined: HashMap::new(),
             spool,
             stop,
             first_scan,

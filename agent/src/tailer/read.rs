@@ -9,12 +9,14 @@ use std::time::Instant;
 use sluice_proto::LogRecord;
 use sluice_proto::id::source_key;
 
-use super::file::{Reading, TrackedFile, Truncated};
+use super::copies::Copied;
+use super::file::{Continues, Reading, TrackedFile, Truncated};
 use super::parse::{Format, Parse};
 use super::{Halt, READ_BUDGET_BYTES, READ_CHUNK_BYTES, Tailer, now_ns};
+use crate::checkpoint::Identified;
 use crate::chunk::Chunk;
 use crate::cri::{Assembler, SecondCache};
-use crate::fingerprint::{Identity, identify, with_generation};
+use crate::fingerprint::{HEAD_BYTES, Head, Identity, identify, with_generation};
 use crate::line_reader::LineSplitter;
 use crate::multiline::Joiner;
 
@@ -60,7 +62,7 @@ impl Tailer {
             return Ok(false);
         }
         let size = f.file.metadata().map_or(u64::MAX, |m| m.len());
-        if f.reading.as_ref().is_some_and(|r| size < r.splitter.position()) {
+        if self.rewritten(f, size) {
             self.truncated(f)?;
             if !self.start_reading(f) {
                 return Ok(false);
@@ -98,6 +100,36 @@ impl Tailer {
         Ok(any)
     }
 
+    /// Whether the file, now `size` bytes, was truncated in place since it was last read:
+    /// shorter than what was read, or, when it has new bytes, no longer starting with the
+    /// head it had (a writer fast enough refills it past the old length before it is seen
+    /// shorter). Until the head is whole it grows with the file, for copies to be known by.
+    fn rewritten(&mut self, f: &mut TrackedFile, size: u64) -> bool {
+        let Some(reading) = f.reading.as_mut().filter(|r| !r.copy) else { return false };
+        let position = reading.splitter.position();
+        if size < position {
+            return true;
+        }
+        if size == position {
+            return false;
+        }
+        let head = reading.identified.head;
+        if !head.still_heads(&f.file).unwrap_or(true) {
+            return true;
+        }
+        if (head.len as usize) < HEAD_BYTES
+            && size > u64::from(head.len)
+            && let Ok(longer) = Head::read(&f.file)
+        {
+            reading.identified.head = longer;
+            self.checkpoints
+                .lock()
+                .expect("checkpoints poisoned")
+                .update_head(reading.source, longer);
+        }
+        false
+    }
+
     /// The file shrank under the reader (copytruncate): what was read of the old content is
     /// finished, and the new content is read from 0 once it has a first line. With the same
     /// first line it is the next generation of the file, so its records get new ids rather
@@ -110,8 +142,8 @@ impl Tailer {
         let reading = f.reading.take().expect("called while reading");
         tracing::warn!(path = %f.path.display(), read = reading.splitter.position(), "file truncated in place; reading it again from the start");
         metrics::counter!("sluice_agent_truncations_total").increment(1);
-        f.after_truncation =
-            Some(Truncated { fingerprint: reading.fingerprint, generation: reading.generation });
+        let Identified { fingerprint, generation, .. } = reading.identified;
+        f.after_truncation = Some(Truncated { fingerprint, generation });
         f.from_end = false;
         if let Err(e) = f.file.seek(SeekFrom::Start(0)) {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
@@ -119,54 +151,103 @@ impl Tailer {
         Ok(())
     }
 
-    /// Fingerprints the file and seeks to its checkpoint; false while it is too short.
-    pub(super) fn start_reading(&self, f: &mut TrackedFile) -> bool {
-        let identified = match f.known_identity {
-            Some(known) => Ok(Some(known)),
-            None => identify(&f.file),
-        };
-        let Identity { fingerprint: fp, content } = match identified {
-            Ok(Some(identity)) => identity,
-            Ok(None) => return false,
-            Err(e) => {
-                tracing::warn!(path = %f.path.display(), error = %e, "cannot fingerprint");
-                return false;
+    /// Fingerprints the file and seeks to where it is read from; false while it is too
+    /// short to have a fingerprint.
+    pub(super) fn start_reading(&mut self, f: &mut TrackedFile) -> bool {
+        if let Some(Continues { identified, offset }) = f.continues.take() {
+            return self.begin(f, identified, offset, Copy::Compressed);
+        }
+        let (Identity { fingerprint: fp, content }, head) =
+            match identify(&f.file).and_then(|i| Ok((i, Head::read(&f.file)?))) {
+                Ok((Some(identity), head)) => (identity, head),
+                Ok((None, _)) => return false,
+                Err(e) => {
+                    tracing::warn!(path = %f.path.display(), error = %e, "cannot fingerprint");
+                    return false;
+                }
+            };
+        let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
+        let own = |generation| Identified { fingerprint: fp, generation, content, head };
+        if let Some(old) = f.after_truncation.take().filter(|old| old.fingerprint == fp) {
+            // Seen shrinking while read: the same first line is the file's next content.
+            return self.begin(f, own(old.generation + 1), 0, Copy::No);
+        }
+        let (found, legacy) = {
+            let checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
+            match checkpoints.find(fp) {
+                Some(found) => (Some(found), None),
+                // Checkpoints written before generations existed are found by the plain key.
+                None => (None, checkpoints.offset(source_key(&self.identity, fp))),
             }
         };
-        let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
-        let (generation, offset) = match f.after_truncation.take() {
-            // Seen shrinking while read: the same first line is the file's next content.
-            Some(old) if old.fingerprint == fp => (old.generation + 1, 0),
-            _ => {
-                // Checkpoints written before generations existed are found by the plain key.
-                let (generation, checkpoint) = match checkpoints.latest_generation(fp) {
-                    Some((generation, offset)) => (generation, Some(offset)),
-                    None => (0, checkpoints.offset(source_key(&self.identity, fp))),
+        match (found, legacy) {
+            (Some(found), _) if found.fingerprint != fp => {
+                // A copy read before (its fingerprint is noted with the file it copies).
+                let identified = Identified {
+                    fingerprint: found.fingerprint,
+                    generation: found.generation,
+                    content,
+                    head: found.head.unwrap_or(head),
                 };
-                match checkpoint {
-                    Some(offset) if offset <= size => (generation, offset),
-                    Some(offset) => {
-                        tracing::warn!(path = %f.path.display(), offset, size, "file shorter than its checkpoint (truncated while the agent was away); reading it from the start");
-                        metrics::counter!("sluice_agent_truncations_total").increment(1);
-                        (generation + 1, 0)
-                    }
-                    None if f.from_end => (0, end_of_last_line(&f.file, size)),
-                    None => (0, 0),
+                self.begin(f, identified, found.offset.min(size), Copy::Of(fp))
+            }
+            (Some(found), _) => {
+                let moved_on = found.head.is_some_and(|h| !h.still_heads(&f.file).unwrap_or(true));
+                if found.offset > size || moved_on {
+                    tracing::warn!(path = %f.path.display(), offset = found.offset, size, "file rewritten since its checkpoint (truncated while the agent was away); reading it from the start");
+                    metrics::counter!("sluice_agent_truncations_total").increment(1);
+                    self.begin(f, own(found.generation + 1), 0, Copy::No)
+                } else {
+                    self.begin(f, own(found.generation), found.offset, Copy::No)
                 }
             }
-        };
-        let source = source_key(&self.identity, with_generation(fp, generation));
-        checkpoints.register(source, fp, generation, content);
-        drop(checkpoints);
+            (None, Some(offset)) if offset <= size => self.begin(f, own(0), offset, Copy::No),
+            (None, Some(offset)) => {
+                tracing::warn!(path = %f.path.display(), offset, size, "file shorter than its checkpoint (truncated while the agent was away); reading it from the start");
+                metrics::counter!("sluice_agent_truncations_total").increment(1);
+                self.begin(f, own(1), 0, Copy::No)
+            }
+            (None, None) => match self.copy_of(f, fp, size) {
+                Some(Copied::Fresh(Continues { identified, offset })) => {
+                    self.begin(f, identified, offset.min(size), Copy::Of(fp))
+                }
+                Some(Copied::HandedOver(reading)) => self.go_on(f, *reading, fp),
+                None if f.from_end => {
+                    let offset = end_of_last_line(&f.file, size);
+                    self.begin(f, own(0), offset, Copy::No)
+                }
+                None => self.begin(f, own(0), 0, Copy::No),
+            },
+        }
+    }
+
+    /// Starts reading `f` at `offset` as `identified`.
+    fn begin(
+        &mut self,
+        f: &mut TrackedFile,
+        identified: Identified,
+        offset: u64,
+        copy: Copy,
+    ) -> bool {
+        let source = source_key(
+            &self.identity,
+            with_generation(identified.fingerprint, identified.generation),
+        );
+        {
+            let mut checkpoints = self.checkpoints.lock().expect("checkpoints poisoned");
+            checkpoints.register(source, identified);
+            if let Copy::Of(own) = copy {
+                checkpoints.note_copy(source, own);
+            }
+        }
         if let Err(e) = f.file.seek(SeekFrom::Start(offset)) {
             tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
             return false;
         }
         f.reading = Some(Reading {
             source,
-            fingerprint: fp,
-            generation,
+            identified,
+            copy: copy != Copy::No,
             splitter: LineSplitter::new(self.config.max_line_bytes, offset),
             parse: Parse {
                 common: LogRecord {
@@ -191,6 +272,32 @@ impl Tailer {
         });
         true
     }
+
+    /// Goes on in `f`, a copy, with the reading of the file it copies, where that stopped:
+    /// a partial line or multi-line event read from the original is finished from the copy.
+    fn go_on(&mut self, f: &mut TrackedFile, mut reading: Reading, own: u64) -> bool {
+        let position = reading.splitter.position();
+        let size = f.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if let Err(e) = f.file.seek(SeekFrom::Start(position.min(size))) {
+            tracing::warn!(path = %f.path.display(), error = %e, "cannot seek");
+            return false;
+        }
+        self.checkpoints.lock().expect("checkpoints poisoned").note_copy(reading.source, own);
+        reading.copy = true;
+        f.path_text.clone_into(&mut reading.parse.common.file_path);
+        f.reading = Some(reading);
+        true
+    }
+}
+
+/// Whether a file is read as itself or on behalf of another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copy {
+    No,
+    /// A copy of another file; its own fingerprint.
+    Of(u64),
+    /// A compressed rotation, decompressed.
+    Compressed,
 }
 
 /// Where the last complete line of the first `size` bytes ends: the start when tailing from

@@ -1,23 +1,20 @@
 //! Files rotated while the agent was away: their unread tails, found by fingerprint among
-//! their siblings, or by content hash in kubelet's compressed copies.
+//! their siblings, or in compressed copies named after them.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::file::TrackedFile;
 use super::{Halt, Tailer};
-use crate::fingerprint::{Identity, content_hash, fingerprint, first_line};
+use crate::fingerprint::fingerprint;
 
 /// A file's newest checkpoint: where it was, what it was, how far it was read.
 struct Checkpointed {
     path: PathBuf,
     fingerprint: u64,
     generation: u32,
-    /// The hash of its head, when known.
-    content: Option<u64>,
     offset: u64,
 }
 
@@ -40,7 +37,6 @@ impl Tailer {
                         path: PathBuf::from(&entry.path),
                         fingerprint,
                         generation: entry.generation,
-                        content: entry.content,
                         offset: entry.offset,
                     };
                     latest.insert(fingerprint, checkpointed);
@@ -48,7 +44,7 @@ impl Tailer {
             }
             latest.into_values().collect()
         };
-        'entries: for Checkpointed { path, fingerprint: fp, content, offset, .. } in entries {
+        'entries: for Checkpointed { path, fingerprint: fp, offset, .. } in entries {
             let still_there =
                 File::open(&path).ok().and_then(|f| fingerprint(&f).ok().flatten()) == Some(fp);
             let Some(dir) = path.parent().filter(|_| !still_there) else { continue };
@@ -72,70 +68,7 @@ impl Tailer {
                 }
                 continue 'entries;
             }
-            if let Some(content) = content {
-                self.recover_compressed(&path, fp, content, offset)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Kubelet compresses rotated logs (`0.log.<time>` → `0.log.<time>.gz`): a tail still
-    /// unread then is only in the compressed copy, found by the hash of its head among the
-    /// `.gz` siblings named after the file. It is read from a decompressed scratch copy under
-    /// the file's old identity, so its records keep their ids.
-    pub(super) fn recover_compressed(
-        &mut self,
-        path: &Path,
-        fp: u64,
-        content: u64,
-        offset: u64,
-    ) -> Result<(), Halt> {
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
-        let name = name.to_string_lossy();
-        let Ok(siblings) = std::fs::read_dir(dir) else { return Ok(()) };
-        for gz in siblings.flatten().map(|e| e.path()) {
-            let gz_name =
-                gz.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if !(gz_name.starts_with(&*name) && gz_name.ends_with(".gz")) {
-                continue;
-            }
-            let Ok(compressed) = File::open(&gz) else { continue };
-            let mut head = Vec::new();
-            let mut decoder = flate2::read::MultiGzDecoder::new(compressed);
-            let read = (&mut decoder)
-                .take(crate::fingerprint::FINGERPRINT_BYTES as u64)
-                .read_to_end(&mut head);
-            if read.is_err() || first_line(&head).map(content_hash) != Some(content) {
-                continue;
-            }
-            let scratch = self.config.data_dir.join("rotated.gz.tmp");
-            let copied = File::create(&scratch).and_then(|mut out| {
-                out.write_all(&head)?;
-                std::io::copy(&mut decoder, &mut out)
-            });
-            let file = match copied.and_then(|_| File::open(&scratch)) {
-                Ok(file) => file,
-                Err(e) => {
-                    tracing::warn!(path = %gz.display(), error = %e, "cannot decompress a rotated file");
-                    continue;
-                }
-            };
-            let meta = match file.metadata() {
-                Ok(m) if m.len() > offset => m,
-                _ => continue,
-            };
-            tracing::info!(path = %gz.display(), was = %path.display(), offset, "reading the unread tail of a rotated file from its compressed copy");
-            metrics::counter!("sluice_agent_rotated_tails_read_total").increment(1);
-            let pod = self.config.pod_meta(path);
-            let mut tracked =
-                TrackedFile::new(gz.clone(), pod, file, meta.dev(), meta.ino(), false);
-            tracked.known_identity = Some(Identity { fingerprint: fp, content });
-            let result = self.read_to_end(&mut tracked);
-            let _ = std::fs::remove_file(&scratch);
-            return match result {
-                Err(Halt::Stopping) => Err(Halt::Stopping),
-                _ => Ok(()),
-            };
+            self.read_compressed_siblings(&path)?;
         }
         Ok(())
     }
