@@ -4,7 +4,8 @@
 //! `delaycompress` does), the agent watches `*.log*` so copies and compressed copies are
 //! matched too, and is `kill -9`-ed at pseudo-random moments. Every line is in the index
 //! exactly once: copies are read on from where their original was left, under its ids.
-//! Real processes on loopback.
+//! Once with the agent killed beside a running collector, once with `sluice up` (agent and
+//! collector in one process) killed whole. Real processes on loopback.
 
 mod common;
 
@@ -82,26 +83,13 @@ fn write(logs: PathBuf, done: Arc<AtomicBool>) -> usize {
     rotations
 }
 
-#[test]
-fn copies_and_compressed_copies_are_never_read_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let base = format!("http://127.0.0.1:{http}");
-    let _collector = start_collector(&dir.path().join("collector"), grpc, http);
-    let logs = dir.path().join("logs");
-    fs::create_dir_all(&logs).unwrap();
-    let agent_dir = dir.path().join("agent");
-    let config = write_agent_config_with(
-        &agent_dir,
-        grpc,
-        &[format!("{}/*.log*", logs.display())],
-        "scan_interval_ms: 200\n",
-    );
-    let mut agent = start_agent(&config, &agent_dir);
-
+/// Writes and rotates while whatever `start` starts is `kill -9`-ed and started again, then
+/// counts every line through the search API of the last one started.
+fn rotate_under_kills(logs: &Path, mut start: impl FnMut() -> (Proc, String), what: &str) {
+    let (mut running, mut base) = start();
     let done = Arc::new(AtomicBool::new(false));
     let writing = {
-        let (logs, done) = (logs.clone(), done.clone());
+        let (logs, done) = (logs.to_owned(), done.clone());
         std::thread::spawn(move || write(logs, done))
     };
     let mut kills = 0;
@@ -112,10 +100,10 @@ fn copies_and_compressed_copies_are_never_read_twice() {
         state ^= state >> 7;
         state ^= state << 17;
         std::thread::sleep(Duration::from_millis(300 + state % 700));
-        agent.kill9();
+        running.kill9();
         kills += 1;
         std::thread::sleep(Duration::from_millis(state % 250));
-        agent = start_agent(&config, &agent_dir);
+        (running, base) = start();
     }
     let rotations = writing.join().unwrap();
     let expected = FILES * LINES_PER_FILE;
@@ -136,16 +124,44 @@ fn copies_and_compressed_copies_are_never_read_twice() {
         lost += (0..LINES_PER_FILE).filter(|k| !count.contains_key(&format!("n{k}"))).count();
         duplicates += count.values().map(|c| c - 1).sum::<usize>();
     }
-    let compressed = fs::read_dir(&logs)
+    let compressed = fs::read_dir(logs)
         .unwrap()
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "gz"))
         .count();
     println!(
-        "copytruncate: {expected} lines in {FILES} files, {rotations} copytruncates, {compressed} compressed copies, {kills} agent kills; lost: {lost}, duplicates: {duplicates}"
+        "copytruncate, {what}: {expected} lines in {FILES} files, {rotations} copytruncates, {compressed} compressed copies, {kills} kills; lost: {lost}, duplicates: {duplicates}"
     );
     assert!(rotations >= 10 && compressed >= 4 && kills >= 10, "too little happened to test");
     assert_eq!((lost, duplicates), (0, 0));
     assert_eq!(total(&base, "rotor") as usize, expected);
-    assert!(agent.is_running());
+    assert!(running.is_running());
+}
+
+#[test]
+fn copies_are_never_read_twice_by_an_agent_killed_beside_its_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{http}");
+    let _collector = start_collector(&dir.path().join("collector"), grpc, http);
+    let logs = dir.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let agent_dir = dir.path().join("agent");
+    let config = write_agent_config_with(
+        &agent_dir,
+        grpc,
+        &[format!("{}/*.log*", logs.display())],
+        "scan_interval_ms: 200\n",
+    );
+    let start = || (start_agent(&config, &agent_dir), base.clone());
+    rotate_under_kills(&logs, start, "agent killed");
+}
+
+#[test]
+fn copies_are_never_read_twice_by_sluice_up_killed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    fs::create_dir_all(&logs).unwrap();
+    let (data, watch) = (dir.path().join("data"), [format!("{}/*.log*", logs.display())]);
+    rotate_under_kills(&logs, || start_up(&data, &watch), "sluice up killed");
 }
