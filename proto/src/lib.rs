@@ -29,13 +29,27 @@ mod generated {
     tonic::include_proto!("sluice.v1");
 }
 
-pub use generated::{Ack, LogBatch, LogRecord, RecordBlock, Stream, ingest_client, ingest_server};
+pub use generated::{
+    Ack, KubeEvent, LogBatch, LogRecord, RecordBlock, Stream, ingest_client, ingest_server,
+};
 pub use id::RecordId;
 
 impl LogRecord {
     /// The record's stable id, from its source key and byte offset.
     pub fn id(&self) -> RecordId {
         RecordId::new(self.source, self.offset)
+    }
+}
+
+impl KubeEvent {
+    /// The object the event is about as `Kind/name` (`Pod/nginx-7d9f`), or whichever of the
+    /// two the event gave.
+    pub fn object(&self) -> String {
+        match (self.object_kind.is_empty(), self.object_name.is_empty()) {
+            (_, true) => self.object_kind.clone(),
+            (true, false) => self.object_name.clone(),
+            (false, false) => format!("{}/{}", self.object_kind, self.object_name),
+        }
     }
 }
 
@@ -47,6 +61,7 @@ impl Stream {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
             Stream::File => "file",
+            Stream::Event => "event",
         }
     }
 }

@@ -55,5 +55,5 @@ pub mod time;
 pub mod tokenizer;
 
 pub use error::QueryError;
-pub use search::{Hit, SearchRequest, SearchResponse};
+pub use search::{Hit, HitEvent, SearchRequest, SearchResponse};
 pub use store::{Store, StoreWriter};

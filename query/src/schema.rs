@@ -2,7 +2,7 @@
 
 use std::ops::Bound;
 
-use sluice_proto::{LogRecord, Stream};
+use sluice_proto::{KubeEvent, LogRecord, Stream};
 use tantivy::query::{BooleanQuery, Occur, RangeQuery, TermQuery};
 use tantivy::schema::{
     FAST, Field, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
@@ -39,6 +39,18 @@ pub struct LogSchema {
     pub labels: Field,
     /// The message's [`crate::shape::shape`], the key a partition sorts its documents by.
     pub shape: Field,
+    /// What a Kubernetes event record is about (format 5): its reason (`BackOff`), type
+    /// (`Warning`), object (`Pod/nginx-7d9f`) and that object's kind, and who reported it.
+    pub reason: Field,
+    pub event_type: Field,
+    pub object: Field,
+    pub object_kind: Field,
+    pub reporter: Field,
+    /// The event's uid, occurrence count and first and last seen times, shown with a hit.
+    pub event_uid: Field,
+    pub event_count: Field,
+    pub event_first_seen: Field,
+    pub event_last_seen: Field,
 }
 
 impl LogSchema {
@@ -94,8 +106,19 @@ impl LogSchema {
         let message = b.add_text_field("message", message_options);
         let flags = b.add_u64_field("flags", STORED);
         let owner = b.add_text_field("owner", keyword.clone());
-        let labels = b.add_text_field("labels", keyword);
+        let labels = b.add_text_field("labels", keyword.clone());
         let shape = b.add_u64_field(SHAPE_FIELD, FAST);
+        // Fields after `shape` came with format 5; partitions of format 4 gain them when they
+        // are opened (see `crate::store::upgrade`), so they must stay last, in this order.
+        let reason = b.add_text_field("reason", keyword.clone());
+        let event_type = b.add_text_field("event_type", keyword.clone());
+        let object = b.add_text_field("object", keyword.clone());
+        let object_kind = b.add_text_field("object_kind", keyword.clone());
+        let reporter = b.add_text_field("reporter", keyword);
+        let event_uid = b.add_text_field("event_uid", STORED);
+        let event_count = b.add_u64_field("event_count", STORED);
+        let event_first_seen = b.add_i64_field("event_first_seen", STORED);
+        let event_last_seen = b.add_i64_field("event_last_seen", STORED);
         Self {
             schema: b.build(),
             source,
@@ -116,6 +139,15 @@ impl LogSchema {
             owner,
             labels,
             shape,
+            reason,
+            event_type,
+            object,
+            object_kind,
+            reporter,
+            event_uid,
+            event_count,
+            event_first_seen,
+            event_last_seen,
         }
     }
 
@@ -153,6 +185,11 @@ impl LogSchema {
             "level" => self.level,
             "file" => self.file,
             "owner" => self.owner,
+            "reason" => self.reason,
+            "event_type" => self.event_type,
+            "object" => self.object,
+            "object_kind" => self.object_kind,
+            "reporter" => self.reporter,
             _ => return None,
         })
     }
@@ -212,7 +249,29 @@ impl LogSchema {
         if r.flags != 0 {
             doc.add_u64(self.flags, u64::from(r.flags));
         }
+        if let Some(event) = &r.event {
+            self.add_event(&mut doc, event);
+        }
         doc
+    }
+
+    fn add_event(&self, doc: &mut TantivyDocument, event: &KubeEvent) {
+        let object = event.object();
+        for (field, value) in [
+            (self.reason, event.reason.as_str()),
+            (self.event_type, &event.r#type),
+            (self.object, &object),
+            (self.object_kind, &event.object_kind),
+            (self.reporter, &event.reporter),
+            (self.event_uid, &event.uid),
+        ] {
+            if !value.is_empty() {
+                doc.add_text(field, value);
+            }
+        }
+        doc.add_u64(self.event_count, event.count);
+        doc.add_i64(self.event_first_seen, event.first_seen_ns);
+        doc.add_i64(self.event_last_seen, event.last_seen_ns);
     }
 }
 

@@ -111,6 +111,29 @@ pub struct Hit {
     /// Matched text in `message` as `[start, end)` in characters (Unicode scalar values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub highlights: Vec<[usize; 2]>,
+    /// What a Kubernetes event record (`stream` `event`) is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<HitEvent>,
+}
+
+/// A Kubernetes event occurrence as a hit shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HitEvent {
+    pub uid: String,
+    pub reason: String,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `Pod/nginx-7d9f`.
+    pub object: String,
+    pub reporter: String,
+    /// Which occurrence of the event this record is.
+    pub count: u64,
+    /// RFC 3339, when the event said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -342,6 +365,21 @@ fn to_hit(schema: &LogSchema, doc: &TantivyDocument, ts: i64, id: RecordId) -> H
         id: id.to_string(),
         flags: sluice_proto::flags::names(flags).into_iter().map(str::to_owned).collect(),
         highlights: Vec::new(),
+        event: doc.get_first(schema.event_count).and_then(|v| v.as_u64()).map(|count| {
+            let seen = |field: Field| {
+                doc.get_first(field).and_then(|v| v.as_i64()).filter(|&ns| ns != 0).map(format_ts)
+            };
+            HitEvent {
+                uid: text(schema.event_uid),
+                reason: text(schema.reason),
+                kind: text(schema.event_type),
+                object: text(schema.object),
+                reporter: text(schema.reporter),
+                count,
+                first_seen: seen(schema.event_first_seen),
+                last_seen: seen(schema.event_last_seen),
+            }
+        }),
     }
 }
 

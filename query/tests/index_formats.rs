@@ -9,8 +9,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sluice_proto::LogRecord;
 use sluice_proto::id::source_key;
+use sluice_proto::{KubeEvent, LogRecord, Stream};
 use sluice_query::store::{Added, FORMAT_VERSION, READABLE_VERSIONS};
 use sluice_query::{SearchRequest, Store, StoreWriter};
 
@@ -122,12 +122,43 @@ fn every_readable_format_opens_searches_and_takes_new_records_once() {
         fresh.offset = 1 << 40;
         fresh.message = "升级之后 written by this release".to_owned();
         assert_eq!(writer.add(&fresh, position + 2).unwrap(), Added::Indexed);
+        // Fields newer than the fixture's format filter nothing out of its records, and a
+        // record that has them is found by them beside the old ones.
+        assert_eq!(total(&store, "reason:BackOff OR stream:event"), 0, "format {version}");
+        let event = LogRecord {
+            source: source_key("k8s-event/c1/uid-1", 0),
+            offset: 3,
+            timestamp_ns: DAY0_NS + HOUR_NS,
+            namespace: "prod".to_owned(),
+            stream: Stream::Event as i32,
+            message: "Back-off restarting failed container".to_owned(),
+            event: Some(KubeEvent {
+                uid: "uid-1".to_owned(),
+                reason: "BackOff".to_owned(),
+                r#type: "Warning".to_owned(),
+                object_kind: "Pod".to_owned(),
+                object_name: "api-0".to_owned(),
+                count: 3,
+                ..KubeEvent::default()
+            }),
+            ..LogRecord::default()
+        };
+        assert_eq!(writer.add(&event, position + 2).unwrap(), Added::Indexed);
         writer.commit(position + 2).unwrap();
         drop(writer);
         let reopened = Store::open(dir.path()).unwrap();
-        assert_eq!(reopened.doc_count(), RECORDS as u64 + 1, "format {version}");
+        assert_eq!(reopened.doc_count(), RECORDS as u64 + 2, "format {version}");
         assert_eq!(total(&reopened, "升级之后"), 1);
         assert_eq!(total(&reopened, "订单创建成功"), expect("订单创建成功", None));
+        let found =
+            reopened.search(&SearchRequest::new("reason:BackOff object:Pod/api-0")).unwrap();
+        assert_eq!(found.total, 1, "format {version}");
+        let hit = found.hits[0].event.as_ref().expect("an event hit says what it is about");
+        assert_eq!((hit.count, hit.kind.as_str()), (3, "Warning"));
+        assert_eq!(total(&reopened, "stream:event namespace:prod"), 1, "format {version}");
+        assert!(found.hits[0].event.is_some());
+        let old = reopened.search(&SearchRequest::new("升级之后")).unwrap();
+        assert_eq!(old.hits[0].event, None, "format {version}");
     }
 }
 

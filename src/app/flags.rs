@@ -140,6 +140,21 @@ pub(crate) struct CollectorArgs {
     /// environment so that it shows in no process list.
     #[arg(long, env = "SLUICE_KAFKA_SASL_PASSWORD", hide_env_values = true)]
     pub(crate) kafka_sasl_password: Option<String>,
+    /// The cluster name put on the records made here: Kubernetes events and, in `sluice up`,
+    /// the agent's lines.
+    #[arg(long, default_value = "default")]
+    pub(crate) cluster: String,
+    /// Forward the cluster's Kubernetes events as records (`stream:event`), one per
+    /// occurrence; the cluster is found as kubectl finds it (KUBECONFIG, ~/.kube/config, or
+    /// the pod's service account), which needs get, list and watch on events.
+    #[arg(long)]
+    pub(crate) kube_events: bool,
+    /// Only the events of this namespace; repeat for more (default: all).
+    #[arg(long, requires = "kube_events")]
+    pub(crate) kube_events_namespace: Vec<String>,
+    /// Only the events of this type, Normal or Warning; repeat for both (the default).
+    #[arg(long, requires = "kube_events", value_parser = ["Normal", "Warning"])]
+    pub(crate) kube_events_type: Vec<String>,
     /// Do not watch the cluster's pods for records' labels, node and owner (by default the
     /// collector does when it finds a cluster: in a pod, or through KUBECONFIG).
     #[arg(long)]

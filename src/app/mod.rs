@@ -23,6 +23,7 @@ use sluice_collector::enrich::{self, PodCache};
 use sluice_collector::runner::{Cursors, Feed, spawn_sinks};
 use sluice_collector::sources::http::ClientIngest;
 use sluice_collector::sources::kafka::{KafkaSource, KafkaSourceConfig};
+use sluice_collector::sources::kube_events::{KubeEventsConfig, KubeEventsSource};
 use sluice_collector::sources::{self, Source};
 use sluice_collector::wal::Wal;
 use sluice_query::Store;
@@ -105,16 +106,22 @@ pub(crate) async fn run_collector(
     };
     let feed = Feed { wal: wal.clone(), cursors: cursors.clone(), pods };
     let runners = spawn_sinks(sinks::build(args, &wal, &store).await?, &feed, &stop_rx)?;
-    let sources: Vec<Box<dyn Source>> = match &args.kafka_source {
-        Some(brokers) => vec![Box::new(KafkaSource::new(KafkaSourceConfig {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if let Some(brokers) = &args.kafka_source {
+        sources.push(Box::new(KafkaSource::new(KafkaSourceConfig {
             brokers: brokers.clone(),
             topics: args.kafka_source_topic.clone(),
             group: args.kafka_source_group.clone(),
             instance_id: args.kafka_source_instance_id.clone(),
             options: args.kafka_options(),
-        }))],
-        None => Vec::new(),
-    };
+        })));
+    }
+    if args.kube_events {
+        let mut config = KubeEventsConfig::new(&args.cluster, &args.data_dir);
+        config.namespaces = args.kube_events_namespace.clone();
+        config.types = args.kube_events_type.clone();
+        sources.push(Box::new(KubeEventsSource::connect(config).await?));
+    }
     let source_tasks: Vec<_> = sources
         .into_iter()
         .map(|source| {

@@ -17,9 +17,6 @@ pub(crate) struct UpArgs {
     /// Files to tail (glob; `**` crosses directories). Repeat for more.
     #[arg(long, required = true)]
     watch: Vec<String>,
-    /// The cluster name put on every record.
-    #[arg(long, default_value = "default")]
-    cluster: String,
     /// The node name put on every record (default: the host name).
     #[arg(long, default_value = "")]
     node: String,
@@ -50,7 +47,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             args.collector.data_dir.join("agent"),
             args.watch,
         );
-        agent.cluster = args.cluster;
+        agent.cluster = args.collector.cluster.clone();
         agent.node = args.node;
         agent.timestamp.format = Some(args.timestamp_format);
         agent.timestamp.timezone = Some(args.timezone);

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 pub mod kafka;
 pub mod kube;
+pub mod kube_lease;
 
 pub fn sluice() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sluice_proto::{LogRecord, Stream};
+use sluice_proto::{KubeEvent, LogRecord, Stream};
 
 #[derive(Serialize)]
 pub(crate) struct Document<'a> {
@@ -29,6 +29,44 @@ pub(crate) struct Document<'a> {
     labels: &'a HashMap<String, String>,
     #[serde(skip_serializing_if = "str::is_empty")]
     owner: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<Event<'a>>,
+}
+
+/// A Kubernetes event record's `event` object.
+#[derive(Serialize)]
+struct Event<'a> {
+    uid: &'a str,
+    reason: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: String,
+    object_kind: &'a str,
+    object_name: &'a str,
+    reporter: &'a str,
+    count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_seen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<String>,
+}
+
+impl<'a> Event<'a> {
+    fn of(e: &'a KubeEvent) -> Self {
+        let seen = |ns: i64| (ns != 0).then(|| sluice_query::time::format_ts(ns));
+        Self {
+            uid: &e.uid,
+            reason: &e.reason,
+            kind: &e.r#type,
+            object: e.object(),
+            object_kind: &e.object_kind,
+            object_name: &e.object_name,
+            reporter: &e.reporter,
+            count: e.count,
+            first_seen: seen(e.first_seen_ns),
+            last_seen: seen(e.last_seen_ns),
+        }
+    }
 }
 
 impl<'a> Document<'a> {
@@ -49,6 +87,7 @@ impl<'a> Document<'a> {
             sluice_id: r.id().to_string(),
             labels: &r.labels,
             owner: &r.owner,
+            event: r.event.as_ref().map(Event::of),
         }
     }
 

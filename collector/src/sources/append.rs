@@ -93,6 +93,34 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// Appends until the WAL has the batch, retrying every `retry` (a full WAL with `block`, or
+    /// a disk error, holds a pulling source here while its upstream keeps the rest); `None`
+    /// when `stop` came first, or at once on a failure when `stopping` already.
+    pub async fn append_until_stopped(
+        &self,
+        wal: &Arc<Wal>,
+        what: &str,
+        retry: std::time::Duration,
+        stopping: bool,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Appended> {
+        loop {
+            match self.append(wal).await {
+                Ok(appended) => return Some(appended),
+                Err(e) => tracing::warn!(error = %e, "cannot append {what} to the WAL; retrying"),
+            }
+            if stopping {
+                return None;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retry) => {}
+                _ = stop.wait_for(|s| *s) => return None,
+            }
+        }
+    }
+}
+
 /// A source's checkpoints waiting for the sinks: each is released once every sink holds the
 /// frame it came with.
 #[derive(Debug)]

@@ -187,23 +187,10 @@ async fn consume(
             // Each record keeps the id it came with (see `encoding::decode`).
             let batch = Batch::with_ids(&agent, std::mem::take(&mut records));
             let count = batch.records() as u64;
-            // The records stay ours until the WAL has them: a full WAL (--wal-max-size with
-            // `block`) or a disk error holds the consumer here, and Kafka keeps the rest.
-            let end = loop {
-                match batch.append(wal).await {
-                    Ok(appended) => break Some(appended.end),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot append Kafka records to the WAL; retrying")
-                    }
-                }
-                if stopping {
-                    break None;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(RETRY) => {}
-                    () = stopped(stop) => break None,
-                }
-            };
+            // The records stay ours until the WAL has them: Kafka keeps the rest meanwhile.
+            let appended =
+                batch.append_until_stopped(wal, "Kafka records", RETRY, stopping, stop).await;
+            let end = appended.map(|a| a.end);
             let Some(end) = end else { return };
             metrics::counter!("sluice_kafka_source_records_total").increment(count);
             metrics::counter!("sluice_kafka_source_bytes_total").increment(bytes as u64);

@@ -6,6 +6,8 @@
 //! - [`http`]: what the clients' receivers share (token check, append), and their routes:
 //!   [`bulk`] (Elasticsearch `_bulk`) and [`otlp`] (OTLP/HTTP `/v1/logs`, and OTLP/gRPC).
 //! - [`kafka`]: a consumer group reading topics, a [`Source`] of its own.
+//! - [`kube_events`]: the cluster's Kubernetes events, one record per occurrence, a
+//!   [`Source`] too.
 //! - [`append`]: the one way a batch goes into the WAL with stable ids, and [`append::Delivery`],
 //!   which holds a source's checkpoint until every sink holds its records.
 
@@ -14,6 +16,7 @@ pub mod append;
 pub mod bulk;
 pub mod http;
 pub mod kafka;
+pub mod kube_events;
 pub mod otlp;
 
 use std::future::Future;
@@ -27,7 +30,7 @@ use tonic::transport::server::{Router, TcpIncoming};
 use crate::runner::Cursors;
 use crate::wal::Wal;
 
-/// A source that pulls records (a Kafka consumer group; Kubernetes events next) rather than
+/// A source that pulls records (a Kafka consumer group, Kubernetes events) rather than
 /// being pushed to through a listener.
 #[async_trait]
 pub trait Source: Send {

@@ -13,8 +13,10 @@
 //! - this file: [`Store`], the partitions of one directory shared by the writer and searches.
 //! - [`manifest`]: `manifest.json`, its format versions, and partition keys.
 //! - [`writer`]: [`StoreWriter`], the one writer, with exactly-once adds.
+//! - [`upgrade`]: partitions of an older format opened with the current schema.
 
 mod manifest;
+mod upgrade;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -117,8 +119,9 @@ impl Store {
                 continue;
             }
             let Some(start_ns) = partition_start(key) else { continue };
-            let index =
-                Index::open_in_dir(entry.path()).map_err(QueryError::index(entry.path()))?;
+            let index = upgrade::Upgrading::open(&entry.path(), &store.schema.schema)
+                .and_then(Index::open)
+                .map_err(QueryError::index(entry.path()))?;
             partitions.insert(key.to_owned(), Arc::new(store.partition(key, start_ns, index)?));
         }
         *store.partitions.write().expect("partition map poisoned") = partitions;

@@ -167,6 +167,13 @@ impl Client {
                         "stream": keyword, "level": keyword, "file": keyword,
                         "flags": keyword, "sluice_id": keyword, "owner": keyword,
                         "labels": {"type": "object", "dynamic": true},
+                        "event": {"properties": {
+                            "uid": keyword, "reason": keyword, "type": keyword,
+                            "object": keyword, "object_kind": keyword, "object_name": keyword,
+                            "reporter": keyword, "count": {"type": "long"},
+                            "first_seen": {"type": "date_nanos"},
+                            "last_seen": {"type": "date_nanos"},
+                        }},
                     }
                 }
             }

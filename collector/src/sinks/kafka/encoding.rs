@@ -198,7 +198,12 @@ fn from_document(doc: Map<String, Value>, origin: &Origin<'_>) -> LogRecord {
         .unwrap_or_default();
     let text = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_owned);
     let (node, file, owner) = (text("node"), text("file"), text("owner"));
+    let event = doc.get("event").and_then(Value::as_object).map(kube_event);
     let mut record = crate::sources::bulk::to_record(origin.topic, doc);
+    if event.is_some() {
+        record.stream = sluice_proto::Stream::Event as i32;
+        record.event = event;
+    }
     record.node = node.unwrap_or(record.node);
     record.file_path = file.unwrap_or(record.file_path);
     record.owner = owner.unwrap_or_default();
@@ -206,6 +211,29 @@ fn from_document(doc: Map<String, Value>, origin: &Origin<'_>) -> LogRecord {
     record.offset = id.offset;
     record.labels = labels;
     record
+}
+
+/// The `event` object of a Kubernetes event record's document (see `sinks::document`).
+fn kube_event(event: &Map<String, Value>) -> sluice_proto::KubeEvent {
+    let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let time = |key: &str| {
+        event
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|t| sluice_query::time::parse_time("event time", t).ok())
+            .unwrap_or_default()
+    };
+    sluice_proto::KubeEvent {
+        uid: text("uid"),
+        reason: text("reason"),
+        r#type: text("type"),
+        object_kind: text("object_kind"),
+        object_name: text("object_name"),
+        count: event.get("count").and_then(Value::as_u64).unwrap_or(1),
+        first_seen_ns: time("first_seen"),
+        last_seen_ns: time("last_seen"),
+        reporter: text("reporter"),
+    }
 }
 
 /// The payload as one line of text, lossily if it is not UTF-8 (and flagged so).
@@ -286,6 +314,31 @@ mod tests {
             (r.timestamp_ns, &r.namespace, &r.pod, &r.message, &r.labels)
         );
         assert_eq!((&json.container, &json.level, &json.node), (&r.container, &r.level, &r.node));
+    }
+
+    #[test]
+    fn an_event_record_keeps_what_it_is_about_through_json() {
+        let event = sluice_proto::KubeEvent {
+            uid: "e-1".into(),
+            reason: "BackOff".into(),
+            r#type: "Warning".into(),
+            object_kind: "Pod".into(),
+            object_name: "pay-1".into(),
+            count: 30,
+            first_seen_ns: 1_796_032_000_000_000_000,
+            last_seen_ns: 1_796_032_800_000_000_000,
+            reporter: "kubelet".into(),
+        };
+        let r = LogRecord {
+            stream: sluice_proto::Stream::Event as i32,
+            event: Some(event),
+            ..record()
+        };
+        let (json, problem) = decode(&Encoding::Json.encode(&r), Some(JSON), &origin());
+        assert_eq!(problem, None);
+        assert_eq!((json[0].stream, &json[0].event), (r.stream, &r.event));
+        let plain = decode(&Encoding::Json.encode(&record()), Some(JSON), &origin()).0;
+        assert_eq!((plain[0].stream, &plain[0].event), (sluice_proto::Stream::File as i32, &None));
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! Kubernetes events as records through `sluice up --kube-events`, against the local
+//! Kubernetes API double in `tests/common/kube.rs` (a test double: no API server can run
+//! here; it keeps the apiserver's list, watch, bookmark, `410` and paging behaviour). Each
+//! scenario counts the occurrences searchable afterwards, by event uid and count: every one the
+//! cluster showed, each exactly once.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use common::kube::*;
+use common::*;
+use serde_json::Value;
+
+/// `sluice up --kube-events` for the cluster `kube` serves.
+fn up(dir: &Path, kube: &FakeKube) -> (Proc, String) {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let kubeconfig = kube.kubeconfig(dir);
+    start_up_with_env(
+        &dir.join("data"),
+        &[format!("{}/*.log", logs.display())],
+        &["--kube-events".as_ref(), "--cluster".as_ref(), "c1".as_ref()],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+}
+
+/// Every event record searchable, as `(uid, count) → how many records`.
+fn occurrences(base: &str) -> BTreeMap<(String, u64), usize> {
+    let url = format!("{base}/api/v1/search?q=stream:event&limit=10000");
+    let answer: Value = serde_json::from_str(&http_get(&url).expect("search answers")).unwrap();
+    let mut seen = BTreeMap::new();
+    for hit in answer["hits"].as_array().unwrap() {
+        let event = &hit["event"];
+        let key = (event["uid"].as_str().unwrap().to_owned(), event["count"].as_u64().unwrap());
+        *seen.entry(key).or_default() += 1;
+    }
+    seen
+}
+
+/// Waits until exactly `expected` is searchable, then a little longer for anything extra,
+/// and checks each occurrence is there once.
+fn assert_exactly(base: &str, expected: &BTreeSet<(String, u64)>) {
+    wait_until(Duration::from_secs(60), "every occurrence is searchable", || {
+        total(base, "stream:event") as usize >= expected.len()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = occurrences(base);
+    let lost: Vec<_> = expected.iter().filter(|k| !seen.contains_key(k)).collect();
+    let extra: Vec<_> = seen.keys().filter(|k| !expected.contains(k)).collect();
+    let twice: usize = seen.values().map(|n| n - 1).sum();
+    println!(
+        "{} occurrences expected; lost {}, unexpected {}, twice {twice}",
+        expected.len(),
+        lost.len(),
+        extra.len()
+    );
+    assert!(lost.is_empty() && extra.is_empty() && twice == 0, "lost {lost:?}, extra {extra:?}");
+}
+
+fn wait_for_watch(kube: &FakeKube) {
+    wait_until(Duration::from_secs(30), "the source watches events", || {
+        kube.served_events().watches >= 1
+    });
+}
+
+#[test]
+fn a_steady_stream_of_events_and_their_repeats_is_forwarded_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = FakeKube::start();
+    // Already there at the start: listed, at the count the cluster shows by then.
+    let mut early = EventSpec::warning("shop", "early", "BackOff", "web-0");
+    early.count = 4;
+    kube.record_event(&early);
+    let (_up, base) = up(dir.path(), &kube);
+    wait_for_watch(&kube);
+    let mut expected = BTreeSet::from([("early".to_owned(), 4)]);
+    for i in 0..120 {
+        let mut e =
+            EventSpec::warning("shop", &format!("e{i}"), "BackOff", &format!("web-{}", i % 7));
+        // Half recorded through events.k8s.io/v1 (an eventTime, repeats as a series), half
+        // through v1 (no eventTime: `null` in the events.k8s.io view), as kubelet does.
+        e.via_core = i % 2 == 0;
+        for count in 1..=(1 + i as u64 % 3) {
+            e.count = count;
+            kube.record_event(&e);
+            expected.insert((e.uid.clone(), count));
+        }
+        if i % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_exactly(&base, &expected);
+
+    // What an event record carries, and its time from lastTimestamp when eventTime is null.
+    let url =
+        format!("{base}/api/v1/search?q=reason:BackOff%20object:Pod/web-2%20pod:web-2&limit=1");
+    let answer: Value = serde_json::from_str(&http_get(&url).unwrap()).unwrap();
+    let hit = &answer["hits"][0];
+    assert_eq!(hit["stream"], "event");
+    assert_eq!(hit["level"], "warn");
+    assert_eq!(hit["namespace"], "shop");
+    assert_eq!(hit["container"], "app");
+    assert_eq!(hit["event"]["type"], "Warning");
+    let early = search(&base, "stream:event event_type:Warning reason:BackOff \"event early\"", 1);
+    assert_eq!(early.hits[0].ts, "2026-12-04T10:00:03.000000000Z", "lastTimestamp of count 4");
+    assert_eq!(total(&base, "object_kind:Pod"), expected.len() as u64);
+}
+
+#[test]
+fn watches_the_server_ends_every_few_events_are_resumed_where_they_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = FakeKube::start_ending_watches_every(7);
+    let (_up, base) = up(dir.path(), &kube);
+    wait_for_watch(&kube);
+    let mut expected = BTreeSet::new();
+    for i in 0..150 {
+        let e = EventSpec::warning("shop", &format!("w{i}"), "Unhealthy", "web-1");
+        kube.record_event(&e);
+        expected.insert((e.uid, 1));
+    }
+    assert_exactly(&base, &expected);
+    let served = kube.served_events();
+    assert!(served.watches >= 150 / 7, "{served:?}");
+    assert_eq!(served.lists, 2, "one to choose the API, one to start: no relist {served:?}");
+}
+
+#[test]
+fn an_event_repeated_thirty_times_is_thirty_occurrences_with_their_history_around_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = FakeKube::start();
+    let (_up, base) = up(dir.path(), &kube);
+    wait_for_watch(&kube);
+    let mut e = EventSpec::warning("shop", "crashloop", "BackOff", "web-3");
+    e.via_core = false;
+    let mut expected = BTreeSet::new();
+    for count in 1..=30 {
+        e.count = count;
+        kube.record_event(&e);
+        expected.insert(("crashloop".to_owned(), count));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_exactly(&base, &expected);
+    let fifteenth = search(&base, "stream:event \"event crashloop\"", 100)
+        .hits
+        .into_iter()
+        .find(|h| h.ts == "2026-12-04T10:00:14.000000000Z")
+        .expect("the fifteenth occurrence, at its series' last observed time");
+    let url = format!("{base}/api/v1/context?id={}&before=3&after=3", fifteenth.id);
+    let context: Value = serde_json::from_str(&http_get(&url).unwrap()).unwrap();
+    let counts: Vec<u64> = ["before", "after"]
+        .iter()
+        .flat_map(|side| context[side].as_array().unwrap().iter())
+        .map(|h| h["event"]["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [12, 13, 14, 16, 17, 18], "{context}");
+}
+
+#[test]
+fn a_cluster_without_events_k8s_io_is_watched_through_v1() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = FakeKube::start_without_events_v1();
+    let (_up, base) = up(dir.path(), &kube);
+    wait_for_watch(&kube);
+    let mut expected = BTreeSet::new();
+    for i in 0..40 {
+        let mut e = EventSpec::warning("shop", &format!("c{i}"), "FailedMount", "web-4");
+        e.via_core = i % 2 == 0;
+        e.count = 2;
+        kube.record_event(&e);
+        expected.insert((e.uid, 2));
+    }
+    assert_exactly(&base, &expected);
+}
+
+#[test]
+fn a_kill_during_a_burst_with_changes_and_compaction_while_down_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = FakeKube::start();
+    let (mut up1, base) = up(dir.path(), &kube);
+    wait_for_watch(&kube);
+    let mut expected = BTreeSet::new();
+    let first: Vec<EventSpec> =
+        (0..50).map(|i| EventSpec::warning("shop", &format!("a{i}"), "BackOff", "web-5")).collect();
+    for e in &first {
+        kube.record_event(e);
+        expected.insert((e.uid.clone(), 1));
+    }
+    assert_exactly(&base, &expected);
+
+    // A burst, and the collector killed in the middle of it.
+    for i in 0..50 {
+        let e = EventSpec::warning("shop", &format!("b{i}"), "Pulling", "web-6");
+        kube.record_event(&e);
+        expected.insert((e.uid, 1));
+        if i == 25 {
+            up1.kill9();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // While it is down: repeats (only the last one stays visible once the history is
+    // compacted), deletions of forwarded events, events created and deleted unseen.
+    for e in first.iter().take(10) {
+        let mut e = e.clone();
+        for count in [2, 3] {
+            e.count = count;
+            kube.record_event(&e);
+        }
+        expected.insert((e.uid, 3));
+    }
+    for e in first.iter().skip(40) {
+        kube.delete_event(&e.uid);
+    }
+    for i in 0..10 {
+        let e = EventSpec::warning("shop", &format!("d{i}"), "Killing", "web-7");
+        kube.record_event(&e);
+        if i % 2 == 0 {
+            kube.delete_event(&e.uid);
+        } else {
+            expected.insert((e.uid, 1));
+        }
+    }
+    let expired_before = kube.served_events().expired;
+    kube.compact();
+
+    let (_up2, base) = up(dir.path(), &kube);
+    assert_exactly(&base, &expected);
+    let served = kube.served_events();
+    assert!(served.expired > expired_before, "the resume met 410 and relisted: {served:?}");
+}
