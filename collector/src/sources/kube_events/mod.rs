@@ -216,15 +216,19 @@ impl Forwarding<'_> {
                         metrics::counter!("sluice_kube_events_forwarded_total")
                             .increment(batch.records() as u64);
                         appended_to = end;
+                        // Everything the state covers is in the WAL up to here; a steady
+                        // stream that never leaves `records` empty at a tick still commits.
+                        delivery.push(end, self.state.clone());
+                        changed = false;
                     }
                     None => return,
                 }
             }
             if stopping || last_commit.elapsed() >= COMMIT_EVERY {
                 last_commit = Instant::now();
+                self.state.expire(now_ns(), self.config.forget_after.as_nanos() as i64);
                 if records.is_empty() && changed {
-                    // Everything the state covers is in the WAL up to `appended_to`.
-                    self.state.expire(now_ns(), self.config.forget_after.as_nanos() as i64);
+                    // Versions moved (bookmarks, deletions) with nothing new to append.
                     delivery.push(appended_to, self.state.clone());
                     changed = false;
                 }
