@@ -93,6 +93,7 @@ impl From<&events::Event> for Occurrence {
         let reporter = e
             .reporting_controller
             .clone()
+            .filter(|c| !c.is_empty())
             .or_else(|| e.deprecated_source.as_ref().and_then(|s| s.component.clone()))
             .unwrap_or_default();
         let mut host = host(e.deprecated_source.as_ref());
@@ -252,6 +253,13 @@ mod tests {
             (e.time_ns, e.first_ns),
             (CREATED_NS + 2_500_000_000, CREATED_NS + 2_500_000_000)
         );
+    }
+
+    #[test]
+    fn an_empty_reporting_controller_falls_back_to_the_deprecated_source() {
+        let e = v1(json!({"reportingController": "",
+                          "deprecatedSource": {"component": "kubelet", "host": "node-2"}}));
+        assert_eq!((e.reporter.as_str(), e.host.as_str()), ("kubelet", "node-2"));
     }
 
     #[test]
