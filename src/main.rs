@@ -1,4 +1,5 @@
-//! `sluice`: run the pipeline (`up`, `collector`) and search what it indexed (`search`).
+//! `sluice`: run the pipeline (`up`, `collector`, `events`) and search what it indexed
+//! (`search`).
 //!
 //! A thin edge: flags, logging and exit codes here, and the application assembled from the
 //! libraries' parts (`app`); the work is in the libraries.
@@ -25,6 +26,9 @@ enum Command {
     Collector(commands::up::CollectorCommandArgs),
     /// Search indexed logs, from a data directory or a running server.
     Search(commands::search::SearchArgs),
+    /// Watch this cluster's Kubernetes events and push them to a central collector, through
+    /// a disk spool.
+    Events(commands::events::EventsArgs),
 }
 
 // Indexing allocates and frees many small buffers across threads; mimalloc spends about a
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Up(args) => commands::up::up(args),
         Command::Collector(args) => commands::up::collector(args),
         Command::Search(args) => commands::search::search(args),
+        Command::Events(args) => commands::events::events(args),
     };
     match result {
         Ok(code) => code,

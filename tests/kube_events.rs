@@ -230,3 +230,111 @@ fn a_kill_during_a_burst_with_changes_and_compaction_while_down_loses_and_double
     let served = kube.served_events();
     assert!(served.expired > expired_before, "the resume met 410 and relisted: {served:?}");
 }
+
+/// `sluice events` for the cluster `kube` serves, pushing to the collector on `grpc_port`,
+/// as the replica `name` (its Lease identity starts with it).
+fn events(dir: &Path, kube: &FakeKube, grpc_port: u16, name: &str, extra: &[&str]) -> Proc {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("events.log"))
+        .unwrap();
+    let child = std::process::Command::new(sluice())
+        .args(["events", "--cluster", "c1", "--data-dir"])
+        .arg(&data)
+        .args(["--collector", &format!("http://127.0.0.1:{grpc_port}")])
+        .args(extra)
+        .env("KUBECONFIG", kube.kubeconfig(dir))
+        .env("POD_NAME", name)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("sluice events starts");
+    Proc { child, name: "sluice events" }
+}
+
+#[test]
+fn sluice_events_pushing_to_a_collector_down_for_a_while_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = FakeKube::start();
+    let (grpc, http) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{http}");
+    let central = dir.path().join("central");
+    let mut collector = start_collector(&central, grpc, http);
+    let mut watcher = events(dir.path(), &kube, grpc, "remote", &[]);
+    wait_for_watch(&kube);
+    let mut expected = BTreeSet::new();
+    let record = |e: &EventSpec, expected: &mut BTreeSet<(String, u64)>| {
+        kube.record_event(e);
+        expected.insert((e.uid.clone(), e.count));
+    };
+    for i in 0..40 {
+        record(&EventSpec::warning("shop", &format!("r{i}"), "BackOff", "web-1"), &mut expected);
+    }
+    assert_exactly(&base, &expected);
+
+    // The collector goes away: events go on, into the remote spool.
+    collector.kill9();
+    for i in 0..60 {
+        let mut e = EventSpec::warning("shop", &format!("o{i}"), "Unhealthy", "web-2");
+        for count in 1..=(1 + i % 3) {
+            e.count = count;
+            record(&e, &mut expected);
+        }
+        if i == 30 {
+            // And the watcher itself is killed and restarted meanwhile: its spool and state
+            // are on disk.
+            std::thread::sleep(Duration::from_millis(300));
+            watcher.kill9();
+            watcher = events(dir.path(), &kube, grpc, "remote", &[]);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _collector = start_collector(&central, grpc, http);
+    for i in 0..20 {
+        record(&EventSpec::warning("shop", &format!("n{i}"), "Pulled", "web-3"), &mut expected);
+    }
+    assert_exactly(&base, &expected);
+    assert!(watcher.is_running());
+}
+
+#[test]
+fn two_replicas_with_the_leader_killed_forward_every_occurrence_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let kube = FakeKube::start();
+    let (_collector, grpc, base) = start_test_collector(&dir.path().join("central"));
+    let lease = ["--lease", "sluice/events", "--lease-duration", "3s"];
+    let mut a = events(dir.path(), &kube, grpc, "replica-a", &lease);
+    let mut b = events(dir.path(), &kube, grpc, "replica-b", &lease);
+    let holder = || kube.lease_holder("sluice", "events").unwrap_or_default();
+    wait_until(Duration::from_secs(30), "one replica holds the Lease", || !holder().is_empty());
+    wait_for_watch(&kube);
+    let first = holder();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(kube.served_events().watches, 1, "the standby does not watch");
+    let mut killed_at = None;
+    let mut expected = BTreeSet::new();
+    for i in 0..120 {
+        let mut e = EventSpec::warning("shop", &format!("l{i}"), "BackOff", "web-1");
+        e.count = 1 + i as u64 % 2;
+        kube.record_event(&e);
+        expected.insert((e.uid, e.count));
+        if i == 60 {
+            // The leader dies without handing the Lease back.
+            let leader = if first.starts_with("replica-a_") { &mut a } else { &mut b };
+            leader.kill9();
+            killed_at = Some(std::time::Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    wait_until(Duration::from_secs(20), "the standby takes the Lease over", || holder() != first);
+    println!(
+        "the standby took the Lease over within {:?} of the kill",
+        killed_at.unwrap().elapsed()
+    );
+    assert_exactly(&base, &expected);
+    assert!(kube.served_events().watches >= 2, "both replicas watched, in turn");
+}

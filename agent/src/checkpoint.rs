@@ -287,12 +287,19 @@ impl Checkpoints {
 
     /// Moves a file's resume offset forward (never back) to `offset`.
     pub fn advance(&mut self, source: u64, path: &str, offset: u64) {
+        if path.is_empty() {
+            // Records forwarded from elsewhere (`crate::forward`) come from no file.
+            return;
+        }
         let entry = self.entry(source, path);
         entry.offset = entry.offset.max(offset);
     }
 
     /// Records the collector's ack of a file up to `offset` (never moving back).
     pub fn acknowledge(&mut self, source: u64, path: &str, offset: u64) {
+        if path.is_empty() {
+            return;
+        }
         let entry = self.entry(source, path);
         entry.acked = entry.acked.max(offset);
         entry.offset = entry.offset.max(offset);

@@ -181,6 +181,18 @@ impl Chunk {
         Self { common, encoded, records: 0, resume_offset: 0 }
     }
 
+    /// Whole records made elsewhere ([`crate::forward`]), each with its own source and
+    /// fields; `common` fills only what they leave empty, and no file's checkpoint moves.
+    pub fn of_records(common: &LogRecord, read_ns: i64, records: &[LogRecord]) -> Self {
+        let capacity = records.iter().map(|r| prost::Message::encoded_len(r) + 4).sum();
+        let mut chunk = Self::new(common, read_ns, capacity);
+        for record in records {
+            message::encode(RECORDS_TAG, record, &mut chunk.encoded);
+        }
+        chunk.records = records.len();
+        chunk
+    }
+
     pub(crate) fn push(&mut self, record: &Record<'_>, resume_offset: u64) {
         record.encode(&mut self.encoded);
         self.records += 1;

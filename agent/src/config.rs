@@ -582,6 +582,33 @@ impl RawConfig {
         if self.watch.is_empty() {
             return Err("watch: at least one pattern is needed".to_owned());
         }
+        self.checked()
+    }
+
+    /// The settings of an agent that tails nothing and forwards records made elsewhere
+    /// ([`crate::forward`]): collectors, data dir, cluster, TLS and token; the rest defaults.
+    pub fn forwarding(
+        collectors: Vec<String>,
+        data_dir: PathBuf,
+        cluster: String,
+        tls: Option<RawTls>,
+        token_file: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            collector: Collectors::Many(collectors),
+            cluster,
+            tls,
+            token_file,
+            ..Self::new(String::new(), data_dir, Vec::new())
+        }
+    }
+
+    /// Checked as [`RawConfig::validate`] does, but with no file to watch.
+    pub fn validate_forwarding(self) -> Result<AgentConfig, String> {
+        self.checked()
+    }
+
+    fn checked(self) -> Result<AgentConfig, String> {
         let watch = self
             .watch
             .iter()

@@ -20,6 +20,7 @@
 //! - [`redact`]: masking personal data and secrets before records leave the pod.
 //! - [`spool`]: the bounded, crash-safe disk buffer between reading and shipping.
 //! - [`shipper`]: batching, pushing, retrying, recording acks.
+//! - [`forward`]: the spool and shipper for records made elsewhere (`sluice events`).
 //! - [`checkpoint`]: resume and acknowledged offsets, and the spool position, on disk.
 //! - [`explain`]: what the agent knows of one file, for `sluice-agent explain`.
 //! - [`http`]: `/metrics` and `/healthz` when `metrics_listen` is set.
@@ -34,6 +35,7 @@ pub mod docker;
 pub mod error;
 pub mod explain;
 pub mod fingerprint;
+pub mod forward;
 pub mod http;
 pub mod kube_path;
 pub mod line_reader;
@@ -57,20 +59,8 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(AgentError::io("create data dir", &config.data_dir))?;
-    let config = Arc::new(config);
-    let checkpoints = Arc::new(Mutex::new(checkpoint::Checkpoints::load(&config.data_dir)?));
-    let acked = checkpoints.lock().expect("checkpoints poisoned").spool_acked();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (spool_writer, spool_reader) = spool::open(
-        &config.data_dir,
-        config.spool.clone(),
-        acked,
-        checkpoints.clone(),
-        stop.clone(),
-    )?;
-    let shipper = shipper::Shipper::new(config.clone(), checkpoints.clone())?;
+    let Shipping { config, checkpoints, stop, spool_writer, spool_reader, shipper } =
+        Shipping::open(config)?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let tailer = tailer::Tailer::new(config.clone(), checkpoints, spool_writer, stop.clone());
@@ -89,4 +79,36 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The checkpoints, the spool and the shipper over a data dir: what the agent and a
+/// [`forward::Forwarder`] both run.
+pub(crate) struct Shipping {
+    pub(crate) config: Arc<AgentConfig>,
+    pub(crate) checkpoints: Arc<Mutex<checkpoint::Checkpoints>>,
+    /// Set when stopping: a spool writer waiting for room gives up.
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) spool_writer: spool::SpoolWriter,
+    pub(crate) spool_reader: spool::SpoolReader,
+    pub(crate) shipper: shipper::Shipper,
+}
+
+impl Shipping {
+    pub(crate) fn open(config: AgentConfig) -> Result<Self, AgentError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(AgentError::io("create data dir", &config.data_dir))?;
+        let config = Arc::new(config);
+        let checkpoints = Arc::new(Mutex::new(checkpoint::Checkpoints::load(&config.data_dir)?));
+        let acked = checkpoints.lock().expect("checkpoints poisoned").spool_acked();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (spool_writer, spool_reader) = spool::open(
+            &config.data_dir,
+            config.spool.clone(),
+            acked,
+            checkpoints.clone(),
+            stop.clone(),
+        )?;
+        let shipper = shipper::Shipper::new(config.clone(), checkpoints.clone())?;
+        Ok(Self { config, checkpoints, stop, spool_writer, spool_reader, shipper })
+    }
 }

@@ -155,6 +155,14 @@ pub(crate) struct CollectorArgs {
     /// Only the events of this type, Normal or Warning; repeat for both (the default).
     #[arg(long, requires = "kube_events", value_parser = ["Normal", "Warning"])]
     pub(crate) kube_events_type: Vec<String>,
+    /// Forward events only while holding this coordination.k8s.io Lease, `NAMESPACE/NAME`
+    /// or `NAME` (in the pod's namespace): run two replicas and one forwards, the other
+    /// takes over when it stops. Needs get, create and update on leases.
+    #[arg(long, requires = "kube_events")]
+    pub(crate) kube_events_lease: Option<String>,
+    /// How long the Lease stays its holder's without renewal: how soon a standby takes over.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub(crate) kube_events_lease_duration: std::time::Duration,
     /// Do not watch the cluster's pods for records' labels, node and owner (by default the
     /// collector does when it finds a cluster: in a pod, or through KUBECONFIG).
     #[arg(long)]

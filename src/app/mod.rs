@@ -23,6 +23,7 @@ use sluice_collector::enrich::{self, PodCache};
 use sluice_collector::runner::{Cursors, Feed, spawn_sinks};
 use sluice_collector::sources::http::ClientIngest;
 use sluice_collector::sources::kafka::{KafkaSource, KafkaSourceConfig};
+use sluice_collector::sources::kube_events::lease::LeaseConfig;
 use sluice_collector::sources::kube_events::{KubeEventsConfig, KubeEventsSource};
 use sluice_collector::sources::{self, Source};
 use sluice_collector::wal::Wal;
@@ -120,6 +121,10 @@ pub(crate) async fn run_collector(
         let mut config = KubeEventsConfig::new(&args.cluster, &args.data_dir);
         config.namespaces = args.kube_events_namespace.clone();
         config.types = args.kube_events_type.clone();
+        config.lease = args
+            .kube_events_lease
+            .as_deref()
+            .map(|lease| LeaseConfig::new(lease, args.kube_events_lease_duration));
         sources.push(Box::new(KubeEventsSource::connect(config).await?));
     }
     let source_tasks: Vec<_> = sources

@@ -1,2 +1,3 @@
+pub(crate) mod events;
 pub(crate) mod search;
 pub(crate) mod up;

@@ -122,7 +122,7 @@ pub(crate) fn collector(args: CollectorCommandArgs) -> anyhow::Result<ExitCode> 
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,7 +136,7 @@ fn metrics_render() -> anyhow::Result<sluice_query::api::MetricsRender> {
     Ok(Arc::new(move || handle.render()))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler installs");
     tokio::select! {

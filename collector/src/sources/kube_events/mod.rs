@@ -13,8 +13,13 @@
 //! - [`occurrence`]: an Event of either API (`events.k8s.io/v1`, else `v1`) and its record.
 //! - [`watch`]: list, then watch, resuming and relisting as the apiserver's protocol asks.
 //! - [`state`]: what was forwarded, persisted.
+//! - [`output`]: where records go (the WAL, or `sluice events`' spool) and when the state
+//!   they cover may be committed.
+//! - [`lease`]: leader election, so two replicas forward as one.
 
+pub mod lease;
 pub mod occurrence;
+pub mod output;
 pub mod state;
 pub mod watch;
 
@@ -33,12 +38,13 @@ use sluice_proto::LogRecord;
 use tokio::sync::watch as signal;
 use tokio::time::Instant;
 
-use super::append::{Batch, Delivery};
 use super::{Source, now_ns};
 use crate::CollectorError;
 use crate::runner::Cursors;
 use crate::wal::Wal;
+use lease::{Elector, LeaseConfig};
 use occurrence::Occurrence;
+use output::{Output, WalOutput};
 use state::State;
 use watch::{Seen, Watcher};
 
@@ -62,6 +68,9 @@ pub struct KubeEventsConfig {
     /// An event not seen for this long is forgotten (twice the apiserver's default
     /// `--event-ttl` of one hour by default).
     pub forget_after: Duration,
+    /// Forward only while holding this Lease (two replicas, one forwarding); always when
+    /// `None`.
+    pub lease: Option<LeaseConfig>,
 }
 
 impl KubeEventsConfig {
@@ -72,6 +81,7 @@ impl KubeEventsConfig {
             types: Vec::new(),
             state_path: data_dir.join("sources/kube-events/state.json"),
             forget_after: Duration::from_secs(2 * 3600),
+            lease: None,
         }
     }
 
@@ -87,16 +97,19 @@ pub struct KubeEventsSource {
     client: Client,
 }
 
+/// The client for the cluster found as kubectl finds it: `KUBECONFIG`, `~/.kube/config`, or
+/// the service account of the pod it runs in.
+pub async fn client() -> Result<Client, CollectorError> {
+    Client::try_default().await.map_err(|e| {
+        CollectorError::Server(format!(
+            "no Kubernetes cluster to watch events in (KUBECONFIG, ~/.kube/config or a pod's service account): {e}"
+        ))
+    })
+}
+
 impl KubeEventsSource {
-    /// The source for the cluster found as kubectl finds it: `KUBECONFIG`, `~/.kube/config`,
-    /// or the service account of the pod it runs in.
     pub async fn connect(config: KubeEventsConfig) -> Result<Self, CollectorError> {
-        let client = Client::try_default().await.map_err(|e| {
-            CollectorError::Server(format!(
-                "no Kubernetes cluster to watch events in (KUBECONFIG, ~/.kube/config or a pod's service account): {e}"
-            ))
-        })?;
-        Ok(Self { config, client })
+        Ok(Self { config, client: client().await? })
     }
 }
 
@@ -110,34 +123,77 @@ impl Source for KubeEventsSource {
         self: Box<Self>,
         wal: Arc<Wal>,
         cursors: Arc<Cursors>,
-        mut stop: signal::Receiver<bool>,
+        stop: signal::Receiver<bool>,
     ) {
-        let mut state = State::load(&self.config.state_path);
+        let mut output = WalOutput::new(wal, cursors, RETRY);
+        forward(&self.config, self.client, &mut output, stop).await;
+    }
+}
+
+/// Forwards the cluster's events to `output` until `stop`: at once, or, with a Lease
+/// configured, while this replica holds it.
+pub async fn forward(
+    config: &KubeEventsConfig,
+    client: Client,
+    output: &mut dyn Output,
+    mut stop: signal::Receiver<bool>,
+) {
+    let (leading_tx, mut leading) = signal::channel(config.lease.is_none());
+    // Without a Lease the sender stays here, unchanged, so `leading` never closes.
+    let (elector, _always) = match config.lease.clone() {
+        Some(lease) => {
+            tracing::info!(lease = %format!("{}/{}", lease.namespace, lease.name), identity = %lease.identity, "campaigning for the events Lease");
+            let campaign = Elector::new(client.clone(), lease).run(leading_tx, stop.clone());
+            (Some(tokio::spawn(campaign)), None)
+        }
+        None => (None, Some(leading_tx)),
+    };
+    loop {
+        tokio::select! {
+            _ = leading.wait_for(|l| *l) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        // Saved by this replica's last term, if any: what the other one forwarded since is
+        // forwarded again, and kept once by its ids.
+        let mut state = State::load(&config.state_path);
         let api = loop {
-            match served(&self.client).await {
-                Ok(api) => break api,
+            match served(&client).await {
+                Ok(api) => break Some(api),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach the cluster's events; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(RETRY) => {}
-                        _ = stop.wait_for(|s| *s) => return,
+                        _ = stop.wait_for(|s| *s) => break None,
                     }
                 }
             }
         };
+        let Some(api) = api else { break };
         if state.api != api {
             // A version of the other API means nothing here: list, and let the forwarded
             // counts keep what was sent from being sent again.
             state.api = api.to_owned();
             state.resource_version = None;
         }
-        tracing::info!(api, cluster = %self.config.cluster, "forwarding Kubernetes events");
-        let forwarding =
-            Forwarding { config: &self.config, wal: &wal, cursors: &cursors, state, stop };
+        tracing::info!(api, cluster = %config.cluster, "forwarding Kubernetes events");
+        let forwarding = Forwarding {
+            config,
+            output: &mut *output,
+            state,
+            stop: stop.clone(),
+            leading: leading.clone(),
+        };
         match api {
-            EVENTS_V1 => forwarding.run::<events::Event>(Api::all(self.client.clone())).await,
-            _ => forwarding.run::<core::Event>(Api::all(self.client.clone())).await,
+            EVENTS_V1 => forwarding.run::<events::Event>(Api::all(client.clone())).await,
+            _ => forwarding.run::<core::Event>(Api::all(client.clone())).await,
         }
+        if *stop.borrow() {
+            break;
+        }
+        tracing::info!(cluster = %config.cluster, "no longer forwarding Kubernetes events: another replica holds the Lease");
+    }
+    if let Some(elector) = elector {
+        let _ = elector.await;
     }
 }
 
@@ -158,13 +214,15 @@ async fn served(client: &Client) -> kube::Result<&'static str> {
 
 struct Forwarding<'a> {
     config: &'a KubeEventsConfig,
-    wal: &'a Arc<Wal>,
-    cursors: &'a Cursors,
+    output: &'a mut dyn Output,
     state: State,
     stop: signal::Receiver<bool>,
+    /// Whether this replica may forward; always while no Lease is configured.
+    leading: signal::Receiver<bool>,
 }
 
 impl Forwarding<'_> {
+    /// Forwards until stopped or no longer leading, then appends what it holds and commits.
     async fn run<K>(mut self, api: Api<K>)
     where
         K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
@@ -173,14 +231,13 @@ impl Forwarding<'_> {
         let mut watcher = Watcher::new(api, self.state.resource_version.clone());
         let mut records: Vec<LogRecord> = Vec::new();
         let mut first_at: Option<Instant> = None;
-        let mut delivery: Delivery<State> = Delivery::default();
         let mut changed = false;
-        let mut appended_to = self.wal.end();
         let mut last_commit = Instant::now();
         loop {
             let cut_at = first_at.map(|t| t + BATCH_WAIT);
-            let (stopping, seen) = tokio::select! {
+            let (ending, seen) = tokio::select! {
                 _ = self.stop.wait_for(|s| *s) => (true, None),
+                _ = self.leading.wait_for(|l| !*l) => (true, None),
                 _ = tokio::time::sleep_until(cut_at.unwrap_or(last_commit + COMMIT_EVERY)) => (false, None),
                 seen = watcher.next() => (false, Some(seen)),
             };
@@ -204,41 +261,34 @@ impl Forwarding<'_> {
                 None => {}
             }
             let due = first_at.is_some_and(|t| t.elapsed() >= BATCH_WAIT);
-            if !records.is_empty() && (stopping || due || records.len() >= BATCH_RECORDS) {
-                let batch = Batch::with_ids("kube-events", std::mem::take(&mut records));
+            if !records.is_empty() && (ending || due || records.len() >= BATCH_RECORDS) {
+                let count = records.len() as u64;
                 first_at = None;
-                // The cluster keeps the events while the WAL cannot take them.
-                let appended = batch
-                    .append_until_stopped(self.wal, "events", RETRY, stopping, &mut self.stop)
-                    .await;
-                match appended.map(|a| a.end) {
-                    Some(end) => {
-                        metrics::counter!("sluice_kube_events_forwarded_total")
-                            .increment(batch.records() as u64);
-                        appended_to = end;
-                        // Everything the state covers is in the WAL up to here; a steady
-                        // stream that never leaves `records` empty at a tick still commits.
-                        delivery.push(end, self.state.clone());
-                        changed = false;
-                    }
-                    None => return,
+                let records = std::mem::take(&mut records);
+                if !self.output.append(records, ending, &mut self.stop).await {
+                    return;
                 }
+                metrics::counter!("sluice_kube_events_forwarded_total").increment(count);
+                // Everything the state covers is appended up to here; a steady stream that
+                // never leaves `records` empty at a tick still commits.
+                self.output.hold(self.state.clone());
+                changed = false;
             }
-            if stopping || last_commit.elapsed() >= COMMIT_EVERY {
+            if ending || last_commit.elapsed() >= COMMIT_EVERY {
                 last_commit = Instant::now();
                 self.state.expire(now_ns(), self.config.forget_after.as_nanos() as i64);
                 if records.is_empty() && changed {
                     // Versions moved (bookmarks, deletions) with nothing new to append.
-                    delivery.push(appended_to, self.state.clone());
+                    self.output.hold(self.state.clone());
                     changed = false;
                 }
-                if let Some(state) = delivery.delivered(self.cursors).pop()
+                if let Some(state) = self.output.delivered()
                     && let Err(e) = state.save(&self.config.state_path)
                 {
                     tracing::warn!(error = %e, "cannot save the events source's state");
                 }
             }
-            if stopping {
+            if ending {
                 return;
             }
         }
