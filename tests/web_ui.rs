@@ -3,8 +3,11 @@
 //! logs. Types a Chinese query, checks counts, highlights and the histogram, opens a shared
 //! URL, clicks a facet, opens a hit's context, toggles the live tail and sees a new line
 //! arrive, exports, zooms by dragging on the histogram, and checks that a dev token sees no
-//! prod data. Screenshots go to `artifacts/web/`. `scripts/test` installs Chromium and the
-//! npm packages; without them this test fails, it never skips.
+//! prod data. And Kubernetes events among the logs (`query/web/tests/events.mjs`, with the
+//! Kubernetes API double of `tests/common/kube.rs` feeding `sluice up --kube-events`): the
+//! logs/events selector, the events' columns, an event's repeat history. Screenshots go to
+//! `artifacts/web/`. `scripts/test` installs Chromium and the npm packages; without them these
+//! tests fail, they never skip.
 
 mod common;
 
@@ -12,6 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::kube;
 use common::*;
 
 const ADMIN: &str = ADMIN_TOKEN;
@@ -19,8 +23,8 @@ const DEV: &str = DEV_TOKEN;
 const PROD_LINES: usize = 2_000;
 const DEV_LINES: usize = 1_000;
 
-#[test]
-fn the_search_page_works_in_chromium() {
+/// The page's directory and the Chromium to drive, both required.
+fn browser() -> (PathBuf, String) {
     let web = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("query/web");
     assert!(
         web.join("node_modules/playwright-core").is_dir(),
@@ -31,6 +35,33 @@ fn the_search_page_works_in_chromium() {
         PathBuf::from(&chromium).exists(),
         "{chromium} is missing: install Debian's chromium (scripts/test does)"
     );
+    (web, chromium)
+}
+
+/// Runs a browser script of `query/web/tests` against `base` with `vars`; returns its output.
+fn run_script(script: &str, base: &str, vars: &[(&str, String)]) -> String {
+    let (web, chromium) = browser();
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts/web");
+    let out = Command::new("node")
+        .arg(web.join("tests").join(script))
+        .current_dir(&web)
+        .env("SLUICE_URL", base)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .env("CHROMIUM", &chromium)
+        .env("SLUICE_ARTIFACTS", &artifacts)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "browser test {script} failed:\n{stdout}\n{stderr}");
+    println!("screenshots in {}", artifacts.display());
+    stdout
+}
+
+#[test]
+fn the_search_page_works_in_chromium() {
+    browser();
 
     let dir = tempfile::tempdir().unwrap();
     let (_prod, dev, watch) = two_namespaces(dir.path(), PROD_LINES, DEV_LINES);
@@ -48,24 +79,67 @@ fn the_search_page_works_in_chromium() {
         response.json::<serde_json::Value>().unwrap()["total"] == all as u64
     });
 
-    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts/web");
-    let out = Command::new("node")
-        .arg(web.join("tests/ui.mjs"))
-        .current_dir(&web)
-        .env("SLUICE_URL", &base)
-        .env("ADMIN_TOKEN", ADMIN)
-        .env("DEV_TOKEN", DEV)
-        .env("PROD_LINES", PROD_LINES.to_string())
-        .env("DEV_LINES", DEV_LINES.to_string())
-        .env("DEV_FILE", &dev)
-        .env("CHROMIUM", &chromium)
-        .env("SLUICE_ARTIFACTS", &artifacts)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(out.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    let vars = [
+        ("ADMIN_TOKEN", ADMIN.to_owned()),
+        ("DEV_TOKEN", DEV.to_owned()),
+        ("PROD_LINES", PROD_LINES.to_string()),
+        ("DEV_LINES", DEV_LINES.to_string()),
+        ("DEV_FILE", dev.display().to_string()),
+    ];
+    let stdout = run_script("ui.mjs", &base, &vars);
     assert!(stdout.contains("dev sees its"), "the script ran to its end:\n{stdout}");
-    println!("screenshots in {}", artifacts.display());
+}
+
+#[test]
+fn kubernetes_events_show_among_logs_with_their_history_in_chromium() {
+    browser();
+    const LOG_LINES: usize = 40;
+    const REPEATS: u64 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let kube = kube::FakeKube::start();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let lines: String = (0..LOG_LINES)
+        .map(|i| format!("2026-12-04 10:00:{:02} INFO request {i} served\n", i % 60))
+        .collect();
+    std::fs::write(logs.join("app.log"), lines).unwrap();
+    let mut events = 0;
+    for i in 0..10 {
+        let mut e = kube::EventSpec::warning(
+            "shop",
+            &format!("other{i}"),
+            "Unhealthy",
+            &format!("web-{}", 1 + i % 3),
+        );
+        if i % 2 == 0 {
+            e.kind = "Normal".to_owned();
+            e.reason = "Pulled".to_owned();
+        }
+        kube.record_event(&e);
+        events += 1;
+    }
+    let kubeconfig = kube.kubeconfig(dir.path());
+    let (_up, base) = start_up_with_env(
+        &dir.path().join("data"),
+        &[format!("{}/*.log", logs.display())],
+        &["--kube-events".as_ref()],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let mut backoff = kube::EventSpec::warning("shop", "backoff", "BackOff", "web-0");
+    for count in 1..=REPEATS {
+        backoff.count = count;
+        kube.record_event(&backoff);
+        events += 1;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_until(Duration::from_secs(60), "logs and events are searchable", || {
+        total(&base, "") == (LOG_LINES + events) as u64
+    });
+    let vars = [
+        ("LOG_LINES", LOG_LINES.to_string()),
+        ("EVENTS", events.to_string()),
+        ("REPEATS", REPEATS.to_string()),
+    ];
+    let stdout = run_script("events.mjs", &base, &vars);
+    assert!(stdout.contains("events page checks done"), "the script ran to its end:\n{stdout}");
 }

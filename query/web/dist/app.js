@@ -87,15 +87,28 @@ function rangeParams() {
         out.end = new Date(end).toISOString();
     return out;
 }
-function query() {
+/// The query as typed.
+function typed() {
     return input("q").value.trim();
+}
+/// The query sent: the typed one, narrowed to logs or to Kubernetes events by the selector.
+function query() {
+    const q = typed();
+    const kind = select("kind").value;
+    const filter = kind === "events" ? "stream:event" : kind === "logs" ? "-stream:event" : "";
+    if (!filter)
+        return q;
+    return q ? `(${q}) ${filter}` : filter;
 }
 /// Keeps the query in the address bar, so the URL can be shared.
 function saveUrl() {
     const params = new URLSearchParams();
-    const q = query();
+    const q = typed();
     if (q)
         params.set("q", q);
+    const kind = select("kind").value;
+    if (kind !== "all")
+        params.set("kind", kind);
     const range = select("range").value;
     params.set("range", range);
     if (range === "custom") {
@@ -112,6 +125,7 @@ function loadUrl() {
     const range = params.get("range");
     if (range)
         select("range").value = range;
+    select("kind").value = params.get("kind") ?? "all";
     input("start").value = params.get("start") ?? "";
     input("end").value = params.get("end") ?? "";
     $("custom-range").hidden = range !== "custom";
@@ -154,11 +168,32 @@ function hitNode(hit, live = false) {
     }
     if (hit.level)
         meta.append(el("span", hit.level, `badge level level-${hit.level}`));
+    if (hit.event)
+        meta.append(...eventBadges(hit.event));
     for (const flag of hit.flags ?? [])
         meta.append(el("span", flag, "badge flag"));
     li.append(meta, messageNode(hit));
     li.addEventListener("click", () => void showContext(hit.id));
     return li;
+}
+/// An event's type, reason, object and which occurrence this is, as the hit's columns.
+function eventBadges(e) {
+    const badges = [];
+    for (const [name, value] of [
+        ["event-type", e.type],
+        ["reason", e.reason],
+        ["object", e.object],
+    ]) {
+        if (!value)
+            continue;
+        const badge = el("span", value, `badge ${name}${name === "event-type" ? ` event-${value}` : ""}`);
+        badge.title = name;
+        badges.push(badge);
+    }
+    const count = el("span", `×${e.count}`, "badge event-count");
+    count.title = "第几次 occurrence (count)";
+    badges.push(count);
+    return badges;
 }
 let nextCursor;
 let generation = 0;
@@ -313,7 +348,7 @@ function drawFacets(f) {
             b.append(el("span", v.value || "(none)"), el("span", String(v.count), "count"));
             b.addEventListener("click", () => {
                 const term = `${facet.field}:"${v.value.replace(/"/g, '\\"')}"`;
-                input("q").value = query() ? `${query()} ${term}` : term;
+                input("q").value = typed() ? `${typed()} ${term}` : term;
                 void search();
             });
             box.append(b);
@@ -328,7 +363,22 @@ async function showContext(id) {
         panel.hidden = false;
         const details = $("pod-details");
         details.replaceChildren();
+        // An event's context is its repeat history: its other occurrences, in order.
+        const event = c.hit.event;
+        $("context-title").textContent = event ? "重复历史 Repeat history" : "上下文 Context";
+        const eventRows = event
+            ? [
+                ["reason", event.reason],
+                ["type", event.type],
+                ["object", event.object],
+                ["reporter", event.reporter],
+                ["count", String(event.count)],
+                ["first seen", event.first_seen ? shortTime(event.first_seen) : ""],
+                ["last seen", event.last_seen ? shortTime(event.last_seen) : ""],
+            ]
+            : [];
         for (const [name, value] of [
+            ...eventRows,
             ["cluster", c.hit.cluster],
             ["namespace", c.hit.namespace],
             ["pod", c.hit.pod],
@@ -358,7 +408,10 @@ async function showContext(id) {
 function contextLine(hit, cls) {
     const li = el("li", undefined, cls);
     li.dataset.id = hit.id;
-    li.append(el("time", shortTime(hit.ts)), " ", messageNode(hit));
+    li.append(el("time", shortTime(hit.ts)), " ");
+    if (hit.event)
+        li.append(el("span", `×${hit.event.count}`, "badge event-count"), " ");
+    li.append(messageNode(hit));
     return li;
 }
 /// Reads a Server-Sent Events stream with fetch, which, unlike EventSource, can send the
@@ -462,6 +515,7 @@ function init() {
         if (input("live").checked)
             startTail();
     });
+    $("kind").addEventListener("change", () => void search());
     $("range").addEventListener("change", () => {
         $("custom-range").hidden = select("range").value !== "custom";
         void search();

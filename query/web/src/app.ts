@@ -18,6 +18,19 @@ interface Hit {
   id: string;
   flags?: string[];
   highlights?: [number, number][];
+  event?: HitEvent;
+}
+
+/// A Kubernetes event occurrence (`stream:event`).
+interface HitEvent {
+  uid: string;
+  reason: string;
+  type: string;
+  object: string;
+  reporter: string;
+  count: number;
+  first_seen?: string;
+  last_seen?: string;
 }
 
 interface SearchResponse {
@@ -148,15 +161,27 @@ function rangeParams(): Record<string, string> {
   return out;
 }
 
-function query(): string {
+/// The query as typed.
+function typed(): string {
   return input("q").value.trim();
+}
+
+/// The query sent: the typed one, narrowed to logs or to Kubernetes events by the selector.
+function query(): string {
+  const q = typed();
+  const kind = select("kind").value;
+  const filter = kind === "events" ? "stream:event" : kind === "logs" ? "-stream:event" : "";
+  if (!filter) return q;
+  return q ? `(${q}) ${filter}` : filter;
 }
 
 /// Keeps the query in the address bar, so the URL can be shared.
 function saveUrl(): void {
   const params = new URLSearchParams();
-  const q = query();
+  const q = typed();
   if (q) params.set("q", q);
+  const kind = select("kind").value;
+  if (kind !== "all") params.set("kind", kind);
   const range = select("range").value;
   params.set("range", range);
   if (range === "custom") {
@@ -171,6 +196,7 @@ function loadUrl(): void {
   input("q").value = params.get("q") ?? "";
   const range = params.get("range");
   if (range) select("range").value = range;
+  select("kind").value = params.get("kind") ?? "all";
   input("start").value = params.get("start") ?? "";
   input("end").value = params.get("end") ?? "";
   $("custom-range").hidden = range !== "custom";
@@ -212,10 +238,30 @@ function hitNode(hit: Hit, live = false): HTMLLIElement {
     }
   }
   if (hit.level) meta.append(el("span", hit.level, `badge level level-${hit.level}`));
+  if (hit.event) meta.append(...eventBadges(hit.event));
   for (const flag of hit.flags ?? []) meta.append(el("span", flag, "badge flag"));
   li.append(meta, messageNode(hit));
   li.addEventListener("click", () => void showContext(hit.id));
   return li;
+}
+
+/// An event's type, reason, object and which occurrence this is, as the hit's columns.
+function eventBadges(e: HitEvent): HTMLElement[] {
+  const badges: HTMLElement[] = [];
+  for (const [name, value] of [
+    ["event-type", e.type],
+    ["reason", e.reason],
+    ["object", e.object],
+  ]) {
+    if (!value) continue;
+    const badge = el("span", value, `badge ${name}${name === "event-type" ? ` event-${value}` : ""}`);
+    badge.title = name;
+    badges.push(badge);
+  }
+  const count = el("span", `×${e.count}`, "badge event-count");
+  count.title = "第几次 occurrence (count)";
+  badges.push(count);
+  return badges;
 }
 
 let nextCursor: string | undefined;
@@ -370,7 +416,7 @@ function drawFacets(f: FacetsResponse): void {
       b.append(el("span", v.value || "(none)"), el("span", String(v.count), "count"));
       b.addEventListener("click", () => {
         const term = `${facet.field}:"${v.value.replace(/"/g, '\\"')}"`;
-        input("q").value = query() ? `${query()} ${term}` : term;
+        input("q").value = typed() ? `${typed()} ${term}` : term;
         void search();
       });
       box.append(b);
@@ -386,7 +432,22 @@ async function showContext(id: string): Promise<void> {
     panel.hidden = false;
     const details = $("pod-details");
     details.replaceChildren();
+    // An event's context is its repeat history: its other occurrences, in order.
+    const event = c.hit.event;
+    $("context-title").textContent = event ? "重复历史 Repeat history" : "上下文 Context";
+    const eventRows: [string, string][] = event
+      ? [
+          ["reason", event.reason],
+          ["type", event.type],
+          ["object", event.object],
+          ["reporter", event.reporter],
+          ["count", String(event.count)],
+          ["first seen", event.first_seen ? shortTime(event.first_seen) : ""],
+          ["last seen", event.last_seen ? shortTime(event.last_seen) : ""],
+        ]
+      : [];
     for (const [name, value] of [
+      ...eventRows,
       ["cluster", c.hit.cluster],
       ["namespace", c.hit.namespace],
       ["pod", c.hit.pod],
@@ -418,7 +479,9 @@ async function showContext(id: string): Promise<void> {
 function contextLine(hit: Hit, cls?: string): HTMLLIElement {
   const li = el("li", undefined, cls);
   li.dataset.id = hit.id;
-  li.append(el("time", shortTime(hit.ts)), " ", messageNode(hit));
+  li.append(el("time", shortTime(hit.ts)), " ");
+  if (hit.event) li.append(el("span", `×${hit.event.count}`, "badge event-count"), " ");
+  li.append(messageNode(hit));
   return li;
 }
 
@@ -522,6 +585,7 @@ function init(): void {
     void search();
     if (input("live").checked) startTail();
   });
+  $("kind").addEventListener("change", () => void search());
   $("range").addEventListener("change", () => {
     $("custom-range").hidden = select("range").value !== "custom";
     void search();

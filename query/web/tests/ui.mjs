@@ -5,46 +5,15 @@
 // Environment: SLUICE_URL, ADMIN_TOKEN, DEV_TOKEN, PROD_LINES, DEV_LINES, DEV_FILE (a CRI file
 // the agent tails, appended to for the live tail), SLUICE_ARTIFACTS.
 
-import { appendFileSync, mkdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { appendFileSync, readFileSync } from "node:fs";
+import { check, env, launch, searchFor, shot, total } from "./browser.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const base = env("SLUICE_URL");
 const admin = env("ADMIN_TOKEN");
 const dev = env("DEV_TOKEN");
 const prodLines = Number(env("PROD_LINES"));
 const devLines = Number(env("DEV_LINES"));
 const devFile = env("DEV_FILE");
-const artifacts = env("SLUICE_ARTIFACTS");
-mkdirSync(artifacts, { recursive: true });
-
-let step = 0;
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-  console.log(`ok ${++step} - ${what}`);
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: false });
-}
-
-async function total(page) {
-  // The status carries the hit count once a search finished.
-  await page.waitForFunction(() => document.getElementById("status").dataset.total !== undefined);
-  return Number(await page.locator("#status").getAttribute("data-total"));
-}
-
-async function searchFor(page, q) {
-  await page.evaluate(() => delete document.getElementById("status").dataset.total);
-  await page.fill("#q", q);
-  await page.press("#q", "Enter");
-  return total(page);
-}
 
 async function signIn(page, token, url = base) {
   await page.goto(url);
@@ -54,19 +23,7 @@ async function signIn(page, token, url = base) {
   return total(page);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 
 try {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 900 } });
