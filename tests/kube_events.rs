@@ -1,5 +1,5 @@
 //! Kubernetes events as records through `sluice up --kube-events`, against the local
-//! Kubernetes API double in `tests/common/kube.rs` (a test double: no API server can run
+//! Kubernetes API double in `bench/src/fake_kube/` (a test double: no API server can run
 //! here; it keeps the apiserver's list, watch, bookmark, `410` and paging behaviour). Each
 //! scenario counts the occurrences searchable afterwards, by event uid and count: every one the
 //! cluster showed, each exactly once.

@@ -1,5 +1,5 @@
 //! Pod metadata from a cluster-wide pod watch, against the local Kubernetes API double in
-//! `tests/common/kube.rs` (a test double: no API server can run here) and the real Kafka
+//! `bench/src/fake_kube/` (a test double: no API server can run here) and the real Kafka
 //! broker (whose JSON documents show what every sink gets): records carry their pod's labels
 //! and controller; a label change reaches later records through the watch, a change the
 //! watch could not deliver (history compacted: `410 Expired`) through a fresh list, and a

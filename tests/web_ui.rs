@@ -4,7 +4,7 @@
 //! URL, clicks a facet, opens a hit's context, toggles the live tail and sees a new line
 //! arrive, exports, zooms by dragging on the histogram, and checks that a dev token sees no
 //! prod data. And Kubernetes events among the logs (`query/web/tests/events.mjs`, with the
-//! Kubernetes API double of `tests/common/kube.rs` feeding `sluice up --kube-events`): the
+//! Kubernetes API double of `bench/src/fake_kube/` feeding `sluice up --kube-events`): the
 //! logs/events selector, the events' columns, an event's repeat history. Screenshots go to
 //! `artifacts/web/`. `scripts/test` installs Chromium and the npm packages; without them these
 //! tests fail, they never skip.

@@ -7,9 +7,12 @@
 //! collector that only makes it durable. `search` times queries over a large index against
 //! `rg` over the same files. `load` runs many concurrent heavy requests (searches, histograms,
 //! facets, exports, `_bulk`) against an index and reports the collector's peak memory and
-//! what each kind got. `generate` only writes the logs (the demo uses it).
+//! what each kind got. `events` times Kubernetes events from the cluster to searchable, with
+//! the Kubernetes API double of the library ([`sluice_bench::fake_kube`]). `generate` only
+//! writes the logs (the demo uses it).
 
 mod agent;
+mod events;
 mod generate;
 mod load;
 mod procstat;
@@ -47,6 +50,8 @@ enum Cmd {
     Sinks(sinks::SinksArgs),
     /// Peak memory and answers under many concurrent heavy requests.
     Load(load::LoadArgs),
+    /// How long a Kubernetes event takes to become searchable, at a steady rate.
+    Events(events::EventsArgs),
     /// Write generated logs only.
     Generate {
         #[arg(long)]
@@ -147,6 +152,7 @@ fn run() -> anyhow::Result<()> {
         Cmd::Search(args) => search::search(args),
         Cmd::Sinks(args) => sinks::sinks(args),
         Cmd::Load(args) => load::load(args),
+        Cmd::Events(args) => events::events(args),
     }
 }
 

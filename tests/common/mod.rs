@@ -2,7 +2,8 @@
 //!
 //! Every server here is a real process on loopback; nothing is mocked.
 
-#![allow(dead_code, unreachable_pub)]
+// Each test binary uses a part of these (the Kubernetes double only some).
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -14,8 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 pub mod kafka;
-pub mod kube;
-pub mod kube_lease;
+pub use sluice_bench::fake_kube as kube;
 
 pub fn sluice() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))

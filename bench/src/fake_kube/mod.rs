@@ -10,6 +10,11 @@
 //! client to list again. Events created through `v1` show `eventTime: null` in the
 //! `events.k8s.io/v1` view, as real apiservers send them; a cluster may serve no
 //! `events.k8s.io/v1` at all (`404`).
+//!
+//! Kept in the bench crate so both the black-box tests (`tests/common`) and
+//! `sluice-bench events` drive the same double.
+
+mod lease;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -80,8 +85,8 @@ impl Stored {
 }
 
 #[derive(Default)]
-pub(super) struct Cluster {
-    pub(super) resource_version: u64,
+struct Cluster {
+    resource_version: u64,
     /// Objects by collection and uid, each with its current resourceVersion.
     objects: BTreeMap<(Collection, String), Stored>,
     /// `(resourceVersion, type, collection, object)` of every change not compacted away.
@@ -89,7 +94,7 @@ pub(super) struct Cluster {
     /// Watches from a resourceVersion below this get `410`.
     oldest_watchable: u64,
     served: HashMap<Collection, Served>,
-    pub(super) leases: BTreeMap<(String, String), Value>,
+    leases: BTreeMap<(String, String), Value>,
 }
 
 #[derive(Clone, Copy)]
@@ -100,10 +105,10 @@ struct Options {
 }
 
 #[derive(Clone)]
-pub(super) struct Shared {
-    pub(super) token: String,
+struct Shared {
+    token: String,
     options: Options,
-    pub(super) cluster: Arc<Mutex<Cluster>>,
+    cluster: Arc<Mutex<Cluster>>,
     /// Bumped on every change (wakes watches) and by [`FakeKube::end_watches`].
     changes: watch::Sender<(u64, u64)>,
 }
@@ -253,7 +258,7 @@ fn pod_json(p: &PodSpec<'_>, resource_version: u64) -> Value {
     })
 }
 
-pub(super) fn status(code: u16, reason: &str, message: &str) -> Value {
+fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -307,11 +312,11 @@ impl FakeKube {
             .route("/apis/events.k8s.io/v1/events", get(view(View::EventsV1)))
             .route(
                 "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
-                axum::routing::post(super::kube_lease::create),
+                axum::routing::post(lease::create),
             )
             .route(
                 "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
-                get(super::kube_lease::get).put(super::kube_lease::replace),
+                get(lease::get).put(lease::replace),
             )
             .with_state(shared.clone());
         runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -427,14 +432,14 @@ impl FakeKube {
 }
 
 /// Whether the request carries the double's token.
-pub(super) fn authorized(shared_token: &str, headers: &HeaderMap) -> bool {
+fn authorized(shared_token: &str, headers: &HeaderMap) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == format!("Bearer {shared_token}"))
 }
 
-pub(super) fn unauthorized() -> Response {
+fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, axum::Json(status(401, "Unauthorized", "Unauthorized")))
         .into_response()
 }

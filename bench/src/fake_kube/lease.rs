@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::kube::{Cluster, Shared, authorized, status, unauthorized};
+use super::{Cluster, Shared, authorized, status, unauthorized};
 
 fn answer(code: StatusCode, body: Value) -> Response {
     (code, Json(body)).into_response()
