@@ -1,6 +1,8 @@
-//! Kubernetes events as records through `sluice up --kube-events`, against the local
-//! Kubernetes API double in `bench/src/fake_kube/` (a test double: no API server can run
-//! here; it keeps the apiserver's list, watch, bookmark, `410` and paging behaviour). Each
+//! Kubernetes events as records through `sluice up --kube-events`, and through `sluice events`
+//! pushing to a real `sluice collector` (over TLS with a token; two replicas on a Lease),
+//! against the local Kubernetes API double in `bench/src/fake_kube/` (a test double: no API
+//! server can run here; it keeps the apiserver's list, watch, bookmark, `410`, paging and
+//! Lease behaviour). Each
 //! scenario counts the occurrences searchable afterwards, by event uid and count: every one the
 //! cluster showed, each exactly once.
 
@@ -11,8 +13,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::kube::*;
+use common::pki::{SERVER_NAME, make_pki};
 use common::*;
 use serde_json::Value;
+
+/// The remote cluster's token at the central collector.
+const TOKEN: &str = "shanghai-token-0123456789abcdef";
 
 /// `sluice up --kube-events` for the cluster `kube` serves.
 fn up(dir: &Path, kube: &FakeKube) -> (Proc, String) {
@@ -231,9 +237,9 @@ fn a_kill_during_a_burst_with_changes_and_compaction_while_down_loses_and_double
     assert!(served.expired > expired_before, "the resume met 410 and relisted: {served:?}");
 }
 
-/// `sluice events` for the cluster `kube` serves, pushing to the collector on `grpc_port`,
-/// as the replica `name` (its Lease identity starts with it).
-fn events(dir: &Path, kube: &FakeKube, grpc_port: u16, name: &str, extra: &[&str]) -> Proc {
+/// `sluice events` for the cluster `kube` serves, pushing to the collector at `collector`, as
+/// the replica `name` (its Lease identity starts with it).
+fn events(dir: &Path, kube: &FakeKube, collector: &str, name: &str, extra: &[&str]) -> Proc {
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
     let log = std::fs::OpenOptions::new()
@@ -244,7 +250,7 @@ fn events(dir: &Path, kube: &FakeKube, grpc_port: u16, name: &str, extra: &[&str
     let child = std::process::Command::new(sluice())
         .args(["events", "--cluster", "c1", "--data-dir"])
         .arg(&data)
-        .args(["--collector", &format!("http://127.0.0.1:{grpc_port}")])
+        .args(["--collector", collector])
         .args(extra)
         .env("KUBECONFIG", kube.kubeconfig(dir))
         .env("POD_NAME", name)
@@ -261,9 +267,19 @@ fn sluice_events_pushing_to_a_collector_down_for_a_while_loses_and_doubles_nothi
     let kube = FakeKube::start();
     let (grpc, http) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{http}");
+    // Across the public network: TLS, and a token the central collector knows.
+    let pki = make_pki(dir.path());
+    let tokens = dir.path().join("agent-tokens");
+    std::fs::write(&tokens, format!("shanghai {TOKEN}\n")).unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let central = dir.path().join("central");
-    let mut collector = start_collector(&central, grpc, http);
-    let mut watcher = events(dir.path(), &kube, grpc, "remote", &[]);
+    let secured = pki.collector_flags(&tokens);
+    let mut collector = start_collector_with(&central, grpc, http, &secured);
+    let collector_url = format!("https://127.0.0.1:{grpc}");
+    let (ca, token_file) = (pki.ca.to_str().unwrap(), token_file.to_str().unwrap());
+    let remote = ["--tls-ca", ca, "--tls-server-name", SERVER_NAME, "--token-file", token_file];
+    let mut watcher = events(dir.path(), &kube, &collector_url, "remote", &remote);
     wait_for_watch(&kube);
     let mut expected = BTreeSet::new();
     let record = |e: &EventSpec, expected: &mut BTreeSet<(String, u64)>| {
@@ -288,17 +304,19 @@ fn sluice_events_pushing_to_a_collector_down_for_a_while_loses_and_doubles_nothi
             // are on disk.
             std::thread::sleep(Duration::from_millis(300));
             watcher.kill9();
-            watcher = events(dir.path(), &kube, grpc, "remote", &[]);
+            watcher = events(dir.path(), &kube, &collector_url, "remote", &remote);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let _collector = start_collector(&central, grpc, http);
+    let _collector = start_collector_with(&central, grpc, http, &secured);
     for i in 0..20 {
         record(&EventSpec::warning("shop", &format!("n{i}"), "Pulled", "web-3"), &mut expected);
     }
     assert_exactly(&base, &expected);
     assert!(watcher.is_running());
+    let log = std::fs::read_to_string(dir.path().join("remote/events.log")).unwrap();
+    assert!(!log.contains(TOKEN), "the token is never logged");
 }
 
 #[test]
@@ -306,15 +324,36 @@ fn two_replicas_with_the_leader_killed_forward_every_occurrence_once() {
     let dir = tempfile::tempdir().unwrap();
     let kube = FakeKube::start();
     let (_collector, grpc, base) = start_test_collector(&dir.path().join("central"));
-    let lease = ["--lease", "sluice/events", "--lease-duration", "3s"];
-    let mut a = events(dir.path(), &kube, grpc, "replica-a", &lease);
-    let mut b = events(dir.path(), &kube, grpc, "replica-b", &lease);
+    let collector = format!("http://127.0.0.1:{grpc}");
+    let (metrics_a, metrics_b) = (free_port(), free_port());
+    let with_metrics = |port: u16| {
+        let listen = format!("127.0.0.1:{port}");
+        ["--lease", "sluice/events", "--lease-duration", "3s", "--metrics-listen"]
+            .map(str::to_owned)
+            .into_iter()
+            .chain([listen])
+            .collect::<Vec<_>>()
+    };
+    let (args_a, args_b) = (with_metrics(metrics_a), with_metrics(metrics_b));
+    fn strs(args: &[String]) -> Vec<&str> {
+        args.iter().map(String::as_str).collect()
+    }
+    let mut a = events(dir.path(), &kube, &collector, "replica-a", &strs(&args_a));
+    let mut b = events(dir.path(), &kube, &collector, "replica-b", &strs(&args_b));
     let holder = || kube.lease_holder("sluice", "events").unwrap_or_default();
     wait_until(Duration::from_secs(30), "one replica holds the Lease", || !holder().is_empty());
     wait_for_watch(&kube);
     let first = holder();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(kube.served_events().watches, 1, "the standby does not watch");
+    let leader_gauge =
+        |port: u16| metric(&format!("http://127.0.0.1:{port}"), "sluice_kube_events_leader");
+    let (standby_port, a_leads) = match first.starts_with("replica-a_") {
+        true => (metrics_b, true),
+        false => (metrics_a, false),
+    };
+    assert_eq!(leader_gauge(if a_leads { metrics_a } else { metrics_b }), 1.0);
+    assert_eq!(leader_gauge(standby_port), 0.0);
     let mut killed_at = None;
     let mut expected = BTreeSet::new();
     for i in 0..120 {
@@ -337,4 +376,8 @@ fn two_replicas_with_the_leader_killed_forward_every_occurrence_once() {
     );
     assert_exactly(&base, &expected);
     assert!(kube.served_events().watches >= 2, "both replicas watched, in turn");
+    assert_eq!(leader_gauge(standby_port), 1.0, "the standby now leads");
+    let forwarded =
+        metric(&format!("http://127.0.0.1:{standby_port}"), "sluice_kube_events_forwarded_total");
+    assert!(forwarded > 0.0, "the new leader forwarded");
 }

@@ -8,48 +8,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::pki::make_pki;
 use common::{
     Proc, acked_offset, assert_file_exactly_once, free_port, metric, start_agent,
     start_collector_with, total, wait_until,
 };
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 const GOOD_TOKEN: &str = "good-token-0123456789abcdef";
 const WRONG_TOKEN: &str = "wrong-token-0123456789abcdef";
-
-struct Pki {
-    ca: PathBuf,
-    other_ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn make_pki(dir: &Path) -> Pki {
-    let authority = |name: &str| {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-    };
-    let ca = authority("sluice test CA");
-    let other = authority("someone else's CA");
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["collector.sluice.test".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let pki = Pki {
-        ca: dir.join("ca.pem"),
-        other_ca: dir.join("other-ca.pem"),
-        cert: dir.join("collector.pem"),
-        key: dir.join("collector-key.pem"),
-    };
-    std::fs::write(&pki.ca, ca.pem()).unwrap();
-    std::fs::write(&pki.other_ca, other.pem()).unwrap();
-    std::fs::write(&pki.cert, cert.pem()).unwrap();
-    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
-    pki
-}
 
 /// An agent config in its own directory; `tls` is the CA file, if any.
 fn agent(
@@ -91,19 +57,7 @@ fn only_agents_with_tls_and_a_known_token_deliver() {
     std::fs::write(&tokens, format!("# name token\nsecure-node {GOOD_TOKEN}\n")).unwrap();
     let (grpc, http) = (free_port(), free_port());
     let data = work.path().join("collector");
-    let _collector = start_collector_with(
-        &data,
-        grpc,
-        http,
-        &[
-            "--tls-cert".as_ref(),
-            pki.cert.as_os_str(),
-            "--tls-key".as_ref(),
-            pki.key.as_os_str(),
-            "--agent-tokens".as_ref(),
-            tokens.as_os_str(),
-        ],
-    );
+    let _collector = start_collector_with(&data, grpc, http, &pki.collector_flags(&tokens));
     let base = format!("http://127.0.0.1:{http}");
 
     let log = work.path().join("app.log");

@@ -22,6 +22,7 @@ const ADMIN: &str = ADMIN_TOKEN;
 const DEV: &str = DEV_TOKEN;
 const PROD_LINES: usize = 2_000;
 const DEV_LINES: usize = 1_000;
+const PLAIN_LINES: usize = 30;
 
 /// The page's directory and the Chromium to drive, both required.
 fn browser() -> (PathBuf, String) {
@@ -65,10 +66,17 @@ fn the_search_page_works_in_chromium() {
 
     let dir = tempfile::tempdir().unwrap();
     let (_prod, dev, watch) = two_namespaces(dir.path(), PROD_LINES, DEV_LINES);
+    // Lines with no namespace, pod or level, inside the CRI lines' two hours.
+    let plain = dir.path().join("plain/notes.log");
+    std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
+    let notes: String =
+        (0..PLAIN_LINES).map(|i| format!("2026-11-30T10:30:{i:02}Z plain note {i}: {}\n", "the upstream connection timeout was reached while reading the response header from the backend; ".repeat(3))).collect();
+    std::fs::write(&plain, notes).unwrap();
     let users = write_users(dir.path());
-    let all = PROD_LINES + DEV_LINES;
+    let all = PROD_LINES + DEV_LINES + PLAIN_LINES;
+    let watches = [watch, format!("{}/plain/*.log", dir.path().display())];
     let (_up, base) =
-        start_up_with(&dir.path().join("data"), &[watch], &["--users".as_ref(), users.as_os_str()]);
+        start_up_with(&dir.path().join("data"), &watches, &["--users".as_ref(), users.as_os_str()]);
     wait_until(Duration::from_secs(60), "every line is searchable", || {
         let response = reqwest::blocking::Client::new()
             .get(format!("{base}/api/v1/search"))
@@ -85,6 +93,7 @@ fn the_search_page_works_in_chromium() {
         ("PROD_LINES", PROD_LINES.to_string()),
         ("DEV_LINES", DEV_LINES.to_string()),
         ("DEV_FILE", dev.display().to_string()),
+        ("PLAIN_LINES", PLAIN_LINES.to_string()),
     ];
     let stdout = run_script("ui.mjs", &base, &vars);
     assert!(stdout.contains("dev sees its"), "the script ran to its end:\n{stdout}");

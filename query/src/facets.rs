@@ -54,6 +54,9 @@ pub struct Facet {
     pub values: Vec<FacetValue>,
     /// Records with a value beyond the `size` shown.
     pub other: u64,
+    /// Records with no value for the field (`-field:*`), so values, `other` and this add up
+    /// to the total.
+    pub missing: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,8 +106,10 @@ impl Store {
                     counts.into_iter().map(|(value, count)| FacetValue { value, count }).collect();
                 values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
                 let other = values.iter().skip(request.size).map(|v| v.count).sum();
+                // Each of these fields holds at most one value per record.
+                let missing = total.saturating_sub(values.iter().map(|v| v.count).sum());
                 values.truncate(request.size);
-                Facet { field: field.clone(), values, other }
+                Facet { field: field.clone(), values, other, missing }
             })
             .collect();
         Ok(FacetsResponse {
@@ -120,6 +125,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::testing::{rec, store};
+    use sluice_proto::LogRecord;
 
     #[test]
     fn top_values_with_counts_and_other() {
@@ -146,6 +152,7 @@ mod tests {
         );
         let pods = &r.facets[1];
         assert_eq!(pods.values.iter().map(|v| v.count).sum::<u64>() + pods.other, 30);
+        assert_eq!(pods.missing, 0);
         assert_eq!(pods.values[0], FacetValue { value: "pod-0".into(), count: 8 });
         let level = &r.facets[3];
         assert_eq!(level.values[0], FacetValue { value: "info".into(), count: 24 });
@@ -155,6 +162,17 @@ mod tests {
         let r = store.facets(&scoped).unwrap();
         assert_eq!(r.total, 2);
         assert_eq!(r.facets[0].values, [FacetValue { value: "dev".into(), count: 2 }]);
+        let without: Vec<LogRecord> = (30..32)
+            .map(|i| LogRecord {
+                level: String::new(),
+                ..rec(1, i, i as i64, "", "", "no namespace")
+            })
+            .collect();
+        let (_dir2, store2, _w2) =
+            crate::testing::store(&[records[0].clone(), without[0].clone(), without[1].clone()]);
+        let r = store2.facets(&FacetsRequest::new("")).unwrap();
+        assert_eq!((r.total, r.facets[0].missing, r.facets[3].missing), (3, 2, 2), "{r:?}");
+        assert_eq!(store2.search(&crate::SearchRequest::new("-namespace:*")).unwrap().total, 2);
         let mut bad = FacetsRequest::new("");
         bad.fields = vec!["message".into()];
         assert!(matches!(store.facets(&bad), Err(QueryError::Parameter { name: "fields", .. })));

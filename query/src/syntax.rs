@@ -16,7 +16,8 @@
 //! RANGE   = ("[" | "{") LOW " TO " HIGH ("]" | "}") | (">" | ">=" | "<" | "<=") VALUE
 //! ```
 //! An unquoted field value with `*` or `?` is a glob (`pod:order-*`); `*` as a range end is
-//! open. `[` `]` include their end, `{` `}` exclude it.
+//! open. `[` `]` include their end, `{` `}` exclude it. A field with no value (`level:`,
+//! `level:""`) is an error; `field:*` is any value and `-field:*` none.
 
 use std::ops::Bound;
 
@@ -75,6 +76,8 @@ enum Tok {
     FieldPrefix(String),
     /// `name:value` for a known field.
     Field(String, String),
+    /// `name:` for a known field, with no value after it.
+    EmptyField(String),
     /// `name:[a TO b]` for a known field, brackets included.
     Range(String, String),
 }
@@ -210,9 +213,10 @@ fn classify(word: String, starts_quote: bool, is_field: &impl Fn(&str) -> bool) 
         if value.is_empty() && starts_quote {
             return Tok::FieldPrefix(name.to_owned());
         }
-        if !value.is_empty() {
-            return Tok::Field(name.to_owned(), value.to_owned());
-        }
+        return match value.is_empty() {
+            true => Tok::EmptyField(name.to_owned()),
+            false => Tok::Field(name.to_owned(), value.to_owned()),
+        };
     }
     Tok::Word(word)
 }
@@ -315,8 +319,10 @@ impl Parser {
             Some((_, Tok::Word(w))) => Ok(Expr::Text(w)),
             Some((at, Tok::Field(field, value))) => field_expr(field, value, at),
             Some((at, Tok::Range(field, text))) => bracket_expr(field, &text, at),
+            Some((at, Tok::EmptyField(field))) => Err(no_value(&field, at)),
             Some((_, Tok::Quoted(q))) => Ok(Expr::Phrase(q)),
-            Some((_, Tok::FieldPrefix(field))) => match self.next() {
+            Some((at, Tok::FieldPrefix(field))) => match self.next() {
+                Some((_, Tok::Quoted(value))) if value.is_empty() => Err(no_value(&field, at)),
                 Some((_, Tok::Quoted(value))) => Ok(Expr::Field { field, value }),
                 _ => unreachable!("a field prefix is only lexed before a quote"),
             },
@@ -325,6 +331,14 @@ impl Parser {
             None => Err(syntax("the query ends too early".to_owned())),
         }
     }
+}
+
+/// `field:` or `field:""`: empty keywords are not indexed, so such a filter could only ever
+/// find nothing; records without a value are `-field:*`.
+fn no_value(field: &str, at: usize) -> QueryError {
+    syntax(format!(
+        "{field}: at character {at} has no value: give one ({field}:value), or use -{field}:* for records without any"
+    ))
 }
 
 /// An unquoted `field:value`: a comparison, a glob or an exact value.
@@ -417,6 +431,22 @@ mod tests {
             p("namespace:\"prod east\""),
             Expr::Field { field: "namespace".into(), value: "prod east".into() }
         );
+    }
+
+    #[test]
+    fn a_field_without_a_value_is_an_error_that_says_how_to_ask_for_none() {
+        for q in ["level:", "a level:", "level:\"\"", "-namespace:"] {
+            let error = parse(q, is_field).unwrap_err().to_string();
+            assert!(
+                error.contains("has no value") && error.contains(":* for records without"),
+                "{q}: {error}"
+            );
+        }
+        assert_eq!(
+            p("-namespace:*"),
+            Expr::Not(Box::new(Expr::Wildcard { field: "namespace".into(), pattern: "*".into() }))
+        );
+        assert_eq!(p("user:"), text("user:"), "not a field: text, as before");
     }
 
     #[test]

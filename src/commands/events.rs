@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -52,6 +53,10 @@ pub(crate) struct EventsArgs {
     /// How long the Lease stays its holder's without renewal.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     lease_duration: std::time::Duration,
+    /// Serve `/metrics` and `/healthz` here, such as 0.0.0.0:9282 (for probes and
+    /// Prometheus); off when unset.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
@@ -71,6 +76,16 @@ pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     config.types = args.types;
     config.lease = args.lease.as_deref().map(|l| LeaseConfig::new(l, args.lease_duration));
     runtime()?.block_on(async {
+        if let Some(addr) = args.metrics_listen {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("cannot install the metrics recorder")?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
+            tracing::info!(%addr, "serving /metrics and /healthz");
+            tokio::spawn(sluice_agent::http::serve(listener, Arc::new(move || handle.render())));
+        }
         let client = kube_events::client().await?;
         let forwarder = Forwarder::start(agent).context("cannot start the spool")?;
         let (stop_tx, stop_rx) = watch::channel(false);

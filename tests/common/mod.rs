@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 pub mod kafka;
+pub mod pki;
 pub use sluice_bench::fake_kube as kube;
 
 pub fn sluice() -> PathBuf {

@@ -10,6 +10,7 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../../web/index.html");
 const APP: &str = include_str!("../../web/dist/app.js");
 const STYLE: &str = include_str!("../../web/style.css");
+const ICON: &str = include_str!("../../web/favicon.svg");
 
 /// `/` and its assets; they carry no data, so they need no token (the API calls do).
 pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
@@ -23,4 +24,7 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/", get(asset("text/html; charset=utf-8", INDEX)))
         .route("/assets/app.js", get(asset("text/javascript; charset=utf-8", APP)))
         .route("/assets/style.css", get(asset("text/css; charset=utf-8", STYLE)))
+        // Browsers ask for `/favicon.ico` on their own; an SVG answers both.
+        .route("/assets/favicon.svg", get(asset("image/svg+xml", ICON)))
+        .route("/favicon.ico", get(asset("image/svg+xml", ICON)))
 }

@@ -73,8 +73,7 @@ function timeRange() {
         return { start: now - RANGES[range], end: now + 60000 };
     }
     if (range === "custom") {
-        const parse = (v) => (v ? Date.parse(`${v}Z`) : undefined);
-        return { start: parse(input("start").value), end: parse(input("end").value) };
+        return { start: parseInput(input("start").value, shownUtc), end: parseInput(input("end").value, shownUtc) };
     }
     return {};
 }
@@ -112,11 +111,15 @@ function saveUrl() {
     const range = select("range").value;
     params.set("range", range);
     if (range === "custom") {
-        if (input("start").value)
-            params.set("start", input("start").value);
-        if (input("end").value)
-            params.set("end", input("end").value);
+        // ISO 8601 in UTC, whatever the zone the page shows.
+        const { start, end } = timeRange();
+        if (start !== undefined)
+            params.set("start", new Date(start).toISOString());
+        if (end !== undefined)
+            params.set("end", new Date(end).toISOString());
     }
+    if (utc())
+        params.set("tz", "utc");
     history.replaceState(null, "", `?${params}`);
 }
 function loadUrl() {
@@ -126,12 +129,60 @@ function loadUrl() {
     if (range)
         select("range").value = range;
     select("kind").value = params.get("kind") ?? "all";
-    input("start").value = params.get("start") ?? "";
-    input("end").value = params.get("end") ?? "";
+    input("utc").checked = params.get("tz") === "utc";
+    shownUtc = utc();
+    showZone();
+    const iso = (name) => {
+        const ms = Date.parse(params.get(name) ?? "");
+        return Number.isNaN(ms) ? "" : formatInput(ms, shownUtc);
+    };
+    input("start").value = iso("start");
+    input("end").value = iso("end");
     $("custom-range").hidden = range !== "custom";
 }
+/// Times show in the browser's zone, or in UTC with the toggle; always 24-hour, the zone
+/// shown beside the range. `shownUtc` is the zone the custom-range inputs are written in.
+let shownUtc = false;
+function utc() {
+    return input("utc").checked;
+}
+function pad(n, width = 2) {
+    return String(n).padStart(width, "0");
+}
+/// `YYYY-MM-DD HH:mm:ss` of `ms`, in UTC or the browser's zone.
+function formatInput(ms, inUtc = utc()) {
+    const d = new Date(ms);
+    if (inUtc)
+        return d.toISOString().slice(0, 19).replace("T", " ");
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+/// `YYYY-MM-DD HH:mm[:ss]` (or with `T`) read in UTC or the browser's zone; `undefined` when
+/// empty or not such a time.
+function parseInput(text, inUtc) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})(?::(\d{2}))?$/.exec(text.trim());
+    if (!m)
+        return undefined;
+    const [y, mo, d, h, mi, sec] = m.slice(1).map((x) => Number(x ?? 0));
+    return inUtc ? Date.UTC(y, mo - 1, d, h, mi, sec) : new Date(y, mo - 1, d, h, mi, sec).getTime();
+}
+/// `UTC`, or the browser's offset such as `UTC+08:00`.
+function zoneName() {
+    if (utc())
+        return "UTC";
+    const offset = -new Date().getTimezoneOffset();
+    const abs = Math.abs(offset);
+    return `UTC${offset >= 0 ? "+" : "-"}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+function showZone() {
+    $("zone").textContent = zoneName();
+    $("zone").title = utc() ? "时间以 UTC 显示 Times are in UTC" : "时间以本地时区显示 Times are in your local zone";
+}
+/// A record's time in the zone shown, to the millisecond.
 function shortTime(ts) {
-    return ts.replace(/(\.\d{3})\d*Z$/, "$1Z").replace("T", " ");
+    const ms = Date.parse(ts);
+    if (Number.isNaN(ms))
+        return ts;
+    return `${formatInput(ms)}.${pad(new Date(ms).getUTCMilliseconds(), 3)}${utc() ? "Z" : ""}`;
 }
 function messageNode(hit) {
     const node = el("div", undefined, "message");
@@ -232,15 +283,30 @@ async function search(force = false) {
         nextCursor = page.next_cursor;
         $("more").hidden = !nextCursor;
         const fresh = page.touched.watermark ? ` · 数据完整至 complete to ${shortTime(page.touched.watermark)}` : "";
-        $("status").textContent = `${page.total} 条命中 hits · ${page.took_ms} ms${fresh}`;
+        $("status").textContent = `${page.total} 条命中 hits · ${page.took_ms} ms${fresh}${tail ? " · 实时 live" : ""}`;
         $("status").dataset.total = String(page.total);
+        delete $("status").dataset.failed;
         drawHistogram(histogram);
         drawFacets(facets);
     }
     catch (e) {
-        if (!(e instanceof Unauthorized) && mine === generation)
+        if (mine !== generation)
+            return;
+        // Nothing on screen may look like the answer to a query that has none.
+        clearResults();
+        if (!(e instanceof Unauthorized))
             offerForce(String(e.message));
     }
+}
+function clearResults() {
+    $("hits").replaceChildren();
+    nextCursor = undefined;
+    $("more").hidden = true;
+    $("status").textContent = "";
+    delete $("status").dataset.total;
+    $("status").dataset.failed = "true";
+    $("histogram").replaceChildren();
+    $("facets").replaceChildren();
 }
 async function more() {
     if (!nextCursor)
@@ -254,6 +320,9 @@ async function more() {
     $("more").hidden = !nextCursor;
 }
 const SVG = "http://www.w3.org/2000/svg";
+/// The bars' height; the time axis is drawn below them.
+const BARS_HEIGHT = 120;
+const AXIS_HEIGHT = 18;
 function drawHistogram(h) {
     const svg = $("histogram");
     svg.replaceChildren();
@@ -261,18 +330,30 @@ function drawHistogram(h) {
     if (!h.buckets.length || !h.start || !h.end)
         return;
     const width = svg.clientWidth || 800;
-    const height = 120;
-    const start = Date.parse(h.start);
-    const end = Date.parse(h.end);
+    let buckets = h.buckets;
+    let start = Date.parse(h.start);
+    let end = Date.parse(h.end);
+    if (select("range").value === "all") {
+        // "All time" spans the whole index; fit it to where this query's records are.
+        const first = buckets.findIndex((b) => b.total > 0);
+        if (first >= 0) {
+            let last = buckets.length - 1;
+            while (buckets[last].total === 0)
+                last--;
+            buckets = buckets.slice(first, last + 1);
+            start = Date.parse(buckets[0].ts);
+            end = Date.parse(buckets[buckets.length - 1].ts) + h.interval_ms;
+        }
+    }
     svg.dataset.start = String(start);
     svg.dataset.end = String(end);
-    const max = Math.max(1, ...h.buckets.map((b) => b.total));
-    const barWidth = width / h.buckets.length;
-    h.buckets.forEach((bucket, i) => {
-        let y = height;
+    const max = Math.max(1, ...buckets.map((b) => b.total));
+    const barWidth = width / buckets.length;
+    buckets.forEach((bucket, i) => {
+        let y = BARS_HEIGHT;
         const series = bucket.counts && Object.keys(bucket.counts).length ? bucket.counts : { "": bucket.total };
         for (const level of Object.keys(LEVEL_COLORS).filter((l) => l in series).concat(Object.keys(series).filter((l) => !(l in LEVEL_COLORS)))) {
-            const h2 = (series[level] / max) * (height - 10);
+            const h2 = (series[level] / max) * (BARS_HEIGHT - 10);
             y -= h2;
             const rect = document.createElementNS(SVG, "rect");
             rect.setAttribute("x", String(i * barWidth));
@@ -286,6 +367,35 @@ function drawHistogram(h) {
             svg.append(rect);
         }
     });
+    drawAxis(svg, start, end, width);
+}
+/// Six labelled ticks along the bottom, in the zone shown, 24-hour: the date too when the span
+/// crosses days, seconds when it is short.
+function drawAxis(svg, start, end, width) {
+    const span = end - start;
+    const label = (ms) => {
+        const full = formatInput(ms);
+        if (span < 10 * 60000)
+            return full.slice(11);
+        return formatInput(start).slice(0, 10) === formatInput(end - 1).slice(0, 10) ? full.slice(11, 16) : full.slice(5, 16);
+    };
+    const ticks = 5;
+    for (let i = 0; i <= ticks; i++) {
+        const x = (i / ticks) * width;
+        const line = document.createElementNS(SVG, "line");
+        line.setAttribute("x1", String(x));
+        line.setAttribute("x2", String(x));
+        line.setAttribute("y1", String(BARS_HEIGHT));
+        line.setAttribute("y2", String(BARS_HEIGHT + 4));
+        line.setAttribute("stroke", "#98a2b3");
+        const text = document.createElementNS(SVG, "text");
+        text.setAttribute("class", "tick");
+        text.setAttribute("x", String(x));
+        text.setAttribute("y", String(BARS_HEIGHT + AXIS_HEIGHT - 3));
+        text.setAttribute("text-anchor", i === 0 ? "start" : i === ticks ? "end" : "middle");
+        text.textContent = label(start + (i / ticks) * span);
+        svg.append(line, text);
+    }
 }
 /// Click-drag on the histogram zooms to the dragged span.
 function enableZoom() {
@@ -297,7 +407,7 @@ function enableZoom() {
         from = x(e);
         band = document.createElementNS(SVG, "rect");
         band.setAttribute("y", "0");
-        band.setAttribute("height", "120");
+        band.setAttribute("height", String(BARS_HEIGHT));
         band.setAttribute("fill", "rgba(46,144,250,.2)");
         svg.append(band);
     });
@@ -321,11 +431,11 @@ function enableZoom() {
         }
         const width = svg.clientWidth || 800;
         const at = (px) => start + (Math.max(0, Math.min(width, px)) / width) * (end - start);
-        const local = (ms) => new Date(ms).toISOString().slice(0, 19);
         select("range").value = "custom";
         $("custom-range").hidden = false;
-        input("start").value = local(at(Math.min(a, to)));
-        input("end").value = local(at(Math.max(a, to)) + 1000);
+        shownUtc = utc();
+        input("start").value = formatInput(at(Math.min(a, to)));
+        input("end").value = formatInput(at(Math.max(a, to)) + 1000);
         void search();
     });
 }
@@ -338,6 +448,10 @@ function drawFacets(f) {
         container: "容器 Container",
         level: "级别 Level",
     };
+    const narrow = (term) => {
+        input("q").value = typed() ? `${typed()} ${term}` : term;
+        void search();
+    };
     for (const facet of f.facets) {
         box.append(el("h3", names[facet.field] ?? facet.field));
         for (const v of facet.values) {
@@ -345,12 +459,26 @@ function drawFacets(f) {
             b.type = "button";
             b.dataset.field = facet.field;
             b.dataset.value = v.value;
-            b.append(el("span", v.value || "(none)"), el("span", String(v.count), "count"));
-            b.addEventListener("click", () => {
-                const term = `${facet.field}:"${v.value.replace(/"/g, '\\"')}"`;
-                input("q").value = typed() ? `${typed()} ${term}` : term;
-                void search();
-            });
+            b.append(el("span", v.value), el("span", String(v.count), "count"));
+            b.addEventListener("click", () => narrow(`${facet.field}:"${v.value.replace(/"/g, '\\"')}"`));
+            box.append(b);
+        }
+        // The rest, so a facet adds up to the total: values beyond the top ones, and records
+        // with no value at all (which `-field:*` selects).
+        if (facet.other > 0) {
+            const rest = el("div", undefined, "facet-other");
+            rest.dataset.field = facet.field;
+            rest.append(el("span", "(其他 other values)"), el("span", String(facet.other), "count"));
+            box.append(rest);
+        }
+        if (facet.missing > 0) {
+            const b = el("button", undefined, "facet-none");
+            b.type = "button";
+            b.dataset.field = facet.field;
+            b.dataset.missing = "true";
+            b.title = `-${facet.field}:*`;
+            b.append(el("span", "(无 none)"), el("span", String(facet.missing), "count"));
+            b.addEventListener("click", () => narrow(`-${facet.field}:*`));
             box.append(b);
         }
     }
@@ -457,23 +585,66 @@ async function follow(q, signal, onHit) {
 }
 let tail;
 let followContext;
-function stopTail() {
-    tail?.abort();
-    tail = undefined;
-}
+/// Ends "continue live from here": the context panel's own follow, apart from the live tail.
 function stopFollow() {
     followContext?.abort();
     followContext = undefined;
+    delete $("context").dataset.following;
+    $("follow").textContent = "从这里实时跟踪 Continue live from here";
+}
+/// How often, at most, the histogram and facets are asked again while live hits arrive.
+const LIVE_REFRESH_MS = 1000;
+let liveRefresh;
+function showTotal(total) {
+    $("status").dataset.total = String(total);
+    $("status").textContent = `${total} 条命中 hits${tail ? " · 实时 live" : ""}`;
+}
+/// Asks the histogram and facets again soon, so they follow the live hits; again, a few
+/// times, while the index has not caught up with the hits the tail showed.
+function refreshSoon(attempts = 5) {
+    if (liveRefresh !== undefined)
+        return;
+    const mine = generation;
+    liveRefresh = window.setTimeout(async () => {
+        liveRefresh = undefined;
+        const params = { q: query(), ...rangeParams() };
+        if (forced)
+            params.force = "true";
+        try {
+            const [histogram, facets] = await Promise.all([
+                api("/api/v1/histogram", params),
+                api("/api/v1/facets", params),
+            ]);
+            if (mine !== generation || !tail)
+                return;
+            drawHistogram(histogram);
+            drawFacets(facets);
+            if (histogram.total < Number($("status").dataset.total ?? "0") && attempts > 1)
+                refreshSoon(attempts - 1);
+        }
+        catch {
+            // The next live hit asks again.
+        }
+    }, LIVE_REFRESH_MS);
+}
+function stopTail() {
+    tail?.abort();
+    tail = undefined;
+    input("live").checked = false;
+    const total = $("status").dataset.total;
+    if (total !== undefined)
+        showTotal(Number(total));
 }
 function startTail() {
     stopTail();
     tail = new AbortController();
+    input("live").checked = true;
     const hits = $("hits");
+    showTotal(Number($("status").dataset.total ?? "0"));
     follow(query(), tail.signal, (hit) => {
         hits.prepend(hitNode(hit, true));
-        const total = Number($("status").dataset.total ?? "0") + 1;
-        $("status").dataset.total = String(total);
-        $("status").textContent = `${total} 条命中 hits · 实时 live`;
+        showTotal(Number($("status").dataset.total ?? "0") + 1);
+        refreshSoon();
     }).catch((e) => {
         if (e.name !== "AbortError")
             $("error").textContent = String(e.message);
@@ -516,6 +687,17 @@ function init() {
             startTail();
     });
     $("kind").addEventListener("change", () => void search());
+    $("utc").addEventListener("change", () => {
+        // The custom range stays the same instants, written in the new zone.
+        for (const id of ["start", "end"]) {
+            const ms = parseInput(input(id).value, shownUtc);
+            if (ms !== undefined)
+                input(id).value = formatInput(ms);
+        }
+        shownUtc = utc();
+        showZone();
+        void search();
+    });
     $("range").addEventListener("change", () => {
         $("custom-range").hidden = select("range").value !== "custom";
         void search();
@@ -542,8 +724,13 @@ function init() {
         $("context").hidden = true;
     });
     $("follow").addEventListener("click", () => {
-        stopFollow();
+        if (followContext) {
+            stopFollow();
+            return;
+        }
         followContext = new AbortController();
+        $("context").dataset.following = "true";
+        $("follow").textContent = "停止跟踪 Stop following";
         const lines = $("context-lines");
         follow($("context").dataset.liveQuery ?? "", followContext.signal, (hit) => {
             lines.append(contextLine(hit, "live"));

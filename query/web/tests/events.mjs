@@ -35,7 +35,7 @@ try {
   await shot(page, "events-1-logs-only");
 
   // One event repeated: each occurrence a hit, its history around any of them.
-  await page.selectOption("#kind", "events");
+  await choose(page, "events");
   const n = await searchFor(page, "reason:BackOff object:Pod/web-0");
   check(n === repeats, `the BackOff of web-0 is ${repeats} occurrences`);
   const middle = Math.ceil(repeats / 2);
