@@ -152,3 +152,30 @@ fn kubernetes_events_show_among_logs_with_their_history_in_chromium() {
     let stdout = run_script("events.mjs", &base, &vars);
     assert!(stdout.contains("events page checks done"), "the script ran to its end:\n{stdout}");
 }
+
+#[test]
+fn the_page_holds_ten_thousand_hits_and_a_day_long_histogram() {
+    browser();
+    const LINES: usize = 12_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("var/log/pods/prod_pay-1_u1/app/0.log");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    // Spread over the 24 hours before now, so the page's "last 24 h" holds every one.
+    let now = chrono::Utc::now();
+    let lines: String = (0..LINES)
+        .map(|i| {
+            let back = chrono::TimeDelta::milliseconds(((LINES - i) * 86_000_000 / LINES) as i64);
+            let ts = (now - back).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            let level = ["INFO", "WARN", "ERROR"][i % 3];
+            format!("{ts} stdout F {level} request {i} served by pay-1 in {} ms\n", i % 97)
+        })
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let watch = format!("{}/var/log/pods/*/*/*.log", dir.path().display());
+    let (_up, base) = start_up(&dir.path().join("data"), &[watch]);
+    wait_until(Duration::from_secs(60), "every line is searchable", || {
+        total(&base, "") == LINES as u64
+    });
+    let stdout = run_script("large.mjs", &base, &[("LINES", LINES.to_string())]);
+    assert!(stdout.contains("large answers checks done"), "the script ran to its end:\n{stdout}");
+}

@@ -673,9 +673,10 @@ function showTotal(total: number): void {
   $("status").textContent = `${total} 条命中 hits${tail ? " · 实时 live" : ""}`;
 }
 
-/// Asks the histogram and facets again soon, so they follow the live hits; again, a few
-/// times, while the index has not caught up with the hits the tail showed.
-function refreshSoon(attempts = 5): void {
+/// Asks the histogram and facets again soon, so they follow the live hits; again, less and
+/// less often, while the index has not caught up with the hits the tail showed (the tail sees
+/// records before the index commits them).
+function refreshSoon(delay = LIVE_REFRESH_MS): void {
   if (liveRefresh !== undefined) return;
   const mine = generation;
   liveRefresh = window.setTimeout(async () => {
@@ -690,11 +691,11 @@ function refreshSoon(attempts = 5): void {
       if (mine !== generation || !tail) return;
       drawHistogram(histogram);
       drawFacets(facets);
-      if (histogram.total < Number($("status").dataset.total ?? "0") && attempts > 1) refreshSoon(attempts - 1);
+      if (histogram.total < Number($("status").dataset.total ?? "0")) refreshSoon(Math.min(delay * 2, 10_000));
     } catch {
       // The next live hit asks again.
     }
-  }, LIVE_REFRESH_MS);
+  }, delay);
 }
 
 function stopTail(): void {
