@@ -381,3 +381,24 @@ fn two_replicas_with_the_leader_killed_forward_every_occurrence_once() {
         metric(&format!("http://127.0.0.1:{standby_port}"), "sluice_kube_events_forwarded_total");
     assert!(forwarded > 0.0, "the new leader forwarded");
 }
+
+#[test]
+fn without_a_cluster_kube_events_stops_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(sluice())
+        .args(["collector", "--kube-events", "--listen", "127.0.0.1:0", "--grpc-listen"])
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sluice: no Kubernetes cluster to watch events in (KUBECONFIG"),
+        "{stderr}"
+    );
+}

@@ -25,6 +25,9 @@ pub enum CollectorError {
     Config { path: PathBuf, reason: String },
     #[error("server error: {0}")]
     Server(String),
+    /// No Kubernetes cluster could be reached or configured.
+    #[error("{0}")]
+    NoCluster(String),
 }
 
 impl CollectorError {

@@ -101,7 +101,7 @@ pub struct KubeEventsSource {
 /// the service account of the pod it runs in.
 pub async fn client() -> Result<Client, CollectorError> {
     Client::try_default().await.map_err(|e| {
-        CollectorError::Server(format!(
+        CollectorError::NoCluster(format!(
             "no Kubernetes cluster to watch events in (KUBECONFIG, ~/.kube/config or a pod's service account): {e}"
         ))
     })
