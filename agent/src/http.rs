@@ -19,6 +19,18 @@ use tokio::net::TcpListener;
 /// Renders the process's metrics in the Prometheus text format.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Installs the process's Prometheus recorder and serves `/metrics` and `/healthz` on `addr`
+/// in the background.
+pub async fn start(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(std::io::Error::other)?;
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+    tokio::spawn(serve(listener, Arc::new(move || handle.render())));
+    Ok(())
+}
+
 /// Serves until the task is dropped. A failed accept (out of file descriptors, say) is logged
 /// and retried after a pause, as a connection that fails ends only itself.
 pub async fn serve(listener: TcpListener, render: MetricsRender) {

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -95,15 +94,9 @@ fn run() -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         if let Some(addr) = config.metrics_listen {
-            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .context("cannot install the metrics recorder")?;
-            let listener = tokio::net::TcpListener::bind(addr)
+            sluice_agent::http::start(addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
-            tracing::info!(%addr, "serving /metrics and /healthz");
-            let render: sluice_agent::http::MetricsRender = Arc::new(move || handle.render());
-            tokio::spawn(sluice_agent::http::serve(listener, render));
+                .with_context(|| format!("cannot serve metrics on {addr} (metrics_listen)"))?;
         }
         let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -77,14 +76,9 @@ pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     config.lease = args.lease.as_deref().map(|l| LeaseConfig::new(l, args.lease_duration));
     runtime()?.block_on(async {
         if let Some(addr) = args.metrics_listen {
-            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .context("cannot install the metrics recorder")?;
-            let listener = tokio::net::TcpListener::bind(addr)
+            sluice_agent::http::start(addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?;
-            tracing::info!(%addr, "serving /metrics and /healthz");
-            tokio::spawn(sluice_agent::http::serve(listener, Arc::new(move || handle.render())));
+                .with_context(|| format!("cannot serve metrics on {addr} (--metrics-listen)"))?;
         }
         let client = kube_events::client().await?;
         let forwarder = Forwarder::start(agent).context("cannot start the spool")?;

@@ -24,6 +24,9 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+/// How long a stopping holder tries to hand the Lease back.
+const RELEASE_WAIT: Duration = Duration::from_secs(3);
+
 /// Which Lease, held by whom, for how long.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -133,7 +136,9 @@ impl Elector {
         }
         if *leading.borrow() {
             leading.send_replace(false);
-            self.release().await;
+            // An unreachable apiserver must not hold up the shutdown: the standby then waits
+            // the Lease out instead.
+            let _ = tokio::time::timeout(RELEASE_WAIT, self.release()).await;
         }
     }
 
