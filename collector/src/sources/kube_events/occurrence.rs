@@ -76,6 +76,15 @@ fn base(meta: &ObjectMeta) -> (String, String) {
     (text(&meta.uid), text(&meta.namespace))
 }
 
+/// The reporting component, else (empty or absent) the deprecated source's component.
+fn reporter(reporting: &Option<String>, source: Option<&EventSource>) -> String {
+    reporting
+        .clone()
+        .filter(|c| !c.is_empty())
+        .or_else(|| source.and_then(|s| s.component.clone()))
+        .unwrap_or_default()
+}
+
 fn host(source: Option<&EventSource>) -> String {
     source.and_then(|s| s.host.clone()).unwrap_or_default()
 }
@@ -90,12 +99,7 @@ impl From<&events::Event> for Occurrence {
             first: e.deprecated_first_timestamp.as_ref(),
             created: e.metadata.creation_timestamp.as_ref(),
         };
-        let reporter = e
-            .reporting_controller
-            .clone()
-            .filter(|c| !c.is_empty())
-            .or_else(|| e.deprecated_source.as_ref().and_then(|s| s.component.clone()))
-            .unwrap_or_default();
+        let reporter = reporter(&e.reporting_controller, e.deprecated_source.as_ref());
         let mut host = host(e.deprecated_source.as_ref());
         if host.is_empty() && reporter == "kubelet" {
             // kubelet reports itself by its node's name.
@@ -127,12 +131,7 @@ impl From<&core::Event> for Occurrence {
             first: e.first_timestamp.as_ref(),
             created: e.metadata.creation_timestamp.as_ref(),
         };
-        let reporter = e
-            .reporting_component
-            .clone()
-            .filter(|c| !c.is_empty())
-            .or_else(|| e.source.as_ref().and_then(|s| s.component.clone()))
-            .unwrap_or_default();
+        let reporter = reporter(&e.reporting_component, e.source.as_ref());
         Self {
             uid,
             namespace,
