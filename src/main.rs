@@ -1,5 +1,5 @@
-//! `sluice`: run the pipeline (`up`, `collector`, `events`) and search what it indexed
-//! (`search`).
+//! `sluice`: run the pipeline (`up`, `collector`, `events`), search what it indexed
+//! (`search`) and manage alerts (`alert`).
 //!
 //! A thin edge: flags, logging and exit codes here, and the application assembled from the
 //! libraries' parts (`app`); the work is in the libraries.
@@ -29,6 +29,8 @@ enum Command {
     /// Watch this cluster's Kubernetes events and push them to a central collector, through
     /// a disk spool.
     Events(commands::events::EventsArgs),
+    /// Check alert files; see, silence and unsilence alerts on a running server.
+    Alert(commands::alert::AlertArgs),
 }
 
 // Indexing allocates and frees many small buffers across threads; mimalloc spends about a
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Collector(args) => commands::up::collector(args),
         Command::Search(args) => commands::search::search(args),
         Command::Events(args) => commands::events::events(args),
+        Command::Alert(args) => commands::alert::alert(args),
     };
     match result {
         Ok(code) => code,

@@ -21,13 +21,7 @@ const LINES: usize = 6_000;
 
 /// The collector binary: the one `scripts/test-servers start` built, or built now.
 fn otelcol() -> PathBuf {
-    if let Ok(bin) = std::env::var("OTELCOL_BIN") {
-        return bin.into();
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-servers");
-    let out = Command::new("bash").arg(script).arg("otelcol").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    test_servers_tool("OTELCOL_BIN", "otelcol")
 }
 
 fn append_lines(path: &Path, pipeline: &str, lines: std::ops::Range<usize>) {

@@ -18,6 +18,8 @@
 //! - [`store`]: partitions, the manifest and its format versions, and the single writer with
 //!   exactly-once adds.
 //! - [`search`]: `Prepared` (query + range + scope, the entry of every read path) and search, newest or oldest first, paged by a (time, id) cursor.
+//! - [`matcher`]: a query over one record in memory, by the index's rules (alert rules and
+//!   log-to-metric counters).
 //! - [`collect`]: tantivy collectors over the columns: top hits, time buckets, value counts.
 //! - [`highlight`]: where a hit matched.
 //! - [`histogram`], [`facets`], [`context`], [`tail`]: the other read paths.
@@ -41,6 +43,7 @@ pub mod error;
 pub mod facets;
 pub mod highlight;
 pub mod histogram;
+pub mod matcher;
 pub mod phrase;
 pub mod retention;
 pub mod schema;

@@ -30,6 +30,10 @@ pub(crate) struct CollectorArgs {
     /// may read. Without it the search API is open to whoever reaches --listen.
     #[arg(long)]
     pub(crate) users: Option<PathBuf>,
+    /// Alert rules, receivers and routes (YAML; `sluice alert validate FILE` checks one).
+    /// Rules judge records as they pass through, whatever sinks run.
+    #[arg(long)]
+    pub(crate) alerts: Option<PathBuf>,
     /// Drop day partitions of the index once the whole day is older than this (such as 7d).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) retention: Option<std::time::Duration>,

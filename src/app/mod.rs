@@ -15,12 +15,14 @@ mod sinks;
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 pub(crate) use flags::CollectorArgs;
+use sluice_alerting::{Alerting, AlertsFile};
 use sluice_collector::auth::{AgentTokens, IngestAuthenticator, IngestGrant, TlsFiles};
 use sluice_collector::enrich::{self, PodCache};
-use sluice_collector::runner::{Cursors, Feed, spawn_sinks};
+use sluice_collector::runner::{Cursors, Feed, SinkTask, spawn_sinks};
 use sluice_collector::sources::http::ClientIngest;
 use sluice_collector::sources::kafka::{KafkaSource, KafkaSourceConfig};
 use sluice_collector::sources::kube_events::lease::LeaseConfig;
@@ -76,6 +78,8 @@ pub(crate) async fn run_collector(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let users = args.users.as_deref().map(Users::load).transpose()?;
+    let alerts =
+        args.alerts.as_deref().map(|path| AlertsFile::load(path).map(|f| (f, path))).transpose()?;
     if users.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
@@ -106,7 +110,29 @@ pub(crate) async fn run_collector(
         true => None,
     };
     let feed = Feed { wal: wal.clone(), cursors: cursors.clone(), pods };
-    let runners = spawn_sinks(sinks::build(args, &wal, &store).await?, &feed, &stop_rx)?;
+    let mut sink_tasks = sinks::build(args, &wal, &store).await?;
+    let alerting = match alerts {
+        Some((file, path)) => {
+            let (alerting, sink) = Alerting::start(
+                &file,
+                path,
+                &args.data_dir.join("alerts"),
+                wal.clone(),
+                stop_rx.clone(),
+            )?;
+            tracing::info!(
+                rules = file.rules.len(),
+                receivers = file.receivers.len(),
+                "alerting on"
+            );
+            // Counts are saved with their WAL position this often: what a crash replays.
+            sink_tasks
+                .push(SinkTask { sink: Box::new(sink), flush_interval: Duration::from_secs(1) });
+            Some(alerting)
+        }
+        None => None,
+    };
+    let runners = spawn_sinks(sink_tasks, &feed, &stop_rx)?;
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     if let Some(brokers) = &args.kafka_source {
         sources.push(Box::new(KafkaSource::new(KafkaSourceConfig {
@@ -173,8 +199,11 @@ pub(crate) async fn run_collector(
     ));
     let exports =
         Arc::new(Admission::new(args.max_concurrent_exports, args.max_concurrent_exports));
-    let app = router(ApiState { store, metrics, auth, admission, exports })
+    let mut app = router(ApiState { store, metrics, auth: auth.clone(), admission, exports })
         .merge(sources::http::routes(clients));
+    if let Some(alerting) = alerting {
+        app = app.merge(sluice_alerting::api::routes(alerting, auth));
+    }
     let http_server =
         axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let http_task = tokio::spawn(async move { http_server.await });

@@ -1,3 +1,4 @@
+pub(crate) mod alert;
 pub(crate) mod events;
 pub(crate) mod search;
 pub(crate) mod up;

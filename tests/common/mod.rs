@@ -67,6 +67,18 @@ impl Drop for Proc {
     }
 }
 
+/// A tool `scripts/test-servers` provides: the path it exported as `var` when the test script
+/// started the servers, or what `scripts/test-servers <command>` builds or installs now.
+pub fn test_servers_tool(var: &str, command: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(var) {
+        return path.into();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-servers");
+    let out = Command::new("bash").arg(script).arg(command).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

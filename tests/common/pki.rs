@@ -13,6 +13,10 @@ pub struct Pki {
     pub other_ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// A server certificate for `127.0.0.1` and `localhost` by the first authority (a test's
+    /// own SMTP or HTTPS server).
+    pub loopback_cert: PathBuf,
+    pub loopback_key: PathBuf,
 }
 
 impl Pki {
@@ -41,7 +45,14 @@ pub fn make_pki(dir: &Path) -> Pki {
     let key = KeyPair::generate().unwrap();
     let cert =
         CertificateParams::new(vec![SERVER_NAME.to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let loopback_key = KeyPair::generate().unwrap();
+    let loopback = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&loopback_key, &ca)
+        .unwrap();
     let pki = Pki {
+        loopback_cert: dir.join("loopback.pem"),
+        loopback_key: dir.join("loopback-key.pem"),
         ca: dir.join("ca.pem"),
         other_ca: dir.join("other-ca.pem"),
         cert: dir.join("collector.pem"),
@@ -51,5 +62,7 @@ pub fn make_pki(dir: &Path) -> Pki {
     std::fs::write(&pki.other_ca, other.pem()).unwrap();
     std::fs::write(&pki.cert, cert.pem()).unwrap();
     std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+    std::fs::write(&pki.loopback_cert, loopback.pem()).unwrap();
+    std::fs::write(&pki.loopback_key, loopback_key.serialize_pem()).unwrap();
     pki
 }

@@ -287,13 +287,7 @@ impl FakeKube {
     }
 
     fn start_with(options: Options) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (runtime, listener, url) = crate::loopback();
         let token = "kube-test-token-0123456789".to_owned();
         let shared = Shared {
             token: token.clone(),

@@ -2,7 +2,6 @@
 //! per-item reading of the bulk answer.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -25,14 +24,12 @@ pub(super) enum ItemOutcome {
     Rejected(u16, Value),
 }
 
-type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
-
 /// HTTP and HTTPS with rustls on ring, the one crypto provider of the collector (tonic uses it
 /// too). reqwest is not used here: its rustls feature would spread, through feature
 /// unification, to every reqwest client in the workspace, which then all need a process-wide
 /// provider installed (`shared/specs/dependencies.md`).
 pub(super) struct Client {
-    http: hyper_util::client::legacy::Client<Https, http_body_util::Full<Bytes>>,
+    http: crate::auth::HttpsClient,
     url: String,
     authorization: Option<String>,
 }
@@ -47,39 +44,7 @@ struct Answer {
 
 impl Client {
     pub(super) fn new(config: &ElasticsearchConfig) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-            let mut added = 0;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| format!("CA file {}: {e}", path.display()))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(format!("CA file {} holds no PEM certificate", path.display()));
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https);
+        let http = crate::auth::https_client(config.ca_file.as_deref())?;
         let authorization = match &config.auth {
             ElasticsearchAuth::None => None,
             ElasticsearchAuth::Basic { user, password } => {

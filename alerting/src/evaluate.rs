@@ -1,0 +1,357 @@
+//! Rules evaluated over records as they pass: each matching record counts in its group's
+//! bucket of `every` seconds by its own time; a window is the `window / every` buckets before an
+//! evaluation point. Points close on record time up to a watermark, so a late record never
+//! makes an absence fire; a condition that only more records can make true (`count >= 3`) is
+//! also decided as records arrive, without waiting for the window to close.
+//!
+//! The counts and the lifecycle are kept with the WAL position they cover ([`EvalState`]), so
+//! after a crash the sink replays from there and every window stays exact.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sluice_proto::LogRecord;
+
+use crate::alert::{Alert, Labels};
+use crate::config::Rule;
+
+/// What rules have counted and decided, with the WAL position that covers it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct EvalState {
+    pub cursor: u64,
+    pub rules: BTreeMap<String, RuleState>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct RuleState {
+    /// The rule's shape when these counts were made: counts of another shape are dropped.
+    every_secs: u64,
+    window_secs: u64,
+    /// The next evaluation point, Unix milliseconds; 0 before the first.
+    next_eval_ms: i64,
+    groups: BTreeMap<String, GroupState>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct GroupState {
+    /// The `group_by` fields' values.
+    values: Vec<String>,
+    /// Matching records per bucket (the bucket's start in seconds divided by `every`).
+    buckets: BTreeMap<i64, u64>,
+    pending_since_ms: Option<i64>,
+    firing_since_ms: Option<i64>,
+}
+
+/// The rules and what they have counted.
+pub struct Evaluator {
+    rules: Vec<Rule>,
+    state: EvalState,
+}
+
+impl Evaluator {
+    pub fn new(rules: Vec<Rule>, mut state: EvalState) -> Self {
+        state.rules.retain(|name, _| rules.iter().any(|r| &r.name == name));
+        for rule in &rules {
+            let s = state.rules.entry(rule.name.clone()).or_default();
+            if (s.every_secs, s.window_secs) != (rule.every.as_secs(), rule.window.as_secs()) {
+                *s = RuleState {
+                    every_secs: rule.every.as_secs(),
+                    window_secs: rule.window.as_secs(),
+                    ..RuleState::default()
+                };
+            }
+        }
+        Self { rules, state }
+    }
+
+    pub fn state(&self) -> &EvalState {
+        &self.state
+    }
+
+    pub fn set_cursor(&mut self, cursor: u64) {
+        self.state.cursor = cursor;
+    }
+
+    /// Counts `record` in every rule it matches; returns the alerts that now fire.
+    pub fn observe(&mut self, record: &LogRecord, now_ms: i64) -> Vec<Alert> {
+        let mut fired = Vec::new();
+        let time_ms = record_time_ms(record, now_ms);
+        for rule in &self.rules {
+            if !rule.matcher.matches(record) {
+                continue;
+            }
+            let state = self.state.rules.get_mut(&rule.name).expect("one state per rule");
+            let every = rule.every.as_secs() as i64;
+            let bucket = time_ms.div_euclid(every * 1000);
+            let horizon = horizon(state, rule);
+            if bucket < horizon {
+                // Older than any window still open: it can change no evaluation.
+                continue;
+            }
+            let values: Vec<String> = rule
+                .group_by
+                .iter()
+                .map(|f| sluice_query::matcher::field_value(record, f))
+                .collect();
+            let key = values.join("\u{1f}");
+            let group = state
+                .groups
+                .entry(key)
+                .or_insert_with(|| GroupState { values, ..GroupState::default() });
+            *group.buckets.entry(bucket).or_default() += 1;
+            let at = (bucket + 1) * every * 1000;
+            let (count, previous) = counts(rule, group, at);
+            if rule.condition.rises()
+                && group.firing_since_ms.is_none()
+                && rule.condition.holds(count, previous)
+                && let Some(alert) = step(rule, group, at, time_ms)
+            {
+                fired.push(alert);
+            }
+        }
+        fired
+    }
+
+    /// Evaluates every rule at each of its points up to `watermark_ms`; returns what fires
+    /// (again) and what resolves.
+    pub fn evaluate(&mut self, watermark_ms: i64) -> Vec<Alert> {
+        let mut changed = Vec::new();
+        for rule in &self.rules {
+            let state = self.state.rules.get_mut(&rule.name).expect("one state per rule");
+            let every_ms = rule.every.as_millis() as i64;
+            let window_ms = rule.window.as_millis() as i64;
+            if state.next_eval_ms == 0 {
+                state.next_eval_ms = (watermark_ms.div_euclid(every_ms) + 1) * every_ms;
+                if rule.group_by.is_empty() {
+                    state.groups.entry(String::new()).or_default();
+                }
+            }
+            // After a long stop only the last points can differ: a window sees no further back.
+            let last = watermark_ms.div_euclid(every_ms) * every_ms;
+            state.next_eval_ms = state.next_eval_ms.max(last - 2 * window_ms);
+            while state.next_eval_ms <= watermark_ms {
+                let at = state.next_eval_ms;
+                state.groups.retain(|_, g| {
+                    g.buckets.retain(|b, _| b * every_ms >= at - 2 * window_ms);
+                    !g.buckets.is_empty() || g.firing_since_ms.is_some() || rule.group_by.is_empty()
+                });
+                for group in state.groups.values_mut() {
+                    let was_firing = group.firing_since_ms.is_some();
+                    match step(rule, group, at, at) {
+                        Some(alert) => changed.push(alert),
+                        None if was_firing && group.firing_since_ms.is_none() => {
+                            changed.push(alert(rule, group, at, Some(at)));
+                        }
+                        None => {}
+                    }
+                }
+                state.next_eval_ms += every_ms;
+            }
+        }
+        changed
+    }
+
+    /// The alerts firing now, for the status page.
+    pub fn firing(&self) -> Vec<(String, Alert)> {
+        let mut out = Vec::new();
+        for rule in &self.rules {
+            for group in self.state.rules[&rule.name].groups.values() {
+                if group.firing_since_ms.is_some() {
+                    out.push(("firing".to_owned(), alert(rule, group, i64::MAX, None)));
+                } else if group.pending_since_ms.is_some() {
+                    out.push(("pending".to_owned(), alert(rule, group, i64::MAX, None)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The oldest bucket any open evaluation still reads.
+fn horizon(state: &RuleState, rule: &Rule) -> i64 {
+    let every_ms = rule.every.as_millis() as i64;
+    match state.next_eval_ms {
+        0 => i64::MIN,
+        next => (next - 2 * rule.window.as_millis() as i64).div_euclid(every_ms),
+    }
+}
+
+/// Applies the condition at point `at` (`time_ms` is when it became true); returns the alert
+/// when it fires (newly or still). A pending alert fires once it has held for `for`.
+fn step(rule: &Rule, group: &mut GroupState, at: i64, time_ms: i64) -> Option<Alert> {
+    let (count, previous) = counts(rule, group, at);
+    if !rule.condition.holds(count, previous) {
+        if group.firing_since_ms.is_none() {
+            group.pending_since_ms = None;
+        } else {
+            group.firing_since_ms = None;
+            group.pending_since_ms = None;
+        }
+        return None;
+    }
+    if group.firing_since_ms.is_some() {
+        return Some(alert(rule, group, at, None));
+    }
+    let since = *group.pending_since_ms.get_or_insert(time_ms);
+    if time_ms - since >= rule.for_.as_millis() as i64 {
+        group.firing_since_ms = Some(time_ms);
+        return Some(alert(rule, group, at, None));
+    }
+    None
+}
+
+/// The window before `at` and the one before it.
+fn counts(rule: &Rule, group: &GroupState, at: i64) -> (u64, u64) {
+    let every_ms = rule.every.as_millis() as i64;
+    let width = rule.window.as_millis() as i64 / every_ms;
+    let end = at.div_euclid(every_ms);
+    let sum = |from: i64, to: i64| group.buckets.range(from..to).map(|(_, n)| n).sum::<u64>();
+    (sum(end - width, end), sum(end - 2 * width, end - width))
+}
+
+fn alert(rule: &Rule, group: &GroupState, at: i64, ends_at: Option<i64>) -> Alert {
+    let (count, previous) = counts(rule, group, at.min(i64::MAX / 2));
+    let mut labels = Labels::new();
+    labels.insert("alertname".to_owned(), rule.name.clone());
+    for (field, value) in rule.group_by.iter().zip(&group.values) {
+        labels.insert(label_name(field), value.clone());
+    }
+    for (k, v) in &rule.labels {
+        labels.insert(k.clone(), v.clone());
+    }
+    let mut values = labels.clone();
+    for (field, value) in rule.group_by.iter().zip(&group.values) {
+        values.insert(field.clone(), value.clone());
+    }
+    values.insert("rule".to_owned(), rule.name.clone());
+    values.insert("count".to_owned(), count.to_string());
+    values.insert("previous".to_owned(), previous.to_string());
+    let mut annotations = Labels::new();
+    annotations.insert("summary".to_owned(), rule.summary.render(&values));
+    annotations.insert("count".to_owned(), count.to_string());
+    annotations.insert("condition".to_owned(), rule.condition.to_string());
+    Alert {
+        labels,
+        annotations,
+        starts_at: group.firing_since_ms.or(group.pending_since_ms).unwrap_or(at),
+        ends_at,
+    }
+}
+
+/// A record field as an alert label name: `labels.app` is `labels_app`.
+pub fn label_name(field: &str) -> String {
+    field.replace('.', "_")
+}
+
+/// A record's own time, or when it was read, or now.
+fn record_time_ms(record: &LogRecord, now_ms: i64) -> i64 {
+    match (record.timestamp_ns, record.ingest_time_ns) {
+        (0, 0) => now_ms,
+        (0, read) => read / 1_000_000,
+        (ts, _) => ts / 1_000_000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AlertsFile;
+
+    fn rules(rule_yaml: &str) -> Vec<Rule> {
+        let text = format!(
+            "receivers: [{{name: r, webhook: {{url: 'http://127.0.0.1:1/'}}}}]\nroute: {{receiver: r}}\nrules:\n{rule_yaml}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.yaml");
+        std::fs::write(&path, text).unwrap();
+        AlertsFile::load(&path).unwrap().rules()
+    }
+
+    fn rec(ns: &str, msg: &str, at_ms: i64) -> LogRecord {
+        LogRecord {
+            namespace: ns.into(),
+            level: "error".into(),
+            message: msg.into(),
+            timestamp_ns: at_ms * 1_000_000,
+            ..Default::default()
+        }
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn a_threshold_fires_as_records_arrive_per_group_and_resolves_when_the_window_passes() {
+        let r = rules(
+            "  - {name: pay, query: '支付失败', every: 10s, window: 1m, group_by: [namespace], when: 'count >= 3', labels: {severity: critical}, summary: '{{ namespace }}: {{ count }}'}\n",
+        );
+        let mut e = Evaluator::new(r, EvalState::default());
+        assert!(e.evaluate(T0).is_empty());
+        assert!(e.observe(&rec("a", "支付失败 1", T0 + 1000), T0).is_empty());
+        assert!(e.observe(&rec("b", "支付失败", T0 + 1000), T0).is_empty());
+        assert!(e.observe(&rec("a", "支付成功", T0 + 1000), T0).is_empty());
+        assert!(e.observe(&rec("a", "支付失败 2", T0 + 2000), T0).is_empty());
+        let fired = e.observe(&rec("a", "支付失败 3", T0 + 3000), T0);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].labels["namespace"], "a");
+        assert_eq!(fired[0].labels["severity"], "critical");
+        assert_eq!(fired[0].summary(), "a: 3");
+        assert_eq!(fired[0].starts_at, T0 + 3000);
+        // Still firing while the window holds them; resolved once it has moved past.
+        let still = e.evaluate(T0 + 30_000);
+        assert!(still.iter().all(|a| a.is_firing() && a.labels["namespace"] == "a"));
+        let later = e.evaluate(T0 + 90_000);
+        let resolved: Vec<_> = later.iter().filter(|a| !a.is_firing()).collect();
+        assert_eq!(resolved.len(), 1);
+        assert!(e.firing().is_empty());
+    }
+
+    #[test]
+    fn an_absence_waits_for_the_watermark_and_a_late_record_cannot_fire_it() {
+        let r = rules(
+            "  - {name: quiet, query: 'heartbeat', every: 10s, window: 30s, when: 'count == 0'}\n",
+        );
+        let mut e = Evaluator::new(r, EvalState::default());
+        e.evaluate(T0);
+        e.observe(&rec("a", "heartbeat", T0 + 5_000), T0);
+        // The record is in every window up to the point at T0+30s: no absence before.
+        assert!(e.evaluate(T0 + 30_000).iter().all(|a| !a.is_firing()));
+        let fired = e.evaluate(T0 + 50_000);
+        assert!(fired.iter().any(Alert::is_firing), "{fired:?}");
+    }
+
+    #[test]
+    fn a_spike_compares_with_the_previous_window_and_for_delays_firing() {
+        let r = rules(
+            "  - {name: spike, query: 'x', every: 10s, window: 10s, when: 'count > 2 * previous and count >= 4', for: 10s}\n",
+        );
+        let mut e = Evaluator::new(r, EvalState::default());
+        e.evaluate(T0 - 1);
+        e.observe(&rec("a", "x", T0 + 1_000), T0);
+        e.evaluate(T0 + 10_000);
+        for i in 0..5 {
+            e.observe(&rec("a", "x", T0 + 11_000 + i), T0 + 11_000);
+        }
+        assert!(e.evaluate(T0 + 20_000).is_empty(), "pending, not firing yet");
+        let mut fired = Vec::new();
+        for i in 0..11 {
+            fired.extend(e.observe(&rec("a", "x", T0 + 21_000 + i), T0 + 21_000));
+        }
+        assert_eq!(fired.len(), 1, "fires once it has held for 10 s: {fired:?}");
+        assert!(e.evaluate(T0 + 30_000).iter().all(Alert::is_firing));
+    }
+
+    #[test]
+    fn counts_survive_a_restart_through_the_state() {
+        let yaml = "  - {name: pay, query: 'x', every: 10s, window: 1m, when: 'count >= 2'}\n";
+        let mut e = Evaluator::new(rules(yaml), EvalState::default());
+        e.evaluate(T0);
+        e.observe(&rec("a", "x", T0 + 1000), T0);
+        let saved = serde_json::to_string(e.state()).unwrap();
+        let mut again = Evaluator::new(rules(yaml), serde_json::from_str(&saved).unwrap());
+        assert_eq!(again.observe(&rec("a", "x", T0 + 2000), T0).len(), 1);
+        let reshaped = "  - {name: pay, query: 'x', every: 5s, window: 1m, when: 'count >= 2'}\n";
+        let mut other = Evaluator::new(rules(reshaped), serde_json::from_str(&saved).unwrap());
+        other.evaluate(T0);
+        assert!(other.observe(&rec("a", "x", T0 + 2000), T0).is_empty());
+    }
+}

@@ -1,0 +1,34 @@
+//! Sluice alerting: rules over the records passing through the collector, Alertmanager's
+//! grouping and routing, and notifications that are neither lost nor sent in a storm.
+//!
+//! # Layout
+//! - [`config`]: the alerts file (receivers, route, rules, inhibitions), checked at load.
+//! - [`condition`]: a rule's `when:`; [`template`]: its `summary:`.
+//! - [`evaluate`]: counts per rule, group and time bucket; windows closed at a watermark.
+//! - [`alert`]: the alert and its fingerprint.
+//! - [`route`]: the route tree and label matchers; [`silence`]: silences.
+//! - [`dispatch`]: groups, their timers, what was notified, the outbox.
+//! - [`notifier`]: the trait every channel implements; [`notifiers`]: DingTalk, Aliyun SMS,
+//!   email, webhooks; [`http`]: their HTTP client.
+//! - [`engine`]: the rule sink over the WAL, the clock, the deliveries and the durable state.
+//! - [`api`]: `/api/v1/alerts`, `/api/v1/alerts/status`, `/api/v1/silences`.
+//! - [`error`]: the crate's error type.
+
+pub mod alert;
+pub mod api;
+pub mod condition;
+pub mod config;
+pub mod dispatch;
+pub mod engine;
+pub mod error;
+pub mod evaluate;
+pub mod http;
+pub mod notifier;
+pub mod notifiers;
+pub mod route;
+pub mod silence;
+pub mod template;
+
+pub use config::AlertsFile;
+pub use engine::{Alerting, RuleSink};
+pub use error::AlertError;
