@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -31,6 +31,8 @@ pub fn routes(alerting: Alerting, auth: Arc<dyn Authenticator>) -> Router {
         .route("/api/v1/alerts/status", get(status))
         .route("/api/v1/silences", get(silences).post(create_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
+        .route("/api/v2/alerts", post(prometheus_push))
+        .route("/api/v1/alertmanager/webhook", post(alertmanager_webhook))
         .with_state(ApiState { alerting, auth })
 }
 
@@ -133,6 +135,105 @@ async fn silences(State(state): State<ApiState>, headers: HeaderMap) -> Response
     Json(json!({ "silences": list })).into_response()
 }
 
+/// An alert as Prometheus pushes it and Alertmanager's webhook sends it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireAlert {
+    #[serde(default)]
+    status: Option<String>,
+    labels: crate::alert::Labels,
+    #[serde(default)]
+    annotations: crate::alert::Labels,
+    #[serde(default)]
+    starts_at: Option<String>,
+    #[serde(default)]
+    ends_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Webhook {
+    alerts: Vec<WireAlert>,
+}
+
+/// Milliseconds of an RFC 3339 time; `None` for none or Go's zero time (`0001-01-01…`).
+fn millis(time: Option<&str>) -> Result<Option<i64>, String> {
+    match time {
+        None | Some("") => Ok(None),
+        Some(t) if t.starts_with("0001-01-01") => Ok(None),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| Some(t.timestamp_millis()))
+            .map_err(|e| format!("{t:?} is not an RFC 3339 time: {e}")),
+    }
+}
+
+/// Each wire alert as an alert and, when it fires until a set time, that time. Prometheus
+/// sets `endsAt` in the future on firing alerts (it resends them before then); a past
+/// `endsAt` or `status: resolved` is a resolution.
+fn convert(
+    wire: Vec<WireAlert>,
+    now: i64,
+) -> Result<Vec<(crate::alert::Alert, Option<i64>)>, String> {
+    wire.into_iter()
+        .map(|w| {
+            if !w.labels.contains_key("alertname") {
+                return Err("an alert without an alertname label".to_owned());
+            }
+            let starts_at = millis(w.starts_at.as_deref())?.unwrap_or(now);
+            let ends_at = millis(w.ends_at.as_deref())?;
+            let resolved =
+                w.status.as_deref() == Some("resolved") || ends_at.is_some_and(|t| t <= now);
+            let alert = crate::alert::Alert {
+                labels: w.labels,
+                annotations: w.annotations,
+                starts_at,
+                ends_at: resolved.then(|| ends_at.unwrap_or(now)),
+            };
+            Ok((alert, if resolved { None } else { ends_at }))
+        })
+        .collect()
+}
+
+async fn take(
+    state: &ApiState,
+    headers: &HeaderMap,
+    wire: Result<Vec<WireAlert>, String>,
+) -> Response {
+    if let Err(r) = admin(state, headers) {
+        return *r;
+    }
+    let bad = |m: String| (StatusCode::BAD_REQUEST, Json(json!({"error": m}))).into_response();
+    let alerts = match wire.and_then(|w| convert(w, now_ms())) {
+        Ok(a) => a,
+        Err(e) => return bad(format!("alerts: {e}")),
+    };
+    match state.alerting.receive(alerts) {
+        Ok(n) => Json(json!({"received": n})).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()})))
+            .into_response(),
+    }
+}
+
+/// `POST /api/v2/alerts`, as Alertmanager serves it to Prometheus.
+async fn prometheus_push(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let wire = serde_json::from_slice::<Vec<WireAlert>>(&body).map_err(|e| e.to_string());
+    take(&state, &headers, wire).await
+}
+
+/// An Alertmanager `webhook_configs` URL: its notifications' alerts routed here again.
+async fn alertmanager_webhook(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let wire =
+        serde_json::from_slice::<Webhook>(&body).map(|w| w.alerts).map_err(|e| e.to_string());
+    take(&state, &headers, wire).await
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewSilence {
@@ -213,6 +314,31 @@ async fn expire_silence(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pushed_alerts_fire_until_ends_at_and_webhook_resolutions_resolve() {
+        let now = 1_800_000_000_000;
+        let pushed: Vec<WireAlert> = serde_json::from_str(
+            r#"[{"labels":{"alertname":"HighLatency","namespace":"pay"},"annotations":{"summary":"p99 2s"},
+                "startsAt":"2027-01-15T08:00:00Z","endsAt":"2027-01-15T08:10:00Z","generatorURL":"http://prom/graph"}]"#,
+        )
+        .unwrap();
+        let (alert, expires) = convert(pushed, now).unwrap().remove(0);
+        assert!(alert.is_firing());
+        let ends = chrono::DateTime::parse_from_rfc3339("2027-01-15T08:10:00Z").unwrap();
+        assert_eq!(expires, Some(ends.timestamp_millis()));
+        let hook: Webhook = serde_json::from_str(
+            r#"{"version":"4","status":"resolved","receiver":"sluice","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am","groupKey":"{}:{}","truncatedAlerts":0,
+                "alerts":[{"status":"resolved","labels":{"alertname":"Down"},"annotations":{},"startsAt":"2027-01-15T08:00:00Z","endsAt":"2027-01-15T08:05:00Z","fingerprint":"abc","generatorURL":""},
+                          {"status":"firing","labels":{"alertname":"Up"},"annotations":{},"startsAt":"2027-01-15T08:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"def","generatorURL":""}]}"#,
+        )
+        .unwrap();
+        let alerts = convert(hook.alerts, now).unwrap();
+        assert!(!alerts[0].0.is_firing() && alerts[0].1.is_none());
+        assert!(alerts[1].0.is_firing() && alerts[1].1.is_none(), "fires until a resolution comes");
+        let nameless: Vec<WireAlert> = serde_json::from_str(r#"[{"labels":{"x":"y"}}]"#).unwrap();
+        assert!(convert(nameless, now).unwrap_err().contains("alertname"));
+    }
 
     #[test]
     fn scoped_users_see_only_their_namespaces() {

@@ -26,6 +26,10 @@ pub struct NotifyState {
     /// When each rate-limited channel sent, Unix milliseconds (the last minute's).
     pub sent: BTreeMap<String, Vec<i64>>,
     pub silences: Vec<Silence>,
+    /// Alerts pushed by Prometheus that fire until this time (Unix milliseconds) unless pushed
+    /// again, by fingerprint: Alertmanager's `endsAt` rule.
+    #[serde(default)]
+    pub pushed: BTreeMap<u64, (i64, Alert)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

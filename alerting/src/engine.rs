@@ -237,6 +237,31 @@ impl Alerting {
         self.shared.notify.lock().expect("poisoned").silences.clone()
     }
 
+    /// Takes alerts from elsewhere (Prometheus's push, an Alertmanager webhook) into the same
+    /// grouping, budgets and channels. A firing alert with an `expires_ms` resolves then unless
+    /// pushed again, as Alertmanager treats `endsAt`.
+    pub fn receive(&self, alerts: Vec<(Alert, Option<i64>)>) -> Result<usize, AlertError> {
+        let now = now_ms();
+        let count = alerts.len();
+        {
+            let mut notify = self.shared.notify.lock().expect("poisoned");
+            for (alert, expires) in alerts {
+                let fp = alert.fingerprint();
+                match expires {
+                    Some(at) if alert.is_firing() => {
+                        notify.pushed.insert(fp, (at, alert.clone()));
+                    }
+                    _ => {
+                        notify.pushed.remove(&fp);
+                    }
+                }
+                self.shared.dispatcher.add(&mut notify, alert, now);
+            }
+        }
+        save_notify(&self.shared)?;
+        Ok(count)
+    }
+
     /// Adds a silence, durably; returns its id.
     pub fn add_silence(&self, silence: Silence) -> Result<String, AlertError> {
         let id = silence.id.clone();
@@ -344,6 +369,13 @@ async fn clock(shared: Arc<Shared>, wal: Arc<Wal>, mut stop: watch::Receiver<boo
             };
             let mut notify = shared.notify.lock().expect("poisoned");
             for alert in updates {
+                shared.dispatcher.add(&mut notify, alert, now);
+            }
+            let expired: Vec<u64> =
+                notify.pushed.iter().filter(|(_, (at, _))| *at <= now).map(|(fp, _)| *fp).collect();
+            for fp in expired {
+                let (at, mut alert) = notify.pushed.remove(&fp).expect("listed");
+                alert.ends_at = Some(at);
                 shared.dispatcher.add(&mut notify, alert, now);
             }
             shared.dispatcher.flush(&mut notify, now)

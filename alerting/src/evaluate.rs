@@ -40,6 +40,11 @@ struct GroupState {
     buckets: BTreeMap<i64, u64>,
     pending_since_ms: Option<i64>,
     firing_since_ms: Option<i64>,
+    /// The latest point at which the condition held: a record decides a rising condition for
+    /// the point after its bucket, before the watermark reaches the points in between, and
+    /// those earlier points cannot undo it (that would resolve and re-fire the alert).
+    #[serde(default)]
+    decided_at_ms: i64,
 }
 
 /// The rules and what they have counted.
@@ -181,14 +186,13 @@ fn horizon(state: &RuleState, rule: &Rule) -> i64 {
 fn step(rule: &Rule, group: &mut GroupState, at: i64, time_ms: i64) -> Option<Alert> {
     let (count, previous) = counts(rule, group, at);
     if !rule.condition.holds(count, previous) {
-        if group.firing_since_ms.is_none() {
-            group.pending_since_ms = None;
-        } else {
+        if at >= group.decided_at_ms {
             group.firing_since_ms = None;
             group.pending_since_ms = None;
         }
         return None;
     }
+    group.decided_at_ms = group.decided_at_ms.max(at);
     if group.firing_since_ms.is_some() {
         return Some(alert(rule, group, at, None));
     }
@@ -303,6 +307,19 @@ mod tests {
         let resolved: Vec<_> = later.iter().filter(|a| !a.is_firing()).collect();
         assert_eq!(resolved.len(), 1);
         assert!(e.firing().is_empty());
+    }
+
+    #[test]
+    fn points_before_a_record_decided_its_alert_do_not_resolve_it() {
+        let r = rules("  - {name: p, query: 'x', every: 1s, window: 1m, when: 'count >= 1'}\n");
+        let mut e = Evaluator::new(r, EvalState::default());
+        e.evaluate(T0);
+        assert_eq!(e.observe(&rec("a", "x", T0 + 2_500), T0 + 2_500).len(), 1);
+        // The watermark trails: the points at T0+1s and T0+2s come after the record fired it.
+        let changes = e.evaluate(T0 + 2_000);
+        assert!(changes.iter().all(Alert::is_firing), "{changes:?}");
+        assert!(e.evaluate(T0 + 10_000).iter().all(Alert::is_firing));
+        assert_eq!(e.firing().len(), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! writes the logs (the demo uses it).
 
 mod agent;
+mod alerts;
 mod events;
 mod generate;
 mod load;
@@ -52,6 +53,8 @@ enum Cmd {
     Load(load::LoadArgs),
     /// How long a Kubernetes event takes to become searchable, at a steady rate.
     Events(events::EventsArgs),
+    /// How long a log line takes to become a DingTalk request, through an alert rule.
+    Alerts(alerts::AlertsArgs),
     /// Write generated logs only.
     Generate {
         #[arg(long)]
@@ -153,6 +156,7 @@ fn run() -> anyhow::Result<()> {
         Cmd::Sinks(args) => sinks::sinks(args),
         Cmd::Load(args) => load::load(args),
         Cmd::Events(args) => events::events(args),
+        Cmd::Alerts(args) => alerts::alerts(args),
     }
 }
 

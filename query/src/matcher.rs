@@ -206,7 +206,13 @@ fn node(expr: &Expr) -> Result<Node, QueryError> {
             };
             Node::Range { field: numeric, lower: bound(lower)?, upper: bound(upper)? }
         }
-        Expr::And(items) => Node::And(items.iter().map(node).collect::<Result<_, _>>()?),
+        Expr::And(items) => {
+            // Field checks first: a phrase tokenizes the message, the costliest check by far,
+            // and most records fail a conjunction's field filter before it.
+            let mut nodes = items.iter().map(node).collect::<Result<Vec<_>, _>>()?;
+            nodes.sort_by_key(|n| matches!(n, Node::Phrase(_)));
+            Node::And(nodes)
+        }
         Expr::Or(items) => Node::Or(items.iter().map(node).collect::<Result<_, _>>()?),
         Expr::Not(inner) => Node::Not(Box::new(node(inner)?)),
     })
