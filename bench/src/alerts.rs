@@ -42,16 +42,8 @@ pub(crate) struct AlertsArgs {
 struct Report {
     probes: usize,
     background_lines_per_second: u64,
-    latency_ms: Percentiles,
+    latency_ms: crate::Percentiles,
     up: procstat::Usage,
-}
-
-#[derive(Debug, Serialize)]
-struct Percentiles {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
 }
 
 const TOKEN: &str = "bench-robot";
@@ -140,7 +132,7 @@ pub(crate) fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
     );
 
     let delivered = robot.delivered(TOKEN);
-    let mut latencies: Vec<f64> = written
+    let latencies: Vec<f64> = written
         .iter()
         .map(|(name, at)| {
             let request =
@@ -148,12 +140,10 @@ pub(crate) fn alerts(args: AlertsArgs) -> anyhow::Result<()> {
             request.at.saturating_duration_since(*at).as_secs_f64() * 1000.0
         })
         .collect();
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     let report = Report {
         probes: args.probes,
         background_lines_per_second: args.background,
-        latency_ms: Percentiles { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) },
+        latency_ms: crate::Percentiles::of(latencies),
         up: usage,
     };
     println!("| measure | value |");

@@ -42,16 +42,8 @@ struct Report {
     occurrences: usize,
     repeats: usize,
     poll_ms: u64,
-    latency_ms: Percentiles,
+    latency_ms: crate::Percentiles,
     collector: procstat::Usage,
-}
-
-#[derive(Debug, Serialize)]
-struct Percentiles {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
 }
 
 pub(crate) fn events(args: EventsArgs) -> anyhow::Result<()> {
@@ -129,7 +121,7 @@ pub(crate) fn events(args: EventsArgs) -> anyhow::Result<()> {
     drop(collector);
 
     let seen = seen.lock().expect("poller poisoned");
-    let mut latencies: Vec<f64> = recorded
+    let latencies: Vec<f64> = recorded
         .iter()
         .enumerate()
         .map(|(k, at)| {
@@ -138,14 +130,12 @@ pub(crate) fn events(args: EventsArgs) -> anyhow::Result<()> {
             searchable.saturating_duration_since(*at).as_secs_f64() * 1000.0
         })
         .collect();
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     let report = Report {
         per_minute: args.per_minute,
         occurrences,
         repeats,
         poll_ms: POLL.as_millis() as u64,
-        latency_ms: Percentiles { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) },
+        latency_ms: crate::Percentiles::of(latencies),
         collector: usage,
     };
     println!("| measure | value |");

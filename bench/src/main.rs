@@ -118,6 +118,23 @@ struct Report {
     index_bytes_by_kind: BTreeMap<String, u64>,
 }
 
+/// Latency percentiles in milliseconds, as the latency benches report them.
+#[derive(Debug, serde::Serialize)]
+struct Percentiles {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    fn of(mut ms: Vec<f64>) -> Self {
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        Self { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) }
+    }
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {
