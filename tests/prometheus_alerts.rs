@@ -1,9 +1,10 @@
-//! Prometheus users: a real Prometheus (built from the Go module proxy by
-//! `scripts/test-servers prometheus`) scrapes Sluice's own `/metrics`, evaluates a rule on it
-//! and pushes its alerts to Sluice as to an Alertmanager (`POST /api/v2/alerts`); Sluice routes
-//! them through the same grouping and budget to the DingTalk robot (the local double,
-//! `sluice_bench::fake_dingtalk`: the real one is a cloud service). An Alertmanager webhook
-//! payload is taken at `/api/v1/alertmanager/webhook` the same way.
+//! Prometheus users: a real Prometheus and a real Alertmanager (built from the Go module proxy
+//! by `scripts/test-servers prometheus|alertmanager`) scrape Sluice's own `/metrics`, evaluate
+//! rules on it and hand their alerts to Sluice — pushed as to an Alertmanager
+//! (`POST /api/v2/alerts`) or through Alertmanager's `webhook_configs`
+//! (`/api/v1/alertmanager/webhook`); Sluice's own metric rules ask that Prometheus with PromQL.
+//! Everything goes through the same grouping and budget to the DingTalk robot (the local
+//! double, `sluice_bench::fake_dingtalk`: the real one is a cloud service).
 
 mod common;
 
@@ -16,17 +17,47 @@ use sluice_bench::fake_dingtalk::{FakeDingTalk, Robot};
 const TOKEN: &str = "prom-robot";
 
 fn alerts_file(dir: &std::path::Path, robot: &FakeDingTalk) -> std::path::PathBuf {
+    alerts_file_with(dir, robot, "")
+}
+
+fn alerts_file_with(dir: &std::path::Path, robot: &FakeDingTalk, more: &str) -> std::path::PathBuf {
     let path = dir.join("alerts.yaml");
     std::fs::write(
         &path,
         format!(
             "receivers:\n  - name: oncall\n    dingtalk: {{webhook: '{}'}}\n\
-             route: {{receiver: oncall, group_by: [alertname], group_wait: 0s, group_interval: 2s}}\n",
+             route: {{receiver: oncall, group_by: [alertname], group_wait: 0s, group_interval: 2s}}\n{more}",
             robot.webhook(TOKEN)
         ),
     )
     .unwrap();
     path
+}
+
+/// A Prometheus on `port` with `config` (written to the directory), its data under `dir`.
+fn prometheus(dir: &std::path::Path, port: u16, config: &str) -> Proc {
+    let path = dir.join("prometheus.yml");
+    std::fs::write(&path, config).unwrap();
+    Proc {
+        child: Command::new(test_servers_tool("PROMETHEUS_BIN", "prometheus"))
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(Stdio::null())
+            .stderr(log(dir, "prometheus.log"))
+            .spawn()
+            .expect("prometheus starts"),
+        name: "prometheus",
+    }
+}
+
+fn log(dir: &std::path::Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap()
+}
+
+fn texts(robot: &FakeDingTalk, having: &str) -> Vec<String> {
+    robot.delivered(TOKEN).iter().map(|r| r.text()).filter(|t| t.contains(having)).collect()
 }
 
 #[test]
@@ -55,31 +86,17 @@ fn prometheus_alerts_about_sluice_metrics_reach_dingtalk_once() {
         "groups:\n  - name: sluice\n    interval: 1s\n    rules:\n      - alert: SluiceIngested\n        expr: sum(sluice_agent_lines_read_total) > 0\n        labels: {severity: critical, namespace: platform}\n        annotations: {summary: 'sluice ingested {{ $value }} lines'}\n",
     )
     .unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
+    let _prometheus = prometheus(
+        dir.path(),
+        free_port(),
+        &format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
              rule_files: ['{}']\n\
              scrape_configs:\n  - job_name: sluice\n    static_configs: [{{targets: ['{host}']}}]\n\
              alerting:\n  alertmanagers:\n    - api_version: v2\n      static_configs: [{{targets: ['{host}']}}]\n",
             rules.display()
         ),
-    )
-    .unwrap();
-    let port = free_port();
-    let _prometheus = Proc {
-        child: Command::new(test_servers_tool("PROMETHEUS_BIN", "prometheus"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--rules.alert.resend-delay=1s")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus starts"),
-        name: "prometheus",
-    };
+    );
     wait_until(Duration::from_secs(60), "Prometheus's alert reaches DingTalk", || {
         robot.delivered(TOKEN).iter().any(|r| r.text().contains("SluiceIngested"))
     });
@@ -133,4 +150,149 @@ fn an_alertmanager_webhook_is_routed_like_any_alert() {
     let bad = post("{\"alerts\":[{\"labels\":{}}]}".to_owned());
     assert_eq!(bad.status(), 400);
     assert!(bad.text().unwrap().contains("alertname"));
+}
+
+/// Sluice's own metric rule asks the real Prometheus (which scrapes Sluice) with PromQL:
+/// pending for its `for:`, firing, unchanged while Prometheus is down, resolved once the
+/// series drops out of the answer.
+#[test]
+fn a_metric_rule_asks_prometheus_and_fires_waits_out_an_outage_and_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let robot = FakeDingTalk::start(
+        vec![Robot { token: TOKEN.into(), ..Robot::default() }],
+        Duration::from_secs(600),
+    );
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("app.log"), "INFO one\nINFO two\n").unwrap();
+    let port = free_port();
+    let alerts = alerts_file_with(
+        dir.path(),
+        &robot,
+        &format!(
+            "prometheus: {{url: 'http://127.0.0.1:{port}', timeout: 2s}}\n\
+             metric_rules:\n  - name: few-lines\n    expr: 'sum by (job) (sluice_agent_lines_read_total) < 10'\n    every: 1s\n    for: 2s\n    labels: {{severity: warning}}\n    summary: '{{{{ labels.job }}}} read only {{{{ value }}}} lines'\n"
+        ),
+    );
+    let (_up, base) = start_up_with(
+        &dir.path().join("data"),
+        &[format!("{}/*.log", logs.display())],
+        &["--alerts".as_ref(), alerts.as_os_str()],
+    );
+    wait_until(Duration::from_secs(30), "sluice up read the lines", || total(&base, "two") >= 1);
+    let host = base.trim_start_matches("http://");
+    let config = format!(
+        "global: {{scrape_interval: 1s}}\n\
+         scrape_configs:\n  - job_name: sluice\n    static_configs: [{{targets: ['{host}']}}]\n"
+    );
+    let mut prom = prometheus(dir.path(), port, &config);
+    wait_until(Duration::from_secs(60), "the metric rule fires", || {
+        !texts(&robot, "[FIRING] few-lines").is_empty()
+    });
+    let fired = texts(&robot, "[FIRING] few-lines");
+    assert!(fired[0].contains("sluice read only 2 lines"), "{}", fired[0]);
+    let listed = http_get(&format!("{base}/api/v1/alerts")).unwrap();
+    assert!(listed.contains("few-lines") && listed.contains("firing"), "{listed}");
+
+    // Prometheus down: the rule's queries fail, and a failure resolves nothing.
+    prom.child.kill().unwrap();
+    prom.child.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(texts(&robot, "[RESOLVED] few-lines").is_empty(), "an outage is not a resolution");
+    let metrics = http_get(&format!("{base}/metrics")).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_alerting_rule_failures_total{rule=\"few-lines\"}")),
+        "failures are counted"
+    );
+
+    let _prom = prometheus(dir.path(), port, &config);
+    let more: String = (0..20).map(|i| format!("INFO more {i}\n")).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("app.log"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, more.as_bytes()))
+        .unwrap();
+    wait_until(Duration::from_secs(60), "the metric rule resolves", || {
+        !texts(&robot, "[RESOLVED] few-lines").is_empty()
+    });
+    assert_eq!(texts(&robot, "[FIRING] few-lines").len(), 1, "fired once");
+}
+
+/// The whole chain a Prometheus shop runs today: Prometheus evaluates a rule on Sluice's
+/// metrics and sends it to a real Alertmanager, whose `webhook_configs` points at Sluice,
+/// which takes the place of the DingTalk bridge: one message, then the resolution.
+#[test]
+fn a_real_alertmanager_forwards_to_sluice_through_its_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let robot = FakeDingTalk::start(
+        vec![Robot { token: TOKEN.into(), ..Robot::default() }],
+        Duration::from_secs(600),
+    );
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("app.log"), "INFO one\n").unwrap();
+    let alerts = alerts_file(dir.path(), &robot);
+    let (_up, base) = start_up_with(
+        &dir.path().join("data"),
+        &[format!("{}/*.log", logs.display())],
+        &["--alerts".as_ref(), alerts.as_os_str()],
+    );
+    wait_until(Duration::from_secs(30), "sluice up read the line", || total(&base, "one") >= 1);
+    let am_port = free_port();
+    let am_config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_config,
+        format!(
+            "route: {{receiver: sluice, group_by: [alertname], group_wait: 1s, group_interval: 1s, repeat_interval: 1h}}\n\
+             receivers:\n  - name: sluice\n    webhook_configs:\n      - url: '{base}/api/v1/alertmanager/webhook'\n        send_resolved: true\n"
+        ),
+    )
+    .unwrap();
+    let _alertmanager = Proc {
+        child: Command::new(test_servers_tool("ALERTMANAGER_BIN", "alertmanager"))
+            .arg(format!("--config.file={}", am_config.display()))
+            .arg(format!("--storage.path={}", dir.path().join("am").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(log(dir.path(), "alertmanager.log"))
+            .spawn()
+            .expect("alertmanager starts"),
+        name: "alertmanager",
+    };
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: sluice\n    interval: 1s\n    rules:\n      - alert: FewLines\n        expr: sum(sluice_agent_lines_read_total) < 5\n        labels: {severity: warning}\n        annotations: {summary: 'only {{ $value }} lines'}\n",
+    )
+    .unwrap();
+    let host = base.trim_start_matches("http://");
+    let _prometheus = prometheus(
+        dir.path(),
+        free_port(),
+        &format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: ['{}']\n\
+             scrape_configs:\n  - job_name: sluice\n    static_configs: [{{targets: ['{host}']}}]\n\
+             alerting:\n  alertmanagers:\n    - api_version: v2\n      static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]\n",
+            rules.display()
+        ),
+    );
+    wait_until(Duration::from_secs(60), "Alertmanager's webhook reaches DingTalk", || {
+        !texts(&robot, "[FIRING] FewLines").is_empty()
+    });
+    assert!(texts(&robot, "[FIRING] FewLines")[0].contains("only 1 lines"));
+    let more: String = (0..10).map(|i| format!("INFO more {i}\n")).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(logs.join("app.log"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, more.as_bytes()))
+        .unwrap();
+    wait_until(Duration::from_secs(60), "the resolution comes through Alertmanager", || {
+        !texts(&robot, "[RESOLVED] FewLines").is_empty()
+    });
+    // Alertmanager resends its group each group_interval while it fires: not news.
+    assert_eq!(texts(&robot, "[FIRING] FewLines").len(), 1);
 }

@@ -25,6 +25,10 @@ pub struct AlertsFile {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub inhibit_rules: Vec<InhibitRule>,
+    /// The Prometheus-compatible HTTP API the metric rules ask.
+    pub prometheus: Option<PrometheusConfig>,
+    #[serde(default)]
+    pub metric_rules: Vec<MetricRuleConfig>,
     /// How far behind the wall clock a window closes: records reach the collector this much
     /// after they were written, and an absence rule must not fire before they can have come.
     #[serde(default = "default_evaluation_delay", deserialize_with = "duration")]
@@ -179,6 +183,32 @@ pub struct RuleConfig {
     pub summary: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// `http://prometheus:9090` (Prometheus, Thanos, VictoriaMetrics, Mimir…).
+    pub url: String,
+    #[serde(default = "default_query_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// A CA to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A rule as Prometheus writes one: every series `expr` returns is an alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricRuleConfig {
+    pub name: String,
+    pub expr: String,
+    #[serde(default = "default_metric_every", deserialize_with = "duration")]
+    pub every: Duration,
+    #[serde(default, rename = "for", deserialize_with = "duration")]
+    pub for_: Duration,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub summary: Option<String>,
+}
+
 /// A secret written in the file; `Debug` shows none of it, so no log line can leak it.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
@@ -196,6 +226,14 @@ fn yes() -> bool {
 
 fn default_evaluation_delay() -> Duration {
     Duration::from_secs(2)
+}
+
+fn default_query_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_metric_every() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_robot_limit() -> u32 {
@@ -219,6 +257,17 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn maybe_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+/// A metric rule checked, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct MetricRule {
+    pub name: String,
+    pub expr: String,
+    pub every: Duration,
+    pub for_: Duration,
+    pub labels: BTreeMap<String, String>,
+    pub summary: Template,
 }
 
 /// A rule checked and compiled, ready to evaluate.
@@ -310,6 +359,23 @@ impl AlertsFile {
             }
             self.rule(i)?;
         }
+        for (i, r) in self.metric_rules.iter().enumerate() {
+            if !rules.insert(r.name.as_str()) {
+                return Err(format!(
+                    "metric_rules[{i}] ({}): a second rule with this name",
+                    r.name
+                ));
+            }
+            self.metric_rule(i)?;
+        }
+        if !self.metric_rules.is_empty() && self.prometheus.is_none() {
+            return Err("metric_rules: give prometheus.url, the API they ask".to_owned());
+        }
+        if let Some(p) = &self.prometheus
+            && !(p.url.starts_with("http://") || p.url.starts_with("https://"))
+        {
+            return Err(format!("prometheus.url: {} is not an http(s) URL", p.url));
+        }
         for (i, rule) in self.inhibit_rules.iter().enumerate() {
             for m in rule.source_matchers.iter().chain(&rule.target_matchers) {
                 m.parse::<LabelMatcher>().map_err(|e| format!("inhibit_rules[{i}]: {e}"))?;
@@ -360,6 +426,46 @@ impl AlertsFile {
             labels: r.labels.clone(),
             summary,
         })
+    }
+
+    /// The `i`th metric rule, checked: its PromQL parses and gives an instant vector or a
+    /// scalar; the error names the rule and the key.
+    pub fn metric_rule(&self, i: usize) -> Result<MetricRule, String> {
+        use promql_parser::parser::value::ValueType;
+        let r = &self.metric_rules[i];
+        let at = format!("metric_rules[{i}] ({})", r.name);
+        let expr = promql_parser::parser::parse(&r.expr).map_err(|e| format!("{at}.expr: {e}"))?;
+        match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => {}
+            other => {
+                return Err(format!(
+                    "{at}.expr: gives a {other}, a rule needs an instant vector or a scalar"
+                ));
+            }
+        }
+        if r.every.as_millis() < 1000 {
+            return Err(format!("{at}.every: at least 1s"));
+        }
+        let mut known: Vec<&str> = vec!["value", "rule", "labels.*"];
+        known.extend(r.labels.keys().map(String::as_str));
+        let summary =
+            Template::new(r.summary.as_deref().unwrap_or("{{ rule }}: {{ value }}"), &known)
+                .map_err(|e| format!("{at}.summary: {e}"))?;
+        Ok(MetricRule {
+            name: r.name.clone(),
+            expr: r.expr.clone(),
+            every: r.every,
+            for_: r.for_,
+            labels: r.labels.clone(),
+            summary,
+        })
+    }
+
+    /// Every metric rule, checked.
+    pub fn metric_rules(&self) -> Vec<MetricRule> {
+        (0..self.metric_rules.len())
+            .map(|i| self.metric_rule(i).expect("checked at load"))
+            .collect()
     }
 
     /// Every rule, compiled.
@@ -489,5 +595,27 @@ rules:
             let err = load(&GOOD.replace(from, to)).unwrap_err();
             assert!(err.contains(says), "{from} → {to}: {err}");
         }
+    }
+
+    #[test]
+    fn metric_rules_are_checked_at_load() {
+        let with = |rule: &str| {
+            format!("{GOOD}prometheus: {{url: \"http://127.0.0.1:9090\"}}\nmetric_rules:\n{rule}")
+        };
+        let good = "  - {name: up, expr: 'up == 0', for: 1m, summary: '{{ labels.job }} is {{ value }}'}\n";
+        let file = load(&with(good)).unwrap();
+        assert_eq!(file.metric_rules()[0].every, Duration::from_secs(30));
+        for (rule, says) in [
+            ("  - {name: up, expr: 'up{job=\"a\" == 0'}\n", "metric_rules[0] (up).expr"),
+            ("  - {name: up, expr: 'up[5m]'}\n", "gives a matrix"),
+            ("  - {name: up, expr: 'up', summary: '{{ job }}'}\n", "unknown name job"),
+            ("  - {name: pay-failures, expr: 'up'}\n", "a second rule with this name"),
+            ("  - {name: up, exp: 'up'}\n", "unknown field `exp`"),
+        ] {
+            let err = load(&with(rule)).unwrap_err();
+            assert!(err.contains(says), "{rule}: {err}");
+        }
+        let err = load(&format!("{GOOD}metric_rules:\n{good}")).unwrap_err();
+        assert!(err.contains("give prometheus.url"), "{err}");
     }
 }

@@ -25,10 +25,11 @@ use tokio::sync::{Notify, watch};
 
 use crate::AlertError;
 use crate::alert::Alert;
-use crate::config::{AlertsFile, read_secret};
+use crate::config::{AlertsFile, MetricRule, read_secret};
 use crate::dispatch::{Dispatcher, Inhibition, Notification, NotifyState, ReceiverChannels};
 use crate::evaluate::{EvalState, Evaluator};
 use crate::http::HttpClient;
+use crate::metric_rules::MetricState;
 use crate::notifier::{Notifier, NotifyError};
 use crate::notifiers::{dingtalk::DingTalk, email::Email, sms::Sms, webhook::Webhook};
 use crate::route::Route;
@@ -64,6 +65,8 @@ pub struct ChannelStatus {
 
 struct Shared {
     evaluator: Mutex<Evaluator>,
+    metrics: Mutex<MetricState>,
+    metric_rules: Vec<MetricRule>,
     notify: Mutex<NotifyState>,
     dispatcher: Dispatcher,
     /// The end of the last frame the sink took.
@@ -110,6 +113,7 @@ impl Alerting {
             }
         };
         let notify: NotifyState = load(&dir.join("notify.json"))?.unwrap_or_default();
+        let metrics: MetricState = load(&dir.join("metric_rules.json"))?.unwrap_or_default();
         let mut channels: Vec<(String, Arc<dyn Notifier>)> = Vec::new();
         let mut receivers = BTreeMap::new();
         let config_err = |m: String| AlertError::Config { path: file_path.to_owned(), message: m };
@@ -174,6 +178,8 @@ impl Alerting {
         let shared = Arc::new(Shared {
             written: AtomicU64::new(eval.cursor),
             evaluator: Mutex::new(Evaluator::new(file.rules(), eval)),
+            metrics: Mutex::new(metrics),
+            metric_rules: file.metric_rules(),
             notify: Mutex::new(notify),
             dispatcher: Dispatcher::new(Route::new(&file.route), receivers, inhibitions),
             wake: Notify::new(),
@@ -197,6 +203,14 @@ impl Alerting {
             save: Mutex::new(()),
         });
         tokio::spawn(clock(shared.clone(), wal.clone(), stop.clone()));
+        if let Some(prometheus) = &file.prometheus {
+            let client = HttpClient::new(prometheus.ca_file.as_deref()).map_err(config_err)?;
+            for i in 0..shared.metric_rules.len() {
+                let (url, timeout) = (prometheus.url.clone(), prometheus.timeout);
+                let (shared, client, stop) = (shared.clone(), client.clone(), stop.clone());
+                tokio::spawn(ask_prometheus(shared, i, client, url, timeout, stop));
+            }
+        }
         for (key, notifier) in channels {
             tokio::spawn(deliver(shared.clone(), key, notifier, stop.clone()));
         }
@@ -207,6 +221,15 @@ impl Alerting {
     pub fn alerts(&self) -> Vec<(String, Alert)> {
         let now = now_ms();
         let mut alerts = self.shared.evaluator.lock().expect("poisoned").firing();
+        let metrics = self.shared.metrics.lock().expect("poisoned");
+        for rule in &self.shared.metric_rules {
+            for a in metrics.get(&rule.name).into_iter().flat_map(|m| m.values()) {
+                let state = if a.firing_since_ms.is_some() { "firing" } else { "pending" };
+                let since = a.firing_since_ms.unwrap_or(a.active_since_ms);
+                alerts.push((state.to_owned(), rule.alert(a, since, None)));
+            }
+        }
+        drop(metrics);
         let notify = self.shared.notify.lock().expect("poisoned");
         for (state, alert) in &mut alerts {
             if notify.silences.iter().any(|s| s.mutes(alert, now)) {
@@ -387,6 +410,59 @@ async fn clock(shared: Arc<Shared>, wal: Arc<Wal>, mut stop: watch::Receiver<boo
                     tracing::error!(error = %e, "cannot save the alerting state; notifications wait")
                 }
             }
+        }
+    }
+}
+
+/// Evaluates metric rule `i` every `every` against Prometheus, routes what fires and resolves
+/// and saves the series' state. A query that fails is logged and counted, and changes nothing.
+async fn ask_prometheus(
+    shared: Arc<Shared>,
+    i: usize,
+    client: HttpClient,
+    url: String,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let rule = &shared.metric_rules[i];
+    let mut ticks = tokio::time::interval(rule.every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = now_ms();
+        let samples = match crate::metric_rules::query(&client, &url, &rule.expr, now, timeout)
+            .await
+        {
+            Ok(samples) => samples,
+            Err(e) => {
+                tracing::warn!(rule = %rule.name, error = %e, "metric rule: the query failed");
+                metrics::counter!("sluice_alerting_rule_failures_total", "rule" => rule.name.clone())
+                        .increment(1);
+                continue;
+            }
+        };
+        metrics::counter!("sluice_alerting_rule_evaluations_total", "rule" => rule.name.clone())
+            .increment(1);
+        let state = {
+            let mut all = shared.metrics.lock().expect("poisoned");
+            let active = all.entry(rule.name.clone()).or_default();
+            let alerts = rule.step(active, samples, now);
+            let mut notify = shared.notify.lock().expect("poisoned");
+            for alert in alerts {
+                shared.dispatcher.add(&mut notify, alert, now);
+            }
+            all.clone()
+        };
+        let path = shared.dir.join("metric_rules.json");
+        let saved = tokio::task::spawn_blocking(move || save(&path, &state)).await;
+        if let Ok(Err(e)) | Err(e) = saved.map_err(|e| AlertError::State {
+            path: shared.dir.join("metric_rules.json"),
+            message: e.to_string(),
+        }) {
+            tracing::error!(error = %e, "cannot save the metric rules' state");
         }
     }
 }

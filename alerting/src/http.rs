@@ -39,10 +39,28 @@ impl HttpClient {
             .header("Content-Type", content_type)
             .body(http_body_util::Full::new(Bytes::from(body)))
             .map_err(|e| HttpError { message: format!("{}: {e}", redact(url)), sent: false })?;
-        let response = tokio::time::timeout(TIMEOUT, self.http.request(request))
+        self.send(url, request, TIMEOUT).await
+    }
+
+    /// GETs `url` within `timeout`; the answer's status and body.
+    pub async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, Vec<u8>), HttpError> {
+        let request = hyper::Request::get(url)
+            .header("Accept", "application/json")
+            .body(http_body_util::Full::new(Bytes::new()))
+            .map_err(|e| HttpError { message: format!("{}: {e}", redact(url)), sent: false })?;
+        self.send(url, request, timeout).await
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        request: hyper::Request<http_body_util::Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), HttpError> {
+        let response = tokio::time::timeout(timeout, self.http.request(request))
             .await
             .map_err(|_| HttpError {
-                message: format!("{}: no answer within {TIMEOUT:?}", redact(url)),
+                message: format!("{}: no answer within {timeout:?}", redact(url)),
                 sent: true,
             })?
             .map_err(|e| HttpError {
@@ -50,7 +68,7 @@ impl HttpClient {
                 sent: !e.is_connect(),
             })?;
         let status = response.status().as_u16();
-        let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
+        let body = tokio::time::timeout(timeout, response.into_body().collect())
             .await
             .map_err(|_| HttpError {
                 message: format!("{}: answer cut off", redact(url)),

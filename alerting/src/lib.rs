@@ -5,6 +5,7 @@
 //! - [`config`]: the alerts file (receivers, route, rules, inhibitions), checked at load.
 //! - [`condition`]: a rule's `when:`; [`template`]: its `summary:`.
 //! - [`evaluate`]: counts per rule, group and time bucket; windows closed at a watermark.
+//! - [`metric_rules`]: PromQL rules asked of a Prometheus-compatible API.
 //! - [`alert`]: the alert and its fingerprint.
 //! - [`route`]: the route tree and label matchers; [`silence`]: silences.
 //! - [`dispatch`]: groups, their timers, what was notified, the outbox.
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod http;
+pub mod metric_rules;
 pub mod notifier;
 pub mod notifiers;
 pub mod route;

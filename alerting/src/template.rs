@@ -16,7 +16,8 @@ enum Part {
 }
 
 impl Template {
-    /// Parses `text`; every `{{ name }}` must be one of `known`.
+    /// Parses `text`; every `{{ name }}` must be one of `known`, where `labels.*` stands for
+    /// any `labels.<name>` (a metric rule's series labels, unknown until it runs).
     pub fn new(text: &str, known: &[&str]) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = text;
@@ -26,7 +27,8 @@ impl Template {
             }
             let end = rest[start..].find("}}").ok_or("a `{{` without its `}}`")? + start;
             let name = rest[start + 2..end].trim();
-            if !known.contains(&name) {
+            let prefixed = |k: &&str| k.strip_suffix('*').is_some_and(|p| name.starts_with(p));
+            if !known.contains(&name) && !known.iter().any(prefixed) {
                 return Err(format!("unknown name {name}; known here: {}", known.join(", ")));
             }
             parts.push(Part::Name(name.to_owned()));
