@@ -409,7 +409,7 @@ impl AlertsFile {
                 ));
             }
         }
-        let mut known: Vec<&str> = vec!["count", "rule", "previous"];
+        let mut known: Vec<&str> = vec!["count", "rule", "previous", "occurrences"];
         known.extend(r.group_by.iter().map(String::as_str));
         known.extend(r.labels.keys().map(String::as_str));
         let summary =

@@ -232,6 +232,10 @@ impl Dispatcher {
         true
     }
 
+    pub fn longest_group_wait(&self) -> std::time::Duration {
+        self.route.longest_group_wait()
+    }
+
     fn route_by_id(&self, id: &str) -> &Route {
         self.route.find(id).unwrap_or(&self.route)
     }

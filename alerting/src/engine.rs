@@ -25,14 +25,13 @@ use tokio::sync::{Notify, watch};
 
 use crate::AlertError;
 use crate::alert::Alert;
-use crate::config::{AlertsFile, MetricRule, read_secret};
-use crate::dispatch::{Dispatcher, Inhibition, Notification, NotifyState, ReceiverChannels};
+use crate::channels::Channels;
+use crate::config::{AlertsFile, MetricRule};
+use crate::dispatch::{Dispatcher, Notification, NotifyState};
 use crate::evaluate::{EvalState, Evaluator};
 use crate::http::HttpClient;
 use crate::metric_rules::MetricState;
-use crate::notifier::{Notifier, NotifyError};
-use crate::notifiers::{dingtalk::DingTalk, email::Email, sms::Sms, webhook::Webhook};
-use crate::route::Route;
+use crate::notifier::{Notifier, NotifyError, next_message};
 use crate::silence::Silence;
 
 /// The state files' format; a file of another version is refused with a clear error rather
@@ -114,74 +113,14 @@ impl Alerting {
         };
         let notify: NotifyState = load(&dir.join("notify.json"))?.unwrap_or_default();
         let metrics: MetricState = load(&dir.join("metric_rules.json"))?.unwrap_or_default();
-        let mut channels: Vec<(String, Arc<dyn Notifier>)> = Vec::new();
-        let mut receivers = BTreeMap::new();
-        let config_err = |m: String| AlertError::Config { path: file_path.to_owned(), message: m };
-        for r in &file.receivers {
-            let mut names = Vec::new();
-            let mut add = |kind: &str, n: Arc<dyn Notifier>| {
-                let key = format!("{}/{kind}", r.name);
-                names.push(key.clone());
-                channels.push((key, n));
-            };
-            if let Some(d) = &r.dingtalk {
-                let secret = match (&d.secret, &d.secret_file) {
-                    (Some(s), _) => Some(s.clone()),
-                    (None, Some(f)) => Some(read_secret(file_path, f).map_err(config_err)?),
-                    (None, None) => None,
-                };
-                add(
-                    "dingtalk",
-                    Arc::new(DingTalk::new(d, secret, HttpClient::new(None).map_err(config_err)?)),
-                );
-            }
-            if let Some(e) = &r.email {
-                let password = e
-                    .password_file
-                    .as_ref()
-                    .map(|f| read_secret(file_path, f))
-                    .transpose()
-                    .map_err(config_err)?;
-                add("email", Arc::new(Email::new(e, password).map_err(config_err)?));
-            }
-            if let Some(s) = &r.sms {
-                let secret = match (&s.access_key_secret, &s.access_key_secret_file) {
-                    (Some(secret), _) => secret.clone(),
-                    (None, Some(f)) => read_secret(file_path, f).map_err(config_err)?,
-                    (None, None) => unreachable!("checked at load"),
-                };
-                add(
-                    "sms",
-                    Arc::new(Sms::new(s, secret, HttpClient::new(None).map_err(config_err)?)),
-                );
-            }
-            if let Some(w) = &r.webhook {
-                add(
-                    "webhook",
-                    Arc::new(Webhook::new(w, HttpClient::new(None).map_err(config_err)?)),
-                );
-            }
-            receivers.insert(
-                r.name.clone(),
-                ReceiverChannels { send_resolved: r.send_resolved, channels: names },
-            );
-        }
-        let inhibitions = file
-            .inhibit_rules
-            .iter()
-            .map(|i| Inhibition {
-                source: i.source_matchers.iter().map(|m| m.parse().expect("checked")).collect(),
-                target: i.target_matchers.iter().map(|m| m.parse().expect("checked")).collect(),
-                equal: i.equal.clone(),
-            })
-            .collect();
+        let Channels { notifiers: channels, dispatcher } = Channels::build(file, file_path)?;
         let shared = Arc::new(Shared {
             written: AtomicU64::new(eval.cursor),
             evaluator: Mutex::new(Evaluator::new(file.rules(), eval)),
             metrics: Mutex::new(metrics),
             metric_rules: file.metric_rules(),
             notify: Mutex::new(notify),
-            dispatcher: Dispatcher::new(Route::new(&file.route), receivers, inhibitions),
+            dispatcher,
             wake: Notify::new(),
             statuses: Mutex::new(
                 channels
@@ -204,7 +143,8 @@ impl Alerting {
         });
         tokio::spawn(clock(shared.clone(), wal.clone(), stop.clone()));
         if let Some(prometheus) = &file.prometheus {
-            let client = HttpClient::new(prometheus.ca_file.as_deref()).map_err(config_err)?;
+            let client = HttpClient::new(prometheus.ca_file.as_deref())
+                .map_err(|m| AlertError::Config { path: file_path.to_owned(), message: m })?;
             for i in 0..shared.metric_rules.len() {
                 let (url, timeout) = (prometheus.url.clone(), prometheus.timeout);
                 let (shared, client, stop) = (shared.clone(), client.clone(), stop.clone());
@@ -502,40 +442,26 @@ async fn deliver(
             }
             continue;
         }
-        if let Some(budget) = &budget {
-            let used = {
-                let mut notify = shared.notify.lock().expect("poisoned");
-                let sent = notify.sent.entry(budget.key.clone()).or_default();
-                sent.retain(|t| *t > now - 60_000);
-                sent.len() as u32
-            };
-            let remaining = budget.per_minute.saturating_sub(used);
-            if remaining == 0 {
-                let oldest = shared.notify.lock().expect("poisoned").sent[&budget.key][0];
-                paused_until = oldest + 60_001;
+        let batch = {
+            let mut notify = shared.notify.lock().expect("poisoned");
+            let sent = budget
+                .as_ref()
+                .map(|b| (b.per_minute, notify.sent.entry(b.key.clone()).or_default()));
+            next_message(sent, notifier.merges(), due, now)
+        };
+        let due = match batch {
+            Ok(batch) => batch,
+            Err(until) => {
+                paused_until = until;
                 continue;
             }
-            // Past the budget, everything waiting goes out as one digest, most urgent first.
-            if notifier.merges() && due.len() as u32 >= remaining {
-                due.sort_by_key(|n| (n.rank(), n.created_ms));
-            } else {
-                due.truncate(1);
-            }
-            shared
-                .notify
-                .lock()
-                .expect("poisoned")
-                .sent
-                .entry(budget.key.clone())
-                .or_default()
-                .push(now);
-            if let Err(e) = save_notify(&shared) {
-                tracing::error!(error = %e, "cannot save the alerting state");
-                paused_until = now + 1_000;
-                continue;
-            }
-        } else {
-            due.truncate(1);
+        };
+        if budget.is_some()
+            && let Err(e) = save_notify(&shared)
+        {
+            tracing::error!(error = %e, "cannot save the alerting state");
+            paused_until = now + 1_000;
+            continue;
         }
         let result = notifier.send(&due).await;
         let now = now_ms();
@@ -664,6 +590,8 @@ mod tests {
     use super::*;
     use crate::alert::Labels;
     use crate::config::RouteConfig;
+    use crate::dispatch::ReceiverChannels;
+    use crate::route::Route;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-v1").join(name)

@@ -45,6 +45,10 @@ struct GroupState {
     /// those earlier points cannot undo it (that would resolve and re-fire the alert).
     #[serde(default)]
     decided_at_ms: i64,
+    /// For event rules: the highest occurrence count (the event's own `count`) per bucket, so
+    /// a `BackOff` seen once by the rules but 40 times by the kubelet says 40.
+    #[serde(default)]
+    occurrences: BTreeMap<i64, u64>,
 }
 
 /// The rules and what they have counted.
@@ -104,6 +108,10 @@ impl Evaluator {
                 .entry(key)
                 .or_insert_with(|| GroupState { values, ..GroupState::default() });
             *group.buckets.entry(bucket).or_default() += 1;
+            if let Some(event) = &record.event {
+                let seen = group.occurrences.entry(bucket).or_default();
+                *seen = (*seen).max(event.count);
+            }
             let at = (bucket + 1) * every * 1000;
             let (count, previous) = counts(rule, group, at);
             if rule.condition.rises()
@@ -138,6 +146,7 @@ impl Evaluator {
                 let at = state.next_eval_ms;
                 state.groups.retain(|_, g| {
                     g.buckets.retain(|b, _| b * every_ms >= at - 2 * window_ms);
+                    g.occurrences.retain(|b, _| b * every_ms >= at - 2 * window_ms);
                     !g.buckets.is_empty() || g.firing_since_ms.is_some() || rule.group_by.is_empty()
                 });
                 for group in state.groups.values_mut() {
@@ -160,11 +169,16 @@ impl Evaluator {
     pub fn firing(&self) -> Vec<(String, Alert)> {
         let mut out = Vec::new();
         for rule in &self.rules {
-            for group in self.state.rules[&rule.name].groups.values() {
+            let state = &self.state.rules[&rule.name];
+            let last_point = state.next_eval_ms - rule.every.as_millis() as i64;
+            for group in state.groups.values() {
+                // Counts as of the latest point judged: a closed window, or the one a record
+                // decided ahead of the watermark.
+                let at = group.decided_at_ms.max(last_point);
                 if group.firing_since_ms.is_some() {
-                    out.push(("firing".to_owned(), alert(rule, group, i64::MAX, None)));
+                    out.push(("firing".to_owned(), alert(rule, group, at, None)));
                 } else if group.pending_since_ms.is_some() {
-                    out.push(("pending".to_owned(), alert(rule, group, i64::MAX, None)));
+                    out.push(("pending".to_owned(), alert(rule, group, at, None)));
                 }
             }
         }
@@ -213,6 +227,14 @@ fn counts(rule: &Rule, group: &GroupState, at: i64) -> (u64, u64) {
     (sum(end - width, end), sum(end - 2 * width, end - width))
 }
 
+/// The highest occurrence count of the events in the window before `at` (0 for log records).
+fn occurrences(rule: &Rule, group: &GroupState, at: i64) -> u64 {
+    let every_ms = rule.every.as_millis() as i64;
+    let end = at.div_euclid(every_ms);
+    let start = end - rule.window.as_millis() as i64 / every_ms;
+    group.occurrences.range(start..end).map(|(_, n)| *n).max().unwrap_or(0)
+}
+
 fn alert(rule: &Rule, group: &GroupState, at: i64, ends_at: Option<i64>) -> Alert {
     let (count, previous) = counts(rule, group, at.min(i64::MAX / 2));
     let mut labels = Labels::new();
@@ -230,9 +252,14 @@ fn alert(rule: &Rule, group: &GroupState, at: i64, ends_at: Option<i64>) -> Aler
     values.insert("rule".to_owned(), rule.name.clone());
     values.insert("count".to_owned(), count.to_string());
     values.insert("previous".to_owned(), previous.to_string());
+    let occurrences = occurrences(rule, group, at.min(i64::MAX / 2));
+    values.insert("occurrences".to_owned(), occurrences.to_string());
     let mut annotations = Labels::new();
     annotations.insert("summary".to_owned(), rule.summary.render(&values));
     annotations.insert("count".to_owned(), count.to_string());
+    if occurrences > 0 {
+        annotations.insert("occurrences".to_owned(), occurrences.to_string());
+    }
     annotations.insert("condition".to_owned(), rule.condition.to_string());
     Alert {
         labels,
@@ -370,5 +397,29 @@ mod tests {
         let mut other = Evaluator::new(rules(reshaped), serde_json::from_str(&saved).unwrap());
         other.evaluate(T0);
         assert!(other.observe(&rec("a", "x", T0 + 2000), T0).is_empty());
+    }
+
+    #[test]
+    fn event_rules_carry_the_events_own_occurrence_count() {
+        let r = rules(
+            "  - {name: backoff, query: 'stream:event AND reason:BackOff', every: 10s, window: 1m, group_by: [namespace], when: 'count >= 2', summary: '{{ namespace }}: BackOff x{{ occurrences }}'}",
+        );
+        let mut e = Evaluator::new(r, EvalState::default());
+        let event = |count: u64, at_ms: i64| {
+            let mut r = rec("web", "Back-off restarting failed container", at_ms);
+            r.stream = sluice_proto::Stream::Event as i32;
+            r.event = Some(sluice_proto::KubeEvent {
+                reason: "BackOff".into(),
+                count,
+                ..Default::default()
+            });
+            r
+        };
+        assert!(e.observe(&event(1, T0), T0).is_empty());
+        let fired = e.observe(&event(40, T0 + 1_000), T0 + 1_000);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].summary(), "web: BackOff x40");
+        assert_eq!(fired[0].annotations["occurrences"], "40");
+        assert!(e.observe(&rec("web", "BackOff", T0 + 2_000), T0 + 2_000).is_empty());
     }
 }

@@ -11,12 +11,18 @@
 //! - [`dispatch`]: groups, their timers, what was notified, the outbox.
 //! - [`notifier`]: the trait every channel implements; [`notifiers`]: DingTalk, Aliyun SMS,
 //!   email, webhooks; [`http`]: their HTTP client.
+//! - [`channels`]: each receiver's notifiers and the dispatcher, built from the file.
 //! - [`engine`]: the rule sink over the WAL, the clock, the deliveries and the durable state.
+//! - [`simulate`]: the engine on a simulated clock, messages rendered instead of sent;
+//!   [`rule_test`]: `sluice alert test`, promtool-style unit tests of rules on it;
+//!   [`backtest`]: `sluice alert backtest`, stored records replayed through it.
 //! - [`api`]: `/api/v1/alerts`, `/api/v1/alerts/status`, `/api/v1/silences`.
 //! - [`error`]: the crate's error type.
 
 pub mod alert;
 pub mod api;
+pub mod backtest;
+pub mod channels;
 pub mod condition;
 pub mod config;
 pub mod dispatch;
@@ -28,7 +34,9 @@ pub mod metric_rules;
 pub mod notifier;
 pub mod notifiers;
 pub mod route;
+pub mod rule_test;
 pub mod silence;
+pub mod simulate;
 pub mod template;
 
 pub use config::AlertsFile;

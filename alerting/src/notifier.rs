@@ -32,6 +32,50 @@ pub struct Budget {
     pub per_minute: u32,
 }
 
+/// A message as a channel would send it, built offline for `sluice alert test` and backtests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    /// How many of the notifications it carries (a digest cut at the size limit carries fewer).
+    pub carried: usize,
+    /// What people read (for webhooks, the body).
+    pub text: String,
+    /// The request's body size.
+    pub bytes: usize,
+    /// What the service would refuse or lose: a test that sees one fails.
+    pub problems: Vec<String>,
+    /// What is sent altered (a parameter cut to the service's length).
+    pub warnings: Vec<String>,
+}
+
+/// What a channel sends next from `due` (its waiting notifications, oldest first) at `now`.
+/// Without a budget: the oldest alone. With one (`per_minute`, `sent` the send times it keeps,
+/// pruned to the last minute here): `Err(until)` when the minute's budget is spent; else one
+/// message, recorded in `sent` — and when the waiting notifications would use up the rest of
+/// the budget, a channel that `merges` sends them all as one digest, most urgent first.
+pub fn next_message(
+    budget: Option<(u32, &mut Vec<i64>)>,
+    merges: bool,
+    mut due: Vec<Notification>,
+    now: i64,
+) -> Result<Vec<Notification>, i64> {
+    let Some((per_minute, sent)) = budget else {
+        due.truncate(1);
+        return Ok(due);
+    };
+    sent.retain(|t| *t > now - 60_000);
+    let remaining = per_minute.saturating_sub(sent.len() as u32);
+    if remaining == 0 {
+        return Err(sent[0] + 60_001);
+    }
+    if merges && due.len() as u32 >= remaining {
+        due.sort_by_key(|n| (n.rank(), n.created_ms));
+    } else {
+        due.truncate(1);
+    }
+    sent.push(now);
+    Ok(due)
+}
+
 #[async_trait]
 pub trait Notifier: Send + Sync {
     /// `dingtalk`, `sms`, `email`, `webhook`.
@@ -52,6 +96,9 @@ pub trait Notifier: Send + Sync {
     fn idempotent(&self) -> bool {
         true
     }
+
+    /// Builds the message [`Notifier::send`] would send for `notifications`, without sending it.
+    fn render(&self, notifications: &[Notification]) -> Rendered;
 
     /// Sends `notifications` (one, or several when [`Notifier::merges`]) as one message;
     /// returns how many it carried — a digest cut at the service's size limit carries fewer,

@@ -36,6 +36,11 @@ impl Route {
         Self::child(config, None, "0".to_owned())
     }
 
+    /// The longest `group_wait` in the tree: how long a new alert can wait for its first flush.
+    pub fn longest_group_wait(&self) -> Duration {
+        self.routes.iter().map(Route::longest_group_wait).fold(self.group_wait, Duration::max)
+    }
+
     fn child(config: &RouteConfig, parent: Option<&Route>, id: String) -> Self {
         let inherit = |own: Option<Duration>, of: fn(&Route) -> Duration, default| {
             own.or(parent.map(of)).unwrap_or(default)

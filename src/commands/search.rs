@@ -81,7 +81,7 @@ pub(crate) fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     request.end_ns = end_ns;
     request.limit = args.limit;
     request.order = if args.oldest_first { Order::Oldest } else { Order::Newest };
-    let source = Source::open(&args)?;
+    let source = Source::open(args.server.as_deref(), args.token.clone(), args.data_dir.clone())?;
 
     let mut out = std::io::stdout().lock();
     let mut csv = (format == Format::Csv).then(|| csv::Writer::from_writer(std::io::stdout()));
@@ -187,21 +187,26 @@ fn print_hit(
 }
 
 /// Where hits come from: the local index, or a server over HTTP.
-enum Source {
+pub(crate) enum Source {
     Local(std::sync::Arc<Store>),
     Remote { url: String, token: Option<String>, runtime: tokio::runtime::Runtime },
 }
 
 impl Source {
-    fn open(args: &SearchArgs) -> anyhow::Result<Self> {
-        match (&args.server, &args.data_dir) {
+    /// A server's API when `server` is given, else the index under `data_dir` (`./data`).
+    pub(crate) fn open(
+        server: Option<&str>,
+        token: Option<String>,
+        data_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        match (server, data_dir) {
             (Some(server), _) => Ok(Source::Remote {
                 url: format!("{}/api/v1/search", server.trim_end_matches('/')),
-                token: args.token.clone(),
+                token,
                 runtime: tokio::runtime::Builder::new_current_thread().enable_all().build()?,
             }),
             (None, data_dir) => {
-                let dir = data_dir.clone().unwrap_or_else(|| PathBuf::from("./data")).join("index");
+                let dir = data_dir.unwrap_or_else(|| PathBuf::from("./data")).join("index");
                 let store = Store::open_read_only(&dir)
                     .with_context(|| format!("cannot open the index in {}", dir.display()))?;
                 Ok(Source::Local(store))
@@ -209,7 +214,7 @@ impl Source {
         }
     }
 
-    fn search(&self, request: &SearchRequest) -> anyhow::Result<SearchResponse> {
+    pub(crate) fn search(&self, request: &SearchRequest) -> anyhow::Result<SearchResponse> {
         match self {
             Source::Local(store) => Ok(store.search(request)?),
             Source::Remote { url, token, runtime } => {
@@ -250,7 +255,7 @@ async fn remote(
     serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)

@@ -14,7 +14,7 @@ use crate::alert::Alert;
 use crate::config::{DingTalkConfig, DingTalkType, Secret};
 use crate::dispatch::{Notification, render};
 use crate::http::HttpClient;
-use crate::notifier::{Budget, Notifier, NotifyError};
+use crate::notifier::{Budget, Notifier, NotifyError, Rendered};
 
 /// The robot refuses longer bodies (`460101`).
 pub const MAX_BODY_BYTES: usize = 20_000;
@@ -161,6 +161,30 @@ impl Notifier for DingTalk {
 
     fn merges(&self) -> bool {
         true
+    }
+
+    fn render(&self, notifications: &[Notification]) -> Rendered {
+        let (body, carried) = self.body(notifications);
+        let text = ["/markdown/text", "/text/content"]
+            .iter()
+            .find_map(|p| body.pointer(p).and_then(Value::as_str))
+            .unwrap_or("")
+            .to_owned();
+        let bytes = body.to_string().len();
+        let mut problems = Vec::new();
+        if bytes > MAX_BODY_BYTES {
+            problems.push(format!("the body is {bytes} bytes, the robot takes {MAX_BODY_BYTES}"));
+        }
+        for m in &self.at_mobiles {
+            if !text.contains(&format!("@{m}")) {
+                problems.push(format!("@{m} is not in the text: the robot would not mention them"));
+            }
+        }
+        let mut warnings = Vec::new();
+        if text.contains("… cut: ") {
+            warnings.push("one notification alone is over the size limit: its text is cut".into());
+        }
+        Rendered { carried, text, bytes, problems, warnings }
     }
 
     async fn send(&self, notifications: &[Notification]) -> Result<usize, NotifyError> {

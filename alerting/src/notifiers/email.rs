@@ -10,7 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{EmailConfig, EmailTls, Secret};
 use crate::dispatch::{Notification, render};
-use crate::notifier::{Notifier, NotifyError};
+use crate::notifier::{Notifier, NotifyError, Rendered};
 
 pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -55,7 +55,7 @@ impl Email {
     }
 
     /// The subject, the plain text and the HTML of a notification.
-    pub fn render(n: &Notification) -> (String, String, String) {
+    pub fn parts(n: &Notification) -> (String, String, String) {
         let subject = format!(
             "[{}:{}] {}",
             n.status().to_uppercase(),
@@ -92,9 +92,19 @@ impl Notifier for Email {
         "email"
     }
 
+    fn render(&self, notifications: &[Notification]) -> Rendered {
+        let (subject, plain, html) = Self::parts(&notifications[0]);
+        Rendered {
+            carried: 1,
+            text: format!("Subject: {subject}\n\n{plain}"),
+            bytes: subject.len() + plain.len() + html.len(),
+            ..Rendered::default()
+        }
+    }
+
     async fn send(&self, notifications: &[Notification]) -> Result<usize, NotifyError> {
         let n = &notifications[0];
-        let (subject, plain, html) = Self::render(n);
+        let (subject, plain, html) = Self::parts(n);
         let mut message = Message::builder()
             .from(self.from.clone())
             .subject(subject)

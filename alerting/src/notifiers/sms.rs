@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::config::{Secret, SmsConfig};
 use crate::dispatch::Notification;
 use crate::http::HttpClient;
-use crate::notifier::{Notifier, NotifyError};
+use crate::notifier::{Notifier, NotifyError, Rendered};
 
 /// Aliyun limits each template variable (20 to 35 characters by kind); 20 fits all.
 pub const MAX_PARAM_CHARS: usize = 20;
@@ -36,6 +36,11 @@ impl Sms {
 
     /// The template parameters for a notification: short, all strings.
     pub fn template_param(n: &Notification) -> BTreeMap<&'static str, String> {
+        Self::full_param(n).into_iter().map(|(k, v)| (k, short(&v))).collect()
+    }
+
+    /// The template parameters before they are cut to the service's length.
+    fn full_param(n: &Notification) -> BTreeMap<&'static str, String> {
         let first = n.alerts.first();
         let service = n
             .group_labels
@@ -45,10 +50,10 @@ impl Sms {
             .unwrap_or_else(|| first.map_or(String::new(), |a| a.name().to_owned()));
         let severity = first.and_then(|a| a.labels.get("severity")).cloned().unwrap_or_default();
         BTreeMap::from([
-            ("service", short(&service)),
-            ("severity", short(&severity)),
+            ("service", service),
+            ("severity", severity),
             ("count", n.firing().to_string()),
-            ("id", short(&n.id)),
+            ("id", n.id.clone()),
         ])
     }
 
@@ -113,6 +118,33 @@ impl Notifier for Sms {
 
     fn idempotent(&self) -> bool {
         false
+    }
+
+    fn render(&self, notifications: &[Notification]) -> Rendered {
+        let n = &notifications[0];
+        if n.firing() == 0 {
+            return Rendered {
+                carried: 1,
+                text: "(nothing: SMS tells only of firing alerts)".to_owned(),
+                ..Rendered::default()
+            };
+        }
+        let text = serde_json::to_string(&Self::template_param(n)).expect("strings");
+        let warnings = Self::full_param(n)
+            .into_iter()
+            .filter(|(_, v)| v.chars().count() > MAX_PARAM_CHARS)
+            .map(|(k, v)| {
+                format!(
+                    "template parameter {k} is {} characters, sent cut to {MAX_PARAM_CHARS}: {v:?}",
+                    v.chars().count()
+                )
+            })
+            .collect();
+        let problems = match self.config.phone_numbers.len() {
+            1..=1000 => Vec::new(),
+            n => vec![format!("{n} phone numbers; SendSms takes 1 to 1000")],
+        };
+        Rendered { carried: 1, bytes: text.len(), text, problems, warnings }
     }
 
     async fn send(&self, notifications: &[Notification]) -> Result<usize, NotifyError> {
