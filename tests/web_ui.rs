@@ -179,3 +179,72 @@ fn the_page_holds_ten_thousand_hits_and_a_day_long_histogram() {
     let stdout = run_script("large.mjs", &base, &[("LINES", LINES.to_string())]);
     assert!(stdout.contains("large answers checks done"), "the script ran to its end:\n{stdout}");
 }
+
+/// The alerts panel over a real `sluice up --alerts` (notifications to the DingTalk double,
+/// `sluice_bench::fake_dingtalk`, since the real robot is a cloud service): firing and pending
+/// alerts listed, a silence made from an alert's row in the browser, seen by the API as made,
+/// and expired from the page again.
+#[test]
+fn the_alerts_panel_lists_alerts_and_silences_them_in_chromium() {
+    use sluice_bench::fake_dingtalk::{FakeDingTalk, Robot};
+    browser();
+    let dir = tempfile::tempdir().unwrap();
+    let robot = FakeDingTalk::start(
+        vec![Robot { token: "page-robot".into(), ..Robot::default() }],
+        Duration::from_secs(600),
+    );
+    let alerts = dir.path().join("alerts.yaml");
+    std::fs::write(
+        &alerts,
+        format!(
+            "receivers:\n  - name: oncall\n    dingtalk: {{webhook: '{}'}}\n\
+             route: {{receiver: oncall, group_by: [rule, namespace], group_wait: 0s}}\n\
+             rules:\n  - {{name: pay-failures, query: '支付失败', every: 10s, window: 10m, group_by: [namespace], when: 'count >= 2', labels: {{severity: critical}}, summary: '{{{{ namespace }}}}: {{{{ count }}}} 支付失败'}}\n  - {{name: slow-payments, query: 'slow payment', every: 10s, window: 10m, when: 'count >= 1', for: 1h}}\n",
+            robot.webhook("page-robot")
+        ),
+    )
+    .unwrap();
+    let pods = dir.path().join("var/log/pods");
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    for ns in ["pay", "shop"] {
+        let file = pods.join(format!("{ns}_api-1_u-{ns}/app/0.log"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let lines: String = (0..3)
+            .map(|i| format!("{} stdout F ERROR 支付失败 order {i} in {ns}\n", now()))
+            .collect();
+        std::fs::write(&file, format!("{lines}{} stdout F WARN slow payment in {ns}\n", now()))
+            .unwrap();
+    }
+    let (_up, base) = start_up_with(
+        &dir.path().join("data"),
+        &[format!("{}/*/*/*.log", pods.display())],
+        &["--alerts".as_ref(), alerts.as_os_str()],
+    );
+    wait_until(Duration::from_secs(30), "both namespaces fire", || {
+        http_get(&format!("{base}/api/v1/alerts"))
+            .is_some_and(|a| a.matches("\"firing\"").count() == 2 && a.contains("pending"))
+    });
+    let stdout = run_script(
+        "alerts.mjs",
+        &base,
+        &[("FIRING", "pay,shop".to_owned()), ("PENDING", "slow-payments".to_owned())],
+    );
+    assert!(stdout.contains("alerts page checks done"), "the script ran to its end:\n{stdout}");
+    let id = stdout.lines().find_map(|l| l.strip_prefix("SILENCE_ID=")).expect("the silence id");
+    let silences = http_get(&format!("{base}/api/v1/silences")).unwrap();
+    let silences: serde_json::Value = serde_json::from_str(&silences).unwrap();
+    let made = silences["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .expect("the page's silence is on the server");
+    assert_eq!(made["created_by"], "alice");
+    assert_eq!(made["comment"], "数据库迁移 db migration");
+    assert_eq!(made["active"], false, "expired from the page");
+    let matchers = made["matchers"].to_string();
+    assert!(
+        matchers.contains("namespace=\\\"pay\\\"") || matchers.contains("namespace=\\\"shop\\\""),
+        "{matchers}"
+    );
+}

@@ -36,6 +36,13 @@ pub fn routes(alerting: Alerting, auth: Arc<dyn Authenticator>) -> Router {
         .with_state(ApiState { alerting, auth })
 }
 
+/// Without `--alerts`: `/api/v1/alerts` says so (`"enabled": false`), so the page hides its
+/// alerts panel instead of meeting a 404.
+pub fn disabled() -> Router {
+    Router::new()
+        .route("/api/v1/alerts", get(|| async { Json(json!({"enabled": false, "alerts": []})) }))
+}
+
 fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Principal, Box<Response>> {
     let bearer = headers
         .get("authorization")
@@ -106,7 +113,7 @@ async fn alerts(State(state): State<ApiState>, headers: HeaderMap) -> Response {
             })
         })
         .collect();
-    Json(json!({ "alerts": alerts })).into_response()
+    Json(json!({ "enabled": true, "alerts": alerts })).into_response()
 }
 
 async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Response {

@@ -171,6 +171,8 @@ impl Alerting {
         }
         drop(metrics);
         let notify = self.shared.notify.lock().expect("poisoned");
+        // What Prometheus or an Alertmanager pushed and still fires.
+        alerts.extend(notify.pushed.values().map(|(_, a)| ("firing".to_owned(), a.clone())));
         for (state, alert) in &mut alerts {
             if notify.silences.iter().any(|s| s.mutes(alert, now)) {
                 *state = "silenced".to_owned();

@@ -201,9 +201,10 @@ pub(crate) async fn run_collector(
         Arc::new(Admission::new(args.max_concurrent_exports, args.max_concurrent_exports));
     let mut app = router(ApiState { store, metrics, auth: auth.clone(), admission, exports })
         .merge(sources::http::routes(clients));
-    if let Some(alerting) = alerting {
-        app = app.merge(sluice_alerting::api::routes(alerting, auth));
-    }
+    app = match alerting {
+        Some(alerting) => app.merge(sluice_alerting::api::routes(alerting, auth)),
+        None => app.merge(sluice_alerting::api::disabled()),
+    };
     let http_server =
         axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let http_task = tokio::spawn(async move { http_server.await });

@@ -1,5 +1,6 @@
 //! The search page, embedded in the binary: `query/web/` holds its HTML, CSS and TypeScript
-//! (compiled by `npm run build` into `query/web/dist/app.js`, which is committed so that a
+//! (compiled by `npm run build` into `query/web/dist/*.js` — the search in `app.js`, the alerts
+//! panel in `alerts.js`, what both use in `page.js` — committed so that a
 //! Rust build needs no Node.js; `scripts/test` checks it is current).
 
 use axum::Router;
@@ -9,6 +10,8 @@ use axum::routing::get;
 
 const INDEX: &str = include_str!("../../web/index.html");
 const APP: &str = include_str!("../../web/dist/app.js");
+const PAGE: &str = include_str!("../../web/dist/page.js");
+const ALERTS: &str = include_str!("../../web/dist/alerts.js");
 const STYLE: &str = include_str!("../../web/style.css");
 const ICON: &str = include_str!("../../web/favicon.svg");
 
@@ -23,6 +26,8 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(asset("text/html; charset=utf-8", INDEX)))
         .route("/assets/app.js", get(asset("text/javascript; charset=utf-8", APP)))
+        .route("/assets/page.js", get(asset("text/javascript; charset=utf-8", PAGE)))
+        .route("/assets/alerts.js", get(asset("text/javascript; charset=utf-8", ALERTS)))
         .route("/assets/style.css", get(asset("text/css; charset=utf-8", STYLE)))
         // Browsers ask for `/favicon.ico` on their own; an SVG answers both.
         .route("/assets/favicon.svg", get(asset("image/svg+xml", ICON)))

@@ -1,7 +1,8 @@
-"use strict";
 // The Sluice search page. Plain DOM, no framework: the page is small and must load from the
 // binary with nothing fetched from elsewhere. Log text is untrusted, so every value reaches
 // the page through textContent, never as HTML.
+import { initAlerts, reloadAlerts } from "./alerts.js";
+import { $, TOKEN_KEY, authHeaders, el, input, select } from "./page.js";
 const RANGES = {
     "15m": 15 * 60000,
     "1h": 3600000,
@@ -17,27 +18,6 @@ const LEVEL_COLORS = {
     trace: "#d0d5dd",
     "": "#b3c2d3",
 };
-const TOKEN_KEY = "sluice-token";
-function $(id) {
-    const el = document.getElementById(id);
-    if (!el)
-        throw new Error(`missing #${id}`);
-    return el;
-}
-function input(id) {
-    return $(id);
-}
-function select(id) {
-    return $(id);
-}
-function el(tag, text, cls) {
-    const node = document.createElement(tag);
-    if (text !== undefined)
-        node.textContent = text;
-    if (cls)
-        node.className = cls;
-    return node;
-}
 class Unauthorized extends Error {
 }
 /// Queries go as a form POST, not in the URL: a pasted query may be longer than a URL holds.
@@ -55,10 +35,6 @@ async function api(path, params) {
     if (!response.ok)
         throw new Error(body.error ?? response.statusText);
     return body;
-}
-function authHeaders() {
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    return token ? { Authorization: `Bearer ${token}` } : {};
 }
 function showLogin(message) {
     $("login").hidden = false;
@@ -120,7 +96,7 @@ function saveUrl() {
     }
     if (utc())
         params.set("tz", "utc");
-    history.replaceState(null, "", `?${params}`);
+    history.replaceState(null, "", `?${params}${location.hash}`);
 }
 function loadUrl() {
     const params = new URLSearchParams(location.search);
@@ -710,11 +686,14 @@ function init() {
         $("login").hidden = true;
         $("logout").hidden = false;
         void search();
+        reloadAlerts();
     });
     $("logout").addEventListener("click", () => {
         sessionStorage.removeItem(TOKEN_KEY);
         stopTail();
         $("hits").replaceChildren();
+        $("alerts").hidden = true;
+        $("alerts-toggle").hidden = true;
         showLogin("");
     });
     $("live").addEventListener("change", () => (input("live").checked ? startTail() : stopTail()));
@@ -738,6 +717,7 @@ function init() {
         }).catch(() => undefined);
     });
     enableZoom();
+    initAlerts(formatInput, () => showLogin("需要有效令牌 A valid token is required"));
     void search();
 }
 init();

@@ -2,6 +2,9 @@
 // binary with nothing fetched from elsewhere. Log text is untrusted, so every value reaches
 // the page through textContent, never as HTML.
 
+import { initAlerts, reloadAlerts } from "./alerts.js";
+import { $, TOKEN_KEY, authHeaders, el, input, select } from "./page.js";
+
 interface Hit {
   ts: string;
   cluster: string;
@@ -83,32 +86,6 @@ const LEVEL_COLORS: Record<string, string> = {
   "": "#b3c2d3",
 };
 
-const TOKEN_KEY = "sluice-token";
-
-function $(id: string): HTMLElement {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return el;
-}
-
-function input(id: string): HTMLInputElement {
-  return $(id) as HTMLInputElement;
-}
-
-function select(id: string): HTMLSelectElement {
-  return $(id) as HTMLSelectElement;
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  text?: string,
-  cls?: string,
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (cls) node.className = cls;
-  return node;
-}
 
 class Unauthorized extends Error {}
 
@@ -126,11 +103,6 @@ async function api<T>(path: string, params: Record<string, string>): Promise<T> 
   const body = await response.json().catch(() => ({ error: response.statusText }));
   if (!response.ok) throw new Error(body.error ?? response.statusText);
   return body as T;
-}
-
-function authHeaders(): Record<string, string> {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
 function showLogin(message: string): void {
@@ -190,7 +162,7 @@ function saveUrl(): void {
     if (end !== undefined) params.set("end", new Date(end).toISOString());
   }
   if (utc()) params.set("tz", "utc");
-  history.replaceState(null, "", `?${params}`);
+  history.replaceState(null, "", `?${params}${location.hash}`);
 }
 
 function loadUrl(): void {
@@ -778,11 +750,14 @@ function init(): void {
     $("login").hidden = true;
     $("logout").hidden = false;
     void search();
+    reloadAlerts();
   });
   $("logout").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     stopTail();
     $("hits").replaceChildren();
+    $("alerts").hidden = true;
+    $("alerts-toggle").hidden = true;
     showLogin("");
   });
   $("live").addEventListener("change", () => (input("live").checked ? startTail() : stopTail()));
@@ -806,6 +781,7 @@ function init(): void {
     }).catch(() => undefined);
   });
   enableZoom();
+  initAlerts(formatInput, () => showLogin("需要有效令牌 A valid token is required"));
   void search();
 }
 
