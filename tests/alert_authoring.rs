@@ -68,8 +68,8 @@ fn a_wrong_expectation_fails_and_says_what_fired() {
     assert!(text.contains("unknown field `exp_alert`") && text.contains("line"), "{text}");
 }
 
-/// A WeCom robot takes 4096 bytes of markdown: a group of many alerts is cut to fit, says how
-/// many it could not show, and the test run warns of it.
+/// A WeCom robot takes 4096 bytes of markdown: a group of many alerts is cut to fit, says by
+/// how much, and the test run warns of it.
 #[test]
 fn a_message_at_a_services_limit_is_cut_and_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,14 +89,14 @@ fn a_message_at_a_services_limit_is_cut_and_reported() {
         dir.path().join("alerts.test.yaml"),
         format!(
             "rule_files: [alerts.yaml]\ntests:\n  - name: many teams at once\n    input_lines:\n{lines}\
-             \n    exp_messages:\n      - {{channel: chat/webhook, contains: [team-000, 'more alerts not shown'], count: 1}}\n"
+             \n    exp_messages:\n      - {{channel: chat/webhook, contains: [team-000, '… cut: '], count: 1}}\n"
         ),
     )
     .unwrap();
     let (ok, text) = alert_test(&dir.path().join("alerts.test.yaml"));
     assert!(ok, "{text}");
     assert!(
-        text.contains("warning  many teams at once: chat/webhook at 2s: 80 alerts, cut at the service's size limit"),
+        text.contains("warning  many teams at once: chat/webhook at 2s: 80 alerts in one notification, cut at the service's size limit"),
         "{text}"
     );
 }

@@ -404,3 +404,65 @@ fn the_readme_alerts_example_validates() {
         String::from_utf8_lossy(&out.stdout).contains("(2 receivers, 3 rules, 1 inhibit rules)")
     );
 }
+
+/// The chat robots our users also run: a WeCom group robot (20 a minute) and a Feishu bot with
+/// a signing secret (100 a minute, 5 a second), both local doubles of the cloud services
+/// (`sluice_bench::fake_chatbot`). Errors in 30 namespaces reach both, each namespace once;
+/// WeCom never past its limit (digests instead), every Feishu request signed and within its
+/// rate.
+#[test]
+fn wecom_and_feishu_robots_get_every_namespace_within_their_limits() {
+    use sluice_bench::fake_chatbot::FakeChatbot;
+    let dir = tempfile::tempdir().unwrap();
+    let bots =
+        FakeChatbot::start(vec!["wk-1".into()], vec![("fs-1".into(), Some("fs-secret".into()))]);
+    std::fs::write(dir.path().join("feishu.secret"), "fs-secret\n").unwrap();
+    let alerts = dir.path().join("alerts.yaml");
+    std::fs::write(
+        &alerts,
+        format!(
+            "receivers:\n  - name: wecom\n    webhook: {{url: '{}', format: wecom}}\n  - name: feishu\n    webhook: {{url: '{}', format: feishu, secret_file: feishu.secret}}\n\
+             route:\n  receiver: wecom\n  group_by: [rule, namespace]\n  group_wait: 0s\n  routes:\n    - {{receiver: wecom, continue: true}}\n    - {{receiver: feishu}}\n\
+             rules:\n  - {{name: pay-failures, query: '支付失败', every: 10s, window: 10m, group_by: [namespace], when: 'count >= 2', summary: '{{{{ namespace }}}}: {{{{ count }}}} 支付失败'}}\n",
+            bots.wecom_url("wk-1"),
+            bots.feishu_url("fs-1")
+        ),
+    )
+    .unwrap();
+    let pods = dir.path().join("var/log/pods");
+    let (_up, _base) = start_up_with(
+        &dir.path().join("data"),
+        &[format!("{}/*/*/*.log", pods.display())],
+        &["--alerts".as_ref(), alerts.as_os_str()],
+    );
+    for ns in namespaces(0..30) {
+        let file = pods.join(format!("{ns}_pay-1_uid-{ns}")).join("app/0.log");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.9fZ");
+        let lines: String =
+            (0..3).map(|i| format!("{now} stdout F ERROR 支付失败 order {i} in {ns}\n")).collect();
+        std::fs::write(&file, lines).unwrap();
+    }
+    let seen = |robot: &str| -> BTreeMap<String, usize> {
+        let mut seen = BTreeMap::new();
+        for r in bots.delivered(robot) {
+            for part in r.text().split("namespace=\"").skip(1) {
+                *seen.entry(part.split('"').next().unwrap().to_owned()).or_default() += 1;
+            }
+        }
+        seen
+    };
+    let all: BTreeMap<String, usize> = namespaces(0..30).into_iter().map(|n| (n, 1)).collect();
+    wait_until(Duration::from_secs(60), "every namespace reaches WeCom and Feishu", || {
+        seen("wecom/wk-1") == all && seen("feishu/fs-1") == all
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(seen("wecom/wk-1"), all, "nothing twice");
+    assert_eq!(seen("feishu/fs-1"), all, "nothing twice");
+    assert_eq!(bots.count_code("wecom/wk-1", 45009), 0, "WeCom was sent too fast");
+    assert!(bots.busiest_minute("wecom/wk-1") <= 20);
+    assert!(bots.delivered("wecom/wk-1").len() < 30, "past WeCom's budget, digests");
+    assert_eq!(bots.count_code("feishu/fs-1", 19021), 0, "a Feishu request was not signed");
+    assert_eq!(bots.count_code("feishu/fs-1", 11232), 0, "Feishu was sent too fast");
+    assert!(bots.requests("feishu/fs-1").iter().all(|r| r.body["sign"].is_string()));
+}

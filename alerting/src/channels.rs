@@ -65,9 +65,14 @@ impl Channels {
                 );
             }
             if let Some(w) = &r.webhook {
+                let secret = match (&w.secret, &w.secret_file) {
+                    (Some(s), _) => Some(s.clone()),
+                    (None, Some(f)) => Some(read_secret(file_path, f).map_err(config_err)?),
+                    (None, None) => None,
+                };
                 add(
                     "webhook",
-                    Arc::new(Webhook::new(w, HttpClient::new(None).map_err(config_err)?)),
+                    Arc::new(Webhook::new(w, secret, HttpClient::new(None).map_err(config_err)?)),
                 );
             }
             receivers.insert(

@@ -120,6 +120,22 @@ pub struct WebhookConfig {
     pub url: String,
     #[serde(default)]
     pub format: WebhookFormat,
+    /// A Feishu bot's signing secret (签名校验); or `secret_file:`.
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    /// What the robot allows a minute (WeCom 20, Feishu 100); the budget stays one under it.
+    pub per_minute: Option<u32>,
+}
+
+impl WebhookConfig {
+    /// The robot's limit a minute: none for a plain JSON webhook.
+    pub fn limit(&self) -> Option<u32> {
+        match self.format {
+            WebhookFormat::Json => self.per_minute,
+            WebhookFormat::Wecom => Some(self.per_minute.unwrap_or(20)),
+            WebhookFormat::Feishu => Some(self.per_minute.unwrap_or(100)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -348,6 +364,24 @@ impl AlertsFile {
                 }
                 if s.phone_numbers.is_empty() || s.phone_numbers.len() > 1000 {
                     return Err(format!("{at}.sms.phone_numbers: 1 to 1000 numbers"));
+                }
+            }
+            if let Some(w) = &r.webhook {
+                if (w.secret.is_some() || w.secret_file.is_some())
+                    && w.format != WebhookFormat::Feishu
+                {
+                    return Err(format!(
+                        "{at}.webhook.secret: only a Feishu bot signs (format: feishu)"
+                    ));
+                }
+                if w.secret.is_some() && w.secret_file.is_some() {
+                    return Err(format!("{at}.webhook: give secret or secret_file, not both"));
+                }
+                if let Some(f) = &w.secret_file {
+                    read_secret(path, f).map_err(|e| format!("{at}.webhook.secret_file: {e}"))?;
+                }
+                if w.per_minute.is_some_and(|n| n < 2) {
+                    return Err(format!("{at}.webhook.per_minute: at least 2"));
                 }
             }
         }

@@ -446,9 +446,7 @@ async fn deliver(
         }
         let batch = {
             let mut notify = shared.notify.lock().expect("poisoned");
-            let sent = budget
-                .as_ref()
-                .map(|b| (b.per_minute, notify.sent.entry(b.key.clone()).or_default()));
+            let sent = budget.as_ref().map(|b| (b, notify.sent.entry(b.key.clone()).or_default()));
             next_message(sent, notifier.merges(), due, now)
         };
         let due = match batch {

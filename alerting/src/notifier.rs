@@ -30,6 +30,8 @@ pub enum NotifyError {
 pub struct Budget {
     pub key: String,
     pub per_minute: u32,
+    /// A second limit some services add (Feishu: 5 a second).
+    pub per_second: Option<u32>,
 }
 
 /// A message as a channel would send it, built offline for `sluice alert test` and backtests.
@@ -48,24 +50,32 @@ pub struct Rendered {
 }
 
 /// What a channel sends next from `due` (its waiting notifications, oldest first) at `now`.
-/// Without a budget: the oldest alone. With one (`per_minute`, `sent` the send times it keeps,
-/// pruned to the last minute here): `Err(until)` when the minute's budget is spent; else one
-/// message, recorded in `sent` — and when the waiting notifications would use up the rest of
-/// the budget, a channel that `merges` sends them all as one digest, most urgent first.
+/// Without a budget: the oldest alone. With one (`sent` the send times it keeps, pruned to the
+/// last minute here): `Err(until)` when the minute's (or the second's) budget is spent; else
+/// one message, recorded in `sent` — and when the waiting notifications would use up the rest
+/// of the minute's budget, a channel that `merges` sends them all as one digest, most urgent
+/// first.
 pub fn next_message(
-    budget: Option<(u32, &mut Vec<i64>)>,
+    budget: Option<(&Budget, &mut Vec<i64>)>,
     merges: bool,
     mut due: Vec<Notification>,
     now: i64,
 ) -> Result<Vec<Notification>, i64> {
-    let Some((per_minute, sent)) = budget else {
+    let Some((budget, sent)) = budget else {
         due.truncate(1);
         return Ok(due);
     };
     sent.retain(|t| *t > now - 60_000);
-    let remaining = per_minute.saturating_sub(sent.len() as u32);
+    let remaining = budget.per_minute.saturating_sub(sent.len() as u32);
     if remaining == 0 {
         return Err(sent[0] + 60_001);
+    }
+    if let Some(per_second) = budget.per_second {
+        let this_second: Vec<i64> = sent.iter().copied().filter(|t| *t > now - 1_000).collect();
+        if this_second.len() as u32 >= per_second {
+            // A quarter second more: the service counts from when each request reached it.
+            return Err(this_second[0] + 1_250);
+        }
     }
     if merges && due.len() as u32 >= remaining {
         due.sort_by_key(|n| (n.rank(), n.created_ms));

@@ -134,7 +134,7 @@ impl Simulation {
                 let budget = notifier.budget();
                 let sent = budget
                     .as_ref()
-                    .map(|b| (b.per_minute, self.notify.sent.entry(b.key.clone()).or_default()));
+                    .map(|b| (b, self.notify.sent.entry(b.key.clone()).or_default()));
                 let Ok(batch) = next_message(sent, notifier.merges(), due, now) else {
                     break;
                 };

@@ -2,6 +2,7 @@
 //! server can stand in for here — [`fake_kube`] (the Kubernetes API), [`fake_dingtalk`] (DingTalk
 //! robots) and [`fake_sms`] (Aliyun SMS) — which both drive.
 
+pub mod fake_chatbot;
 pub mod fake_dingtalk;
 pub mod fake_kube;
 pub mod fake_sms;

@@ -10,11 +10,11 @@ use async_trait::async_trait;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::alert::Alert;
 use crate::config::{DingTalkConfig, DingTalkType, Secret};
-use crate::dispatch::{Notification, render};
+use crate::dispatch::Notification;
 use crate::http::HttpClient;
 use crate::notifier::{Budget, Notifier, NotifyError, Rendered};
+use crate::notifiers::digest::{self, Style};
 
 /// The robot refuses longer bodies (`460101`).
 pub const MAX_BODY_BYTES: usize = 20_000;
@@ -45,28 +45,46 @@ impl DingTalk {
     /// The body for as many of `notifications` as fit in [`MAX_BODY_BYTES`], most urgent
     /// first, and how many that is.
     pub fn body(&self, notifications: &[Notification]) -> (Value, usize) {
-        let mut order: Vec<&Notification> = notifications.iter().collect();
-        order.sort_by_key(|n| (n.rank(), n.created_ms));
+        let (body, carried) = digest::fit(
+            notifications,
+            MAX_BODY_BYTES,
+            |shown, more| self.message(shown, more),
+            |body| body.to_string().len(),
+        );
+        let size = body.to_string().len();
+        if size <= MAX_BODY_BYTES {
+            return (body, carried);
+        }
+        let pointer = self.text_pointer();
+        let text = body.pointer(pointer).and_then(Value::as_str).unwrap_or("").to_owned();
+        let mut body = body;
+        *body.pointer_mut(pointer).expect("text") =
+            json!(digest::cut(&text, size - MAX_BODY_BYTES));
+        (body, 1)
+    }
+
+    fn message(&self, shown: &[&Notification], more: usize) -> Value {
+        let style = match self.msgtype {
+            DingTalkType::Markdown => Style::Markdown,
+            DingTalkType::Text => Style::Plain,
+        };
+        let (title, text) = digest::text(shown, more, style);
         let mentions: String = self.at_mobiles.iter().map(|m| format!(" @{m}")).collect();
-        let mut carried = order.len();
-        loop {
-            let (title, text) = text(&order[..carried], order.len() - carried, self.msgtype);
-            let text = format!("{text}\n\n{}", mentions.trim());
-            let body = match self.msgtype {
-                DingTalkType::Markdown => {
-                    json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}})
-                }
-                DingTalkType::Text => json!({"msgtype": "text", "text": {"content": text}}),
-            };
-            let mut body = body;
-            body["at"] = json!({"atMobiles": self.at_mobiles, "isAtAll": false});
-            if body.to_string().len() <= MAX_BODY_BYTES || carried == 1 {
-                if body.to_string().len() > MAX_BODY_BYTES {
-                    return (cut(body, self.msgtype), 1);
-                }
-                return (body, carried);
+        let text = format!("{text}\n\n{}", mentions.trim());
+        let mut body = match self.msgtype {
+            DingTalkType::Markdown => {
+                json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}})
             }
-            carried -= 1;
+            DingTalkType::Text => json!({"msgtype": "text", "text": {"content": text}}),
+        };
+        body["at"] = json!({"atMobiles": self.at_mobiles, "isAtAll": false});
+        body
+    }
+
+    fn text_pointer(&self) -> &'static str {
+        match self.msgtype {
+            DingTalkType::Markdown => "/markdown/text",
+            DingTalkType::Text => "/text/content",
         }
     }
 
@@ -88,63 +106,6 @@ pub fn sign(secret: &str, timestamp_ms: i64) -> String {
     percent_encoding::utf8_percent_encode(&b64, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// The title and the text of a message carrying `shown` (and saying that `more` follow).
-fn text(shown: &[&Notification], more: usize, kind: DingTalkType) -> (String, String) {
-    let firing: usize = shown.iter().map(|n| n.firing()).sum();
-    let (bold, item) = match kind {
-        DingTalkType::Markdown => ("**", "- "),
-        DingTalkType::Text => ("", "• "),
-    };
-    let mut lines = Vec::new();
-    let title = if let [one] = shown {
-        let name = one.alerts.first().map_or("", Alert::name);
-        format!("[{}:{}] {name}", one.status().to_uppercase(), one.alerts.len())
-    } else {
-        format!("[DIGEST] {} notifications, {firing} firing", shown.len())
-    };
-    lines.push(format!("{bold}{title}{bold}"));
-    if shown.len() > 1 {
-        lines.push(
-            "Merged into one message: the robot's 20-a-minute budget was reached.".to_owned(),
-        );
-    }
-    for n in shown {
-        lines.push(format!(
-            "{bold}[{}] {}{bold}",
-            n.status().to_uppercase(),
-            render(&n.group_labels)
-        ));
-        for a in &n.alerts {
-            let state = if a.is_firing() { "FIRING" } else { "RESOLVED" };
-            let severity = a.labels.get("severity").map_or(String::new(), |s| format!(" ({s})"));
-            lines.push(format!("{item}[{state}] {}{severity}: {}", a.name(), a.summary()));
-        }
-    }
-    if more > 0 {
-        lines.push(format!("{more} more notifications follow in the next message."));
-    }
-    (title, lines.join("\n\n"))
-}
-
-/// One notification too big alone: its text cut at the limit, saying so.
-fn cut(mut body: Value, kind: DingTalkType) -> Value {
-    let pointer = match kind {
-        DingTalkType::Markdown => "/markdown/text",
-        DingTalkType::Text => "/text/content",
-    };
-    let text = body.pointer(pointer).and_then(Value::as_str).unwrap_or("").to_owned();
-    let overhead = body.to_string().len() - json!(text).to_string().len();
-    let mut keep = MAX_BODY_BYTES.saturating_sub(overhead + 200);
-    while !text.is_char_boundary(keep.min(text.len())) {
-        keep -= 1;
-    }
-    let kept = &text[..keep.min(text.len())];
-    let note =
-        format!("\n\n… cut: {} more bytes over the 20000-byte limit", text.len() - kept.len());
-    *body.pointer_mut(pointer).expect("text") = json!(format!("{kept}{note}"));
-    body
-}
-
 #[async_trait]
 impl Notifier for DingTalk {
     fn kind(&self) -> &'static str {
@@ -156,6 +117,7 @@ impl Notifier for DingTalk {
         Some(Budget {
             key: format!("dingtalk:{:016x}", xxhash_rust::xxh3::xxh3_64(token.as_bytes())),
             per_minute: self.per_minute - 1,
+            per_second: None,
         })
     }
 
@@ -165,11 +127,8 @@ impl Notifier for DingTalk {
 
     fn render(&self, notifications: &[Notification]) -> Rendered {
         let (body, carried) = self.body(notifications);
-        let text = ["/markdown/text", "/text/content"]
-            .iter()
-            .find_map(|p| body.pointer(p).and_then(Value::as_str))
-            .unwrap_or("")
-            .to_owned();
+        let text =
+            body.pointer(self.text_pointer()).and_then(Value::as_str).unwrap_or("").to_owned();
         let bytes = body.to_string().len();
         let mut problems = Vec::new();
         if bytes > MAX_BODY_BYTES {
@@ -181,7 +140,7 @@ impl Notifier for DingTalk {
             }
         }
         let mut warnings = Vec::new();
-        if text.contains("… cut: ") {
+        if text.contains("\n\n… cut: ") {
             warnings.push("one notification alone is over the size limit: its text is cut".into());
         }
         Rendered { carried, text, bytes, problems, warnings }
@@ -234,7 +193,7 @@ impl Notifier for DingTalk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::Labels;
+    use crate::alert::{Alert, Labels};
 
     #[test]
     fn the_signature_matches_the_spec_vector() {

@@ -1,91 +1,110 @@
-//! Generic webhooks: Alertmanager's webhook payload, or the WeCom and Feishu group robots'
-//! message formats.
+//! Generic webhooks (Alertmanager's webhook payload, one notification a request) and the WeCom
+//! (企业微信) and Feishu (飞书) group robots. The robots limit messages a minute (WeCom 20,
+//! Feishu 100) and the size of one: past the budget notifications merge into one digest
+//! ([`Notifier::merges`]), and a message is cut at the size limit saying how many follow. A
+//! Feishu bot with a signing secret gets `timestamp` and `sign` in every body.
 
 use async_trait::async_trait;
+use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::config::{WebhookConfig, WebhookFormat};
-use crate::dispatch::{Notification, render};
+use crate::config::{Secret, WebhookConfig, WebhookFormat};
+use crate::dispatch::Notification;
 use crate::http::HttpClient;
-use crate::notifier::{Notifier, NotifyError, Rendered};
+use crate::notifier::{Budget, Notifier, NotifyError, Rendered};
+use crate::notifiers::digest::{self, Style};
 
 /// WeCom's markdown `content` limit, in bytes.
 const WECOM_MAX_CONTENT: usize = 4096;
 /// Feishu's request body limit, in bytes.
 const FEISHU_MAX_BODY: usize = 20 * 1024;
+/// Feishu's bots also take at most 5 a second.
+const FEISHU_PER_SECOND: u32 = 5;
 
 pub struct Webhook {
     url: String,
     format: WebhookFormat,
+    secret: Option<Secret>,
+    limit: Option<u32>,
     http: HttpClient,
 }
 
 impl Webhook {
-    pub fn new(config: &WebhookConfig, http: HttpClient) -> Self {
-        Self { url: config.url.clone(), format: config.format, http }
+    pub fn new(config: &WebhookConfig, secret: Option<Secret>, http: HttpClient) -> Self {
+        Self { url: config.url.clone(), format: config.format, secret, limit: config.limit(), http }
     }
 
-    pub fn body(&self, n: &Notification) -> Value {
-        let lines: Vec<String> = n
-            .alerts
-            .iter()
-            .map(|a| {
-                let state = if a.is_firing() { "FIRING" } else { "RESOLVED" };
-                format!("[{state}] {}: {}", a.name(), a.summary())
-            })
-            .collect();
-        let title = format!(
-            "[{}:{}] {}",
-            n.status().to_uppercase(),
-            n.alerts.len(),
-            render(&n.group_labels)
-        );
+    /// The body for as many of `notifications` as the format carries (a plain webhook one, a
+    /// robot what fits its size limit), and how many that is.
+    pub fn body(&self, notifications: &[Notification], now_ms: i64) -> (Value, usize) {
         match self.format {
-            WebhookFormat::Json => json!({
-                "version": "4",
-                "groupKey": n.group_key,
-                "status": n.status(),
-                "receiver": n.receiver,
-                "groupLabels": n.group_labels,
-                "alerts": n.alerts.iter().map(|a| json!({
-                    "status": if a.is_firing() { "firing" } else { "resolved" },
-                    "labels": a.labels,
-                    "annotations": a.annotations,
-                    "startsAt": rfc3339(a.starts_at),
-                    "endsAt": a.ends_at.map_or("0001-01-01T00:00:00Z".to_owned(), rfc3339),
-                    "fingerprint": format!("{:016x}", a.fingerprint()),
-                })).collect::<Vec<_>>(),
-            }),
-            WebhookFormat::Wecom => json!({
-                "msgtype": "markdown",
-                "markdown": {"content": fit(format!("**{title}**"), &lines, WECOM_MAX_CONTENT)},
-            }),
-            WebhookFormat::Feishu => json!({
-                "msg_type": "text",
-                // The body's JSON around the text and its escapes need room too.
-                "content": {"text": fit(title, &lines, FEISHU_MAX_BODY * 3 / 4)},
-            }),
+            WebhookFormat::Json => (alertmanager_payload(&notifications[0]), 1),
+            WebhookFormat::Wecom => {
+                let (text, carried) = digest::fit(
+                    notifications,
+                    WECOM_MAX_CONTENT,
+                    |shown, more| digest::text(shown, more, Style::Markdown).1,
+                    String::len,
+                );
+                let text = match text.len() {
+                    n if n > WECOM_MAX_CONTENT => digest::cut(&text, n - WECOM_MAX_CONTENT),
+                    _ => text,
+                };
+                (json!({"msgtype": "markdown", "markdown": {"content": text}}), carried)
+            }
+            WebhookFormat::Feishu => {
+                let (body, carried) = digest::fit(
+                    notifications,
+                    FEISHU_MAX_BODY,
+                    |shown, more| self.feishu(digest::text(shown, more, Style::Plain).1, now_ms),
+                    |b| b.to_string().len(),
+                );
+                let size = body.to_string().len();
+                if size <= FEISHU_MAX_BODY {
+                    return (body, carried);
+                }
+                let text = body["content"]["text"].as_str().unwrap_or("").to_owned();
+                (self.feishu(digest::cut(&text, size - FEISHU_MAX_BODY), now_ms), 1)
+            }
         }
+    }
+
+    fn feishu(&self, text: String, now_ms: i64) -> Value {
+        let mut body = json!({"msg_type": "text", "content": {"text": text}});
+        if let Some(secret) = &self.secret {
+            let timestamp = (now_ms / 1000).to_string();
+            body["timestamp"] = json!(timestamp);
+            body["sign"] = json!(feishu_sign(&secret.0, &timestamp));
+        }
+        body
     }
 }
 
-/// The title and as many alert lines as fit in `max` bytes, then how many did not.
-fn fit(title: String, lines: &[String], max: usize) -> String {
-    let mut text = title;
-    for (i, line) in lines.iter().enumerate() {
-        // Room for the note is kept whether or not it is needed: the text never passes `max`.
-        if text.len() + 1 + line.len() + CUT_NOTE.len() + 24 > max {
-            let cut = lines.len() - i;
-            text.push_str(&format!("\n… {cut}{CUT_NOTE}"));
-            return text;
-        }
-        text.push('\n');
-        text.push_str(line);
-    }
-    text
+/// `base64(HMAC-SHA256(key = "{timestamp}\n{secret}", message = ""))`, Feishu's bot signature.
+pub fn feishu_sign(secret: &str, timestamp: &str) -> String {
+    let key =
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, format!("{timestamp}\n{secret}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, b"").as_ref())
 }
 
-const CUT_NOTE: &str = " more alerts not shown: the message is at the service's size limit";
+/// Alertmanager's webhook payload (version 4) for one notification.
+fn alertmanager_payload(n: &Notification) -> Value {
+    json!({
+        "version": "4",
+        "groupKey": n.group_key,
+        "status": n.status(),
+        "receiver": n.receiver,
+        "groupLabels": n.group_labels,
+        "alerts": n.alerts.iter().map(|a| json!({
+            "status": if a.is_firing() { "firing" } else { "resolved" },
+            "labels": a.labels,
+            "annotations": a.annotations,
+            "startsAt": rfc3339(a.starts_at),
+            "endsAt": a.ends_at.map_or("0001-01-01T00:00:00Z".to_owned(), rfc3339),
+            "fingerprint": format!("{:016x}", a.fingerprint()),
+        })).collect::<Vec<_>>(),
+    })
+}
 
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -99,8 +118,22 @@ impl Notifier for Webhook {
         "webhook"
     }
 
+    fn budget(&self) -> Option<Budget> {
+        let per_minute = self.limit?;
+        // One budget per robot, whichever receivers use it; the URL holds its key.
+        Some(Budget {
+            key: format!("webhook:{:016x}", xxhash_rust::xxh3::xxh3_64(self.url.as_bytes())),
+            per_minute: per_minute - 1,
+            per_second: (self.format == WebhookFormat::Feishu).then_some(FEISHU_PER_SECOND),
+        })
+    }
+
+    fn merges(&self) -> bool {
+        self.format != WebhookFormat::Json
+    }
+
     fn render(&self, notifications: &[Notification]) -> Rendered {
-        let body = self.body(&notifications[0]);
+        let (body, carried) = self.body(notifications, chrono::Utc::now().timestamp_millis());
         let text = match self.format {
             WebhookFormat::Json => serde_json::to_string_pretty(&body).expect("json"),
             WebhookFormat::Wecom => body["markdown"]["content"].as_str().unwrap_or("").to_owned(),
@@ -119,31 +152,38 @@ impl Notifier for Webhook {
                 .push(format!("the Feishu body is {bytes} bytes, the bot takes {FEISHU_MAX_BODY}"));
         }
         let mut warnings = Vec::new();
-        if text.contains(CUT_NOTE) {
+        if text.contains("\n\n… cut: ") {
             warnings.push(format!(
-                "{} alerts, cut at the service's size limit",
+                "{} alerts in one notification, cut at the service's size limit",
                 notifications[0].alerts.len()
             ));
         }
-        Rendered { carried: 1, text, bytes, problems, warnings }
+        Rendered { carried, text, bytes, problems, warnings }
     }
 
     async fn send(&self, notifications: &[Notification]) -> Result<usize, NotifyError> {
-        let body = self.body(&notifications[0]).to_string().into_bytes();
+        let (body, carried) = self.body(notifications, chrono::Utc::now().timestamp_millis());
         let (status, answer) = self
             .http
-            .post(&self.url, "application/json", body)
+            .post(&self.url, "application/json", body.to_string().into_bytes())
             .await
             .map_err(|e| NotifyError::Retry(e.message))?;
         match status {
             200..=299 => {
-                // WeCom and Feishu answer 200 with a code of their own.
+                // WeCom (`errcode`) and Feishu (`code`) answer 200 with a code of their own.
                 let answer: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
                 let code =
                     answer.get("errcode").or_else(|| answer.get("code")).and_then(Value::as_i64);
-                match code {
-                    None | Some(0) => Ok(1),
-                    Some(code) => {
+                let throttled = |reason: String| NotifyError::Throttled {
+                    wait: std::time::Duration::from_secs(60),
+                    reason,
+                };
+                match (self.format, code) {
+                    (_, None | Some(0)) => Ok(carried),
+                    (WebhookFormat::Wecom, Some(45009)) | (WebhookFormat::Feishu, Some(11232)) => {
+                        Err(throttled(format!("the robot answered code {code:?}: {answer}")))
+                    }
+                    (_, Some(code)) => {
                         Err(NotifyError::Config(format!("webhook answered code {code}: {answer}")))
                     }
                 }
@@ -187,8 +227,14 @@ mod tests {
     }
 
     fn hook(format: WebhookFormat) -> Webhook {
-        let config = WebhookConfig { url: "http://127.0.0.1:1/".into(), format };
-        Webhook::new(&config, HttpClient::new(None).unwrap())
+        let config = WebhookConfig {
+            url: "http://127.0.0.1:1/".into(),
+            format,
+            secret: None,
+            secret_file: None,
+            per_minute: None,
+        };
+        Webhook::new(&config, None, HttpClient::new(None).unwrap())
     }
 
     #[test]
@@ -196,7 +242,7 @@ mod tests {
         let wecom = hook(WebhookFormat::Wecom).render(&[notification(300)]);
         assert!(wecom.problems.is_empty(), "{:?}", wecom.problems);
         assert!(wecom.text.len() <= WECOM_MAX_CONTENT, "{}", wecom.text.len());
-        assert!(wecom.text.contains("team-0000") && wecom.text.contains(CUT_NOTE));
+        assert!(wecom.text.contains("team-0000") && wecom.text.contains("… cut: "));
         assert_eq!(wecom.warnings.len(), 1);
         let feishu = hook(WebhookFormat::Feishu).render(&[notification(3000)]);
         assert!(feishu.problems.is_empty(), "{:?}", feishu.problems);
