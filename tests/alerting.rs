@@ -401,7 +401,8 @@ fn the_readme_alerts_example_validates() {
     let out = Command::new(sluice()).args(["alert", "validate"]).arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("(2 receivers, 3 rules, 1 inhibit rules)")
+        String::from_utf8_lossy(&out.stdout)
+            .contains("(2 receivers, 3 rules, 1 metric rules, 1 inhibit rules)")
     );
 }
 

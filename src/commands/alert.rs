@@ -90,10 +90,11 @@ pub(crate) fn alert(args: AlertArgs) -> anyhow::Result<ExitCode> {
         AlertCommand::Validate { file } => {
             let alerts = AlertsFile::load(&file)?;
             println!(
-                "{}: ok ({} receivers, {} rules, {} inhibit rules)",
+                "{}: ok ({} receivers, {} rules, {} metric rules, {} inhibit rules)",
                 file.display(),
                 alerts.receivers.len(),
                 alerts.rules.len(),
+                alerts.metric_rules.len(),
                 alerts.inhibit_rules.len()
             );
             Ok(ExitCode::SUCCESS)
