@@ -467,3 +467,64 @@ fn wecom_and_feishu_robots_get_every_namespace_within_their_limits() {
     assert_eq!(bots.count_code("feishu/fs-1", 11232), 0, "Feishu was sent too fast");
     assert!(bots.requests("feishu/fs-1").iter().all(|r| r.body["sign"].is_string()));
 }
+
+/// A rule starting over logs already stored counts what its window holds from the index (so a
+/// 10-minute window is whole at once), and a record the WAL brings after counts once.
+#[test]
+fn a_rule_starting_over_stored_logs_counts_its_window_from_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let robot = FakeDingTalk::start(
+        vec![Robot { token: TOKEN.into(), ..Robot::default() }],
+        Duration::from_secs(600),
+    );
+    let pods = dir.path().join("var/log/pods");
+    let file = pods.join("old_pay-1_uid-old/app/0.log");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let error = |i: usize| {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.9fZ");
+        format!("{now} stdout F ERROR 支付失败 order {i} in old\n")
+    };
+    std::fs::write(&file, (0..3).map(error).collect::<String>()).unwrap();
+    let watch = [format!("{}/*/*/*.log", pods.display())];
+    let data = dir.path().join("data");
+    {
+        let (_up, base) = start_up(&data, &watch);
+        wait_until(Duration::from_secs(30), "three errors stored", || {
+            total(&base, "支付失败") == 3
+        });
+    }
+    let alerts = dir.path().join("alerts.yaml");
+    std::fs::write(
+        &alerts,
+        format!(
+            "receivers:\n  - name: oncall\n    dingtalk: {{webhook: '{}'}}\n\
+             route: {{receiver: oncall, group_by: [rule, namespace], group_wait: 0s}}\n\
+             rules:\n  - {{name: three, query: '支付失败', every: 10s, window: 10m, group_by: [namespace], when: 'count >= 3', summary: '{{{{ namespace }}}}: {{{{ count }}}}'}}\n  - {{name: four, query: '支付失败', every: 10s, window: 10m, group_by: [namespace], when: 'count >= 4', summary: '{{{{ namespace }}}}: {{{{ count }}}}'}}\n",
+            robot.webhook(TOKEN)
+        ),
+    )
+    .unwrap();
+    let (_up, base) = start_up_with(&data, &watch, &["--alerts".as_ref(), alerts.as_os_str()]);
+    let fired = |rule: &str| {
+        robot
+            .delivered(TOKEN)
+            .iter()
+            .filter(|r| r.text().contains(&format!("[FIRING] {rule}")))
+            .map(|r| r.text())
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(20), "the stored errors fire the rule", || {
+        !fired("three").is_empty()
+    });
+    assert!(fired("three")[0].contains("old: 3"), "{}", fired("three")[0]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(fired("four").is_empty(), "three stored errors are not four");
+    append(&file, &error(3));
+    wait_until(Duration::from_secs(20), "a fourth error fires the second rule", || {
+        !fired("four").is_empty()
+    });
+    assert!(fired("four")[0].contains("old: 4"), "counted once each: {}", fired("four")[0]);
+    wait_until(Duration::from_secs(20), "the fourth is stored too", || {
+        total(&base, "支付失败") == 4
+    });
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
+use sluice_proto::id::RecordId;
 use sluice_proto::{KubeEvent, LogRecord, Stream};
 use sluice_query::Hit;
 
@@ -105,7 +106,7 @@ impl Report {
     }
 }
 
-/// A stored hit as the record the rules saw.
+/// A stored hit as the record the rules saw, with its id.
 pub fn hit_record(hit: &Hit) -> Result<LogRecord, String> {
     let ts = chrono::DateTime::parse_from_rfc3339(&hit.ts)
         .map_err(|e| format!("hit {}: ts {:?}: {e}", hit.id, hit.ts))?;
@@ -117,7 +118,10 @@ pub fn hit_record(hit: &Hit) -> Result<LogRecord, String> {
         "event" => Stream::Event,
         _ => Stream::Unspecified,
     };
+    let id = hit.id.parse::<RecordId>().unwrap_or(RecordId::new(0, 0));
     Ok(LogRecord {
+        source: id.source,
+        offset: id.offset,
         timestamp_ns: ns,
         ingest_time_ns: ns,
         cluster: hit.cluster.clone(),

@@ -290,6 +290,8 @@ pub struct MetricRule {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
+    /// The search-language query, as written.
+    pub query: String,
     pub matcher: Matcher,
     pub every: Duration,
     pub window: Duration,
@@ -451,6 +453,7 @@ impl AlertsFile {
                 .map_err(|e| format!("{at}.summary: {e}"))?;
         Ok(Rule {
             name: r.name.clone(),
+            query: r.query.clone(),
             matcher,
             every: r.every,
             window: r.window,

@@ -96,6 +96,7 @@ impl Alerting {
         file_path: &Path,
         dir: &Path,
         wal: Arc<Wal>,
+        history: Option<&dyn History>,
         stop: watch::Receiver<bool>,
     ) -> Result<(Self, RuleSink), AlertError> {
         std::fs::create_dir_all(dir)
@@ -114,9 +115,15 @@ impl Alerting {
         let notify: NotifyState = load(&dir.join("notify.json"))?.unwrap_or_default();
         let metrics: MetricState = load(&dir.join("metric_rules.json"))?.unwrap_or_default();
         let Channels { notifiers: channels, dispatcher } = Channels::build(file, file_path)?;
+        let cursor = eval.cursor;
+        let mut evaluator = Evaluator::new(file.rules(), eval);
+        let mut notify = notify;
+        if let Some(history) = history {
+            seed(&mut evaluator, &mut notify, &dispatcher, history);
+        }
         let shared = Arc::new(Shared {
-            written: AtomicU64::new(eval.cursor),
-            evaluator: Mutex::new(Evaluator::new(file.rules(), eval)),
+            written: AtomicU64::new(cursor),
+            evaluator: Mutex::new(evaluator),
             metrics: Mutex::new(metrics),
             metric_rules: file.metric_rules(),
             notify: Mutex::new(notify),
@@ -351,6 +358,59 @@ async fn clock(shared: Arc<Shared>, wal: Arc<Wal>, mut stop: watch::Receiver<boo
                 Err(e) => {
                     tracing::error!(error = %e, "cannot save the alerting state; notifications wait")
                 }
+            }
+        }
+    }
+}
+
+/// Where rules that start without counts read what happened before: the local index, when
+/// there is one. A rule added to the file, or every rule on the first start, would otherwise
+/// see only the records arriving from now on, and a 10-minute window would take 10 minutes to
+/// be whole.
+pub trait History: Send + Sync {
+    /// Records matching `query` with times in `[start_ns, end_ns)`, oldest first, at most
+    /// `limit`.
+    fn matching(
+        &self,
+        query: &str,
+        start_ns: i64,
+        end_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<sluice_proto::LogRecord>, String>;
+}
+
+/// At most this many stored records per rule; past it the counts are a lower bound.
+const SEED_LIMIT: usize = 200_000;
+
+/// Counts, for every rule starting without counts, the stored records its windows reach (the
+/// WAL's records count from the rule sink's cursor; one both hold counts once, by its id).
+fn seed(
+    evaluator: &mut Evaluator,
+    notify: &mut NotifyState,
+    dispatcher: &Dispatcher,
+    history: &dyn History,
+) {
+    let now = now_ms();
+    let fresh: Vec<(String, String, Duration)> = evaluator
+        .fresh()
+        .into_iter()
+        .map(|(rule, span)| (rule.name.clone(), rule.query.clone(), span))
+        .collect();
+    for (name, query, span) in fresh {
+        let start_ns = (now - span.as_millis() as i64) * 1_000_000;
+        let end_ns = (now + 60_000) * 1_000_000;
+        match history.matching(&query, start_ns, end_ns, SEED_LIMIT) {
+            Ok(records) => {
+                if records.len() >= SEED_LIMIT {
+                    tracing::warn!(rule = %name, limit = SEED_LIMIT, "more stored records than a rule counts at start; its first windows are a lower bound");
+                }
+                tracing::info!(rule = %name, records = records.len(), "rule counted the stored records its windows reach");
+                for alert in evaluator.seed(&name, &records, now) {
+                    dispatcher.add(notify, alert, now);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(rule = %name, error = %e, "cannot read the store; the rule counts from now on")
             }
         }
     }

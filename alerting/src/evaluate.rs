@@ -49,18 +49,25 @@ struct GroupState {
     /// a `BackOff` seen once by the rules but 40 times by the kubelet says 40.
     #[serde(default)]
     occurrences: BTreeMap<i64, u64>,
+    /// Records counted from the store when the rule started (their id → bucket): the WAL may
+    /// bring them again, and they count once.
+    #[serde(default)]
+    seeded: BTreeMap<(u64, u64), i64>,
 }
 
 /// The rules and what they have counted.
 pub struct Evaluator {
     rules: Vec<Rule>,
     state: EvalState,
+    /// Rules with no counts of their own yet (new, changed, or the first start).
+    fresh: Vec<usize>,
 }
 
 impl Evaluator {
     pub fn new(rules: Vec<Rule>, mut state: EvalState) -> Self {
         state.rules.retain(|name, _| rules.iter().any(|r| &r.name == name));
-        for rule in &rules {
+        let mut fresh = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
             let s = state.rules.entry(rule.name.clone()).or_default();
             if (s.every_secs, s.window_secs) != (rule.every.as_secs(), rule.window.as_secs()) {
                 *s = RuleState {
@@ -68,9 +75,37 @@ impl Evaluator {
                     window_secs: rule.window.as_secs(),
                     ..RuleState::default()
                 };
+                fresh.push(i);
             }
         }
-        Self { rules, state }
+        Self { rules, state, fresh }
+    }
+
+    /// The rules that start without counts, with how far back their windows reach from `now`
+    /// (this window and the one before, which a spike compares with): what to count from the
+    /// store before the WAL's records.
+    pub fn fresh(&self) -> Vec<(&Rule, std::time::Duration)> {
+        self.fresh.iter().map(|i| &self.rules[*i]).map(|r| (r, r.window * 2 + r.every)).collect()
+    }
+
+    /// Counts records of the store in the fresh rule `name` (each once, by id: the WAL may
+    /// bring some again); returns the alerts that now fire.
+    pub fn seed(&mut self, name: &str, records: &[LogRecord], now_ms: i64) -> Vec<Alert> {
+        let Some(index) = self.rules.iter().position(|r| r.name == name) else {
+            return Vec::new();
+        };
+        let rule = &self.rules[index];
+        let state = self.state.rules.get_mut(&rule.name).expect("one state per rule");
+        let mut fired = Vec::new();
+        for record in records {
+            if rule.matcher.matches(record)
+                && let Some(alert) = count(rule, state, record, now_ms, true)
+            {
+                fired.push(alert);
+            }
+        }
+        self.fresh.retain(|i| *i != index);
+        fired
     }
 
     pub fn state(&self) -> &EvalState {
@@ -84,41 +119,12 @@ impl Evaluator {
     /// Counts `record` in every rule it matches; returns the alerts that now fire.
     pub fn observe(&mut self, record: &LogRecord, now_ms: i64) -> Vec<Alert> {
         let mut fired = Vec::new();
-        let time_ms = record_time_ms(record, now_ms);
         for rule in &self.rules {
             if !rule.matcher.matches(record) {
                 continue;
             }
             let state = self.state.rules.get_mut(&rule.name).expect("one state per rule");
-            let every = rule.every.as_secs() as i64;
-            let bucket = time_ms.div_euclid(every * 1000);
-            let horizon = horizon(state, rule);
-            if bucket < horizon {
-                // Older than any window still open: it can change no evaluation.
-                continue;
-            }
-            let values: Vec<String> = rule
-                .group_by
-                .iter()
-                .map(|f| sluice_query::matcher::field_value(record, f))
-                .collect();
-            let key = values.join("\u{1f}");
-            let group = state
-                .groups
-                .entry(key)
-                .or_insert_with(|| GroupState { values, ..GroupState::default() });
-            *group.buckets.entry(bucket).or_default() += 1;
-            if let Some(event) = &record.event {
-                let seen = group.occurrences.entry(bucket).or_default();
-                *seen = (*seen).max(event.count);
-            }
-            let at = (bucket + 1) * every * 1000;
-            let (count, previous) = counts(rule, group, at);
-            if rule.condition.rises()
-                && group.firing_since_ms.is_none()
-                && rule.condition.holds(count, previous)
-                && let Some(alert) = step(rule, group, at, time_ms)
-            {
+            if let Some(alert) = count(rule, state, record, now_ms, false) {
                 fired.push(alert);
             }
         }
@@ -147,6 +153,7 @@ impl Evaluator {
                 state.groups.retain(|_, g| {
                     g.buckets.retain(|b, _| b * every_ms >= at - 2 * window_ms);
                     g.occurrences.retain(|b, _| b * every_ms >= at - 2 * window_ms);
+                    g.seeded.retain(|_, b| *b * every_ms >= at - 2 * window_ms);
                     !g.buckets.is_empty() || g.firing_since_ms.is_some() || rule.group_by.is_empty()
                 });
                 for group in state.groups.values_mut() {
@@ -184,6 +191,52 @@ impl Evaluator {
         }
         out
     }
+}
+
+/// Counts a record `rule` matches in its group's bucket (`seeding`: a record from the store,
+/// remembered by id; otherwise one the store already gave is skipped); returns the alert when
+/// a rising condition now fires.
+fn count(
+    rule: &Rule,
+    state: &mut RuleState,
+    record: &LogRecord,
+    now_ms: i64,
+    seeding: bool,
+) -> Option<Alert> {
+    let time_ms = record_time_ms(record, now_ms);
+    let every = rule.every.as_secs() as i64;
+    let bucket = time_ms.div_euclid(every * 1000);
+    if bucket < horizon(state, rule) {
+        // Older than any window still open: it can change no evaluation.
+        return None;
+    }
+    let values: Vec<String> =
+        rule.group_by.iter().map(|f| sluice_query::matcher::field_value(record, f)).collect();
+    let key = values.join("\u{1f}");
+    let group =
+        state.groups.entry(key).or_insert_with(|| GroupState { values, ..GroupState::default() });
+    let id = (record.source, record.offset);
+    if id != (0, 0) {
+        if seeding {
+            group.seeded.insert(id, bucket);
+        } else if group.seeded.contains_key(&id) {
+            return None;
+        }
+    }
+    *group.buckets.entry(bucket).or_default() += 1;
+    if let Some(event) = &record.event {
+        let seen = group.occurrences.entry(bucket).or_default();
+        *seen = (*seen).max(event.count);
+    }
+    let at = (bucket + 1) * every * 1000;
+    let (count, previous) = counts(rule, group, at);
+    if rule.condition.rises()
+        && group.firing_since_ms.is_none()
+        && rule.condition.holds(count, previous)
+    {
+        return step(rule, group, at, time_ms);
+    }
+    None
 }
 
 /// The oldest bucket any open evaluation still reads.
@@ -421,5 +474,38 @@ mod tests {
         assert_eq!(fired[0].summary(), "web: BackOff x40");
         assert_eq!(fired[0].annotations["occurrences"], "40");
         assert!(e.observe(&rec("web", "BackOff", T0 + 2_000), T0 + 2_000).is_empty());
+    }
+
+    /// A rule starting without counts counts the stored records its windows reach; a record
+    /// the WAL brings again (same id) counts once, one without an id is not mistaken for it.
+    #[test]
+    fn stored_records_seed_a_fresh_rule_once() {
+        let r = rules(
+            "  - {name: pay, query: '支付失败', every: 10s, window: 1m, group_by: [namespace], when: 'count >= 3'}",
+        );
+        let with_id = |offset: u64, at_ms: i64| {
+            let mut r = rec("pay", "支付失败", at_ms);
+            (r.source, r.offset) = (7, offset);
+            r
+        };
+        let mut e = Evaluator::new(r.clone(), EvalState::default());
+        assert_eq!(e.fresh().len(), 1);
+        let stored = [with_id(1, T0), with_id(2, T0 + 1_000)];
+        assert!(e.seed("pay", &stored, T0 + 2_000).is_empty(), "two of three");
+        assert!(e.fresh().is_empty());
+        assert!(e.observe(&with_id(2, T0 + 1_000), T0 + 2_000).is_empty(), "seen before: once");
+        assert!(e.observe(&with_id(1, T0), T0 + 2_000).is_empty(), "seen before: once");
+        let fired = e.observe(&with_id(3, T0 + 2_500), T0 + 3_000);
+        assert_eq!(fired.len(), 1, "the third record fires");
+        assert_eq!(fired[0].annotations["count"], "3");
+        // A state saved with counts is not fresh again, and ids without a source count.
+        let again = Evaluator::new(r, e.state().clone());
+        assert!(again.fresh().is_empty());
+        let mut e = Evaluator::new(
+            rules("  - {name: any, query: 'x', every: 10s, window: 1m, when: 'count >= 2'}"),
+            EvalState::default(),
+        );
+        e.seed("any", &[rec("a", "x", T0)], T0);
+        assert_eq!(e.observe(&rec("a", "x", T0 + 1), T0 + 1).len(), 1);
     }
 }

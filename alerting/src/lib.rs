@@ -40,5 +40,5 @@ pub mod simulate;
 pub mod template;
 
 pub use config::AlertsFile;
-pub use engine::{Alerting, RuleSink};
+pub use engine::{Alerting, History, RuleSink};
 pub use error::AlertError;

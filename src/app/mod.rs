@@ -8,8 +8,10 @@
 //! # Layout
 //! - [`flags`]: the flags that choose the parts.
 //! - [`sinks`]: the sinks those flags ask for.
+//! - [`history`]: the index as what rules read of the past when they start.
 
 mod flags;
+mod history;
 mod sinks;
 
 use std::future::Future;
@@ -118,6 +120,7 @@ pub(crate) async fn run_collector(
                 path,
                 &args.data_dir.join("alerts"),
                 wal.clone(),
+                Some(&history::StoreHistory(store.clone())),
                 stop_rx.clone(),
             )?;
             tracing::info!(
