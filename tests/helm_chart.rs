@@ -283,7 +283,10 @@ fn the_central_release_takes_remote_clusters_and_alerts() {
     assert_eq!(find(&objects, "Service", "sluice-ingest").unwrap()["spec"]["type"], "LoadBalancer");
     let tokens = find(&objects, "Secret", "sluice-agent-tokens").unwrap();
     let lines = tokens["stringData"]["tokens"].as_str().unwrap();
-    assert!(lines.contains("cluster-b replace-with-a-long-random-token-b"), "{lines}");
+    assert!(
+        lines.contains("cluster-b replace-with-a-long-random-token-b clusters=cluster-b\n"),
+        "{lines}"
+    );
     // The alerts file the chart renders is one `sluice alert validate` accepts.
     let alerts = find(&objects, "ConfigMap", "sluice-alerts").unwrap()["data"]["alerts.yaml"]
         .as_str()

@@ -3,7 +3,8 @@
 //! double `sluice_bench::fake_kube`, since no API server runs here) — ship over TLS to one
 //! central `sluice collector`, as the chart's remote-cluster values set them up. Searches by
 //! `cluster:`, and users limited to a cluster (and a namespace) see exactly their records;
-//! every line and event arrives once.
+//! every line and event arrives once. Each token is bound to its cluster (`clusters=`): an
+//! agent with cluster-b's token that calls itself cluster-a is refused, and keeps its lines.
 
 mod common;
 
@@ -66,7 +67,11 @@ fn two_clusters_ship_over_tls_to_one_collector_and_each_user_sees_their_cluster(
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
     let tokens = dir.path().join("agent-tokens");
-    std::fs::write(&tokens, format!("cluster-a {TOKEN_A}\ncluster-b {TOKEN_B}\n")).unwrap();
+    std::fs::write(
+        &tokens,
+        format!("cluster-a {TOKEN_A} clusters=cluster-a\ncluster-b {TOKEN_B} clusters=cluster-b\n"),
+    )
+    .unwrap();
     let users = dir.path().join("users.yaml");
     std::fs::write(
         &users,
@@ -89,6 +94,11 @@ fn two_clusters_ship_over_tls_to_one_collector_and_each_user_sees_their_cluster(
     pod_lines(&pods_b, "pay", "api-1", 150, "order paid in b");
     let _agent_a = agent(dir.path(), "cluster-a", TOKEN_A, grpc, &pki.ca, &pods_a);
     let _agent_b = agent(dir.path(), "cluster-b", TOKEN_B, grpc, &pki.ca, &pods_b);
+    // Cluster-b's token on an agent that says it is cluster-a.
+    let pods_x = dir.path().join("x/var/log/pods");
+    pod_lines(&pods_x, "pay", "api-9", 40, "impostor line");
+    let impostor_home = dir.path().join("impostor");
+    let _impostor = agent(&impostor_home, "cluster-a", TOKEN_B, grpc, &pki.ca, &pods_x);
 
     // Cluster B's events, through `sluice events` with B's token over TLS.
     let kube = FakeKube::start();
@@ -144,4 +154,9 @@ fn two_clusters_ship_over_tls_to_one_collector_and_each_user_sees_their_cluster(
         .text()
         .unwrap();
     assert!(facets.contains("cluster-a") && facets.contains("cluster-b"), "{facets}");
+    // The impostor's lines were refused, and it says why.
+    assert_eq!(count(&base, ADMIN, "impostor"), 0);
+    let log = std::fs::read_to_string(impostor_home.join("agent-cluster-a/agent.log")).unwrap();
+    assert!(log.contains("refused records of this agent's cluster"), "{log}");
+    assert!(log.contains("may not write records of cluster"), "{log}");
 }

@@ -312,6 +312,9 @@ impl Shipper {
         if status.code() == tonic::Code::Unauthenticated {
             tracing::error!(%collector, "the collector refused this agent's token; check token_file");
         }
+        if status.code() == tonic::Code::PermissionDenied {
+            tracing::error!(%collector, message = status.message(), "the collector refused records of this agent's cluster; check `cluster` and the token's clusters= in the collector's agent tokens");
+        }
         tracing::warn!(%collector, code = ?status.code(), message = status.message(), "push to collector failed");
         if self.clients.len() > 1 && endpoint == self.current {
             self.current = (self.current + 1) % self.clients.len();

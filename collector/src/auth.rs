@@ -1,7 +1,8 @@
 //! Who may push: TLS for the channel, a bearer token per agent, and what a client of the
 //! `_bulk` and OTLP receivers may write ([`IngestAuthenticator`], [`IngestGrant`]).
 //!
-//! Tokens come from a file of `<agent name> <token>` lines, so they can be mounted from a
+//! Tokens come from a file of `<agent name> <token> [clusters=<glob>,…]` lines (a token bound
+//! to clusters writes only their records), so they can be mounted from a
 //! Kubernetes secret and never appear on a command line. A token is compared in constant time
 //! against every known token, and neither a token nor the `authorization` header is ever
 //! logged: a refusal names only the peer address.
@@ -23,19 +24,46 @@ pub const MIN_TOKEN_CHARS: usize = 16;
 /// The agents allowed to push, by token.
 #[derive(Clone)]
 pub struct AgentTokens {
-    /// (agent name, token), in file order.
-    agents: Arc<Vec<(String, String)>>,
+    /// In file order.
+    agents: Arc<Vec<Agent>>,
+}
+
+struct Agent {
+    name: String,
+    token: String,
+    /// `clusters=` globs: the only clusters its records may carry; `None`: any.
+    clusters: Option<Vec<glob::Pattern>>,
+}
+
+/// Who an agent's token says it is, put on its gRPC requests by [`TokenCheck`]: a token bound
+/// to clusters (a remote cluster's) cannot write records of another cluster.
+#[derive(Debug, Clone)]
+pub struct AgentGrant {
+    pub name: String,
+    clusters: Option<Vec<glob::Pattern>>,
+}
+
+impl AgentGrant {
+    /// Whether the token is bound to clusters at all (then records are checked).
+    pub fn is_bound(&self) -> bool {
+        self.clusters.is_some()
+    }
+
+    pub fn allows_cluster(&self, cluster: &str) -> bool {
+        self.clusters.as_ref().is_none_or(|patterns| patterns.iter().any(|p| p.matches(cluster)))
+    }
 }
 
 impl std::fmt::Debug for AgentTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.agents.iter().map(|(name, _)| name.as_str()).collect();
+        let names: Vec<&str> = self.agents.iter().map(|a| a.name.as_str()).collect();
         f.debug_struct("AgentTokens").field("agents", &names).finish_non_exhaustive()
     }
 }
 
 impl AgentTokens {
-    /// Reads `<agent name> <token>` lines; blank lines and `#` comments are skipped.
+    /// Reads `<agent name> <token> [clusters=<glob>,…]` lines; blank lines and `#` comments
+    /// are skipped.
     pub fn load(path: &Path) -> Result<Self, CollectorError> {
         let text = fs::read_to_string(path).map_err(CollectorError::io("read", path))?;
         Self::parse(&text, path)
@@ -46,7 +74,7 @@ impl AgentTokens {
             path: path.to_owned(),
             reason: format!("line {line}: {reason}"),
         };
-        let mut agents: Vec<(String, String)> = Vec::new();
+        let mut agents: Vec<Agent> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line_no = i + 1;
             let line = line.trim();
@@ -54,8 +82,31 @@ impl AgentTokens {
                 continue;
             }
             let mut words = line.split_whitespace();
-            let (Some(name), Some(token), None) = (words.next(), words.next(), words.next()) else {
-                return Err(bad(line_no, "expected `<agent name> <token>`".to_owned()));
+            let (Some(name), Some(token), bound, None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                return Err(bad(
+                    line_no,
+                    "expected `<agent name> <token> [clusters=<glob>,…]`".to_owned(),
+                ));
+            };
+            let clusters = match bound.map(|b| b.strip_prefix("clusters=")) {
+                None => None,
+                Some(Some(list)) if !list.is_empty() => Some(
+                    list.split(',')
+                        .map(|c| {
+                            glob::Pattern::new(c).map_err(|e| {
+                                bad(line_no, format!("clusters: {c:?} is not a glob: {e}"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+                Some(_) => {
+                    return Err(bad(
+                        line_no,
+                        format!("the third word of {name:?} must be clusters=<glob>,…"),
+                    ));
+                }
             };
             if token.chars().count() < MIN_TOKEN_CHARS {
                 return Err(bad(
@@ -63,16 +114,16 @@ impl AgentTokens {
                     format!("the token of {name:?} is shorter than {MIN_TOKEN_CHARS} characters"),
                 ));
             }
-            if agents.iter().any(|(n, _)| n == name) {
+            if agents.iter().any(|a| a.name == name) {
                 return Err(bad(line_no, format!("agent {name:?} is listed twice")));
             }
-            if agents.iter().any(|(_, t)| t == token) {
+            if agents.iter().any(|a| a.token == token) {
                 return Err(bad(
                     line_no,
                     format!("the token of {name:?} is already another agent's"),
                 ));
             }
-            agents.push((name.to_owned(), token.to_owned()));
+            agents.push(Agent { name: name.to_owned(), token: token.to_owned(), clusters });
         }
         if agents.is_empty() {
             return Err(CollectorError::Config {
@@ -85,17 +136,17 @@ impl AgentTokens {
 
     /// The client named by an HTTP `Authorization` header (see [`http_token`]).
     pub fn http_client(&self, authorization: Option<&str>) -> Result<&str, &'static str> {
-        self.agent(&http_token(authorization)?).ok_or("unknown token")
+        self.agent(&http_token(authorization)?).map(|a| a.name.as_str()).ok_or("unknown token")
     }
 
-    /// The name of the agent whose token `presented` is, if any.
-    fn agent(&self, presented: &str) -> Option<&str> {
+    /// The agent whose token `presented` is, if any.
+    fn agent(&self, presented: &str) -> Option<&Agent> {
         let presented = presented.as_bytes();
         // Every token is compared, so the time taken says nothing about which one matched.
         let mut found = None;
-        for (name, token) in self.agents.iter() {
-            if bool::from(token.as_bytes().ct_eq(presented)) {
-                found = Some(name.as_str());
+        for agent in self.agents.iter() {
+            if bool::from(agent.token.as_bytes().ct_eq(presented)) {
+                found = Some(agent);
             }
         }
         found
@@ -166,7 +217,7 @@ pub trait IngestAuthenticator: Send + Sync {
 
 impl IngestAuthenticator for AgentTokens {
     fn grant(&self, token: &str) -> Result<IngestGrant, &'static str> {
-        self.agent(token).map(IngestGrant::anywhere).ok_or("unknown token")
+        self.agent(token).map(|a| IngestGrant::anywhere(&a.name)).ok_or("unknown token")
     }
 }
 
@@ -177,7 +228,7 @@ pub struct TokenCheck {
 }
 
 impl Interceptor for TokenCheck {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let peer = request.remote_addr().map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let presented = request
             .metadata()
@@ -186,7 +237,11 @@ impl Interceptor for TokenCheck {
             .and_then(|v| v.strip_prefix("Bearer "));
         let agent = presented.and_then(|token| self.tokens.agent(token.trim()));
         match agent {
-            Some(_) => Ok(request),
+            Some(a) => {
+                let grant = AgentGrant { name: a.name.clone(), clusters: a.clusters.clone() };
+                request.extensions_mut().insert(grant);
+                Ok(request)
+            }
             None => {
                 let reason = if presented.is_some() { "unknown token" } else { "no bearer token" };
                 tracing::warn!(%peer, reason, "refused an agent");
@@ -273,10 +328,11 @@ mod tests {
         let tokens =
             parse("# agents\nnode-a 0123456789abcdef0123\n\nnode-b fedcba9876543210fedc\n")
                 .unwrap();
-        assert_eq!(tokens.agent("fedcba9876543210fedc"), Some("node-b"));
-        assert_eq!(tokens.agent("0123456789abcdef0123"), Some("node-a"));
-        assert_eq!(tokens.agent("0123456789abcdef012"), None);
-        assert_eq!(tokens.agent(""), None);
+        let name = |t: &str| tokens.agent(t).map(|a| a.name.clone());
+        assert_eq!(name("fedcba9876543210fedc").as_deref(), Some("node-b"));
+        assert_eq!(name("0123456789abcdef0123").as_deref(), Some("node-a"));
+        assert_eq!(name("0123456789abcdef012"), None);
+        assert_eq!(name(""), None);
         assert!(!format!("{tokens:?}").contains("0123456789abcdef"), "Debug hides tokens");
     }
 
@@ -286,9 +342,31 @@ mod tests {
         assert!(short.contains("tokens.txt") && short.contains("line 2"), "{short}");
         assert!(!short.contains("short-secret"), "{short}");
         assert!(parse("a 0123456789abcdef x\n").unwrap_err().contains("line 1"));
+        assert!(parse("a 0123456789abcdef clusters=\n").unwrap_err().contains("clusters="));
+        assert!(parse("a 0123456789abcdef clusters=b c\n").unwrap_err().contains("line 1"));
         assert!(parse("a 0123456789abcdef\na 0123456789abcdeX\n").unwrap_err().contains("twice"));
         assert!(parse("a 0123456789abcdef\nb 0123456789abcdef\n").unwrap_err().contains("another"));
         assert!(parse("# nothing\n").unwrap_err().contains("no agent tokens"));
+    }
+
+    #[test]
+    fn a_token_bound_to_clusters_grants_only_them() {
+        let tokens = parse(
+            "central 0123456789abcdef0123
+remote fedcba9876543210fedc clusters=cluster-b,edge-*
+",
+        )
+        .unwrap();
+        let grant = |t: &str| {
+            let a = tokens.agent(t).unwrap();
+            AgentGrant { name: a.name.clone(), clusters: a.clusters.clone() }
+        };
+        let remote = grant("fedcba9876543210fedc");
+        assert!(remote.is_bound());
+        assert!(remote.allows_cluster("cluster-b") && remote.allows_cluster("edge-7"));
+        assert!(!remote.allows_cluster("cluster-a") && !remote.allows_cluster(""));
+        let central = grant("0123456789abcdef0123");
+        assert!(!central.is_bound() && central.allows_cluster("anything"));
     }
 
     #[test]

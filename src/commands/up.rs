@@ -95,7 +95,8 @@ pub(crate) struct CollectorCommandArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// File of `<agent name> <token>` lines; agents must send one of the tokens.
+    /// File of `<agent name> <token> [clusters=<glob>,…]` lines; agents must send one of the
+    /// tokens, and a token bound to clusters may only write records of those clusters.
     #[arg(long)]
     agent_tokens: Option<PathBuf>,
 }

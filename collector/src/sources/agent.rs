@@ -11,7 +11,7 @@ use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 
 use crate::CollectorError;
-use crate::auth::{AgentTokens, TlsFiles, TokenCheck};
+use crate::auth::{AgentGrant, AgentTokens, TlsFiles, TokenCheck};
 use crate::wal::Wal;
 use crate::wal_frame;
 
@@ -59,9 +59,28 @@ impl IngestService {
     }
 }
 
+/// Refuses a batch with a record of a cluster the agent's token is not bound to: a remote
+/// cluster's agent cannot write as another cluster. The agent keeps the batch and retries.
+fn check_clusters(grant: &AgentGrant, batch: &LogBatch) -> Result<(), Status> {
+    let records = sluice_proto::block::expand(batch.records.clone(), &batch.zstd_blocks, None)
+        .map_err(|e| Status::invalid_argument(format!("malformed batch: {e}")))?;
+    match records.iter().find(|r| !grant.allows_cluster(&r.cluster)) {
+        None => Ok(()),
+        Some(r) => {
+            metrics::counter!("sluice_collector_batches_refused_total").increment(1);
+            tracing::warn!(agent = %grant.name, cluster = %r.cluster, "refusing records of a cluster the agent's token is not bound to");
+            Err(Status::permission_denied(format!(
+                "agent {} may not write records of cluster {:?}: its token is bound to other clusters",
+                grant.name, r.cluster
+            )))
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn push(&self, request: Request<LogBatch>) -> Result<Response<Ack>, Status> {
+        let grant = request.extensions().get::<AgentGrant>().cloned();
         let batch = request.into_inner();
         let sequence = batch.sequence;
         // Blocks are kept compressed in the WAL, but only after they are known to decode:
@@ -73,6 +92,9 @@ impl Ingest for IngestService {
         })? as u32;
         if records == 0 {
             return Ok(Response::new(Ack { sequence, wal_position: self.wal.end(), records }));
+        }
+        if let Some(grant) = grant.filter(AgentGrant::is_bound) {
+            check_clusters(&grant, &batch)?;
         }
         let payload = wal_frame::encode_batch(&batch, records);
         let wal = self.wal.clone();
