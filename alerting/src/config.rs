@@ -264,14 +264,17 @@ fn default_sms_endpoint() -> String {
     "https://dysmsapi.aliyuncs.com/".to_owned()
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+/// `10s`, `5m`, `4h` (humantime), for serde's `deserialize_with`.
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!("{text:?} is not a duration (10s, 5m, 4h): {e}"))
     })
 }
 
-fn maybe_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn maybe_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
 }
 

@@ -12,6 +12,7 @@
 //! - [`notifier`]: the trait every channel implements; [`notifiers`]: DingTalk, Aliyun SMS,
 //!   email, webhooks; [`http`]: their HTTP client.
 //! - [`channels`]: each receiver's notifiers and the dispatcher, built from the file.
+//! - [`history`]: what rules starting without counts read from the store.
 //! - [`engine`]: the rule sink over the WAL, the clock, the deliveries and the durable state.
 //! - [`simulate`]: the engine on a simulated clock, messages rendered instead of sent;
 //!   [`rule_test`]: `sluice alert test`, promtool-style unit tests of rules on it;
@@ -29,6 +30,7 @@ pub mod dispatch;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
+pub mod history;
 pub mod http;
 pub mod metric_rules;
 pub mod notifier;
@@ -40,5 +42,6 @@ pub mod simulate;
 pub mod template;
 
 pub use config::AlertsFile;
-pub use engine::{Alerting, History, RuleSink};
+pub use engine::{Alerting, RuleSink};
 pub use error::AlertError;
+pub use history::History;

@@ -9,12 +9,12 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use sluice_proto::{KubeEvent, LogRecord, Stream};
 
 use crate::AlertError;
 use crate::alert::Labels;
-use crate::config::AlertsFile;
+use crate::config::{AlertsFile, duration, maybe_duration};
 use crate::simulate::Simulation;
 
 /// Tests start at 2026-01-01T00:00:00Z, so that `at: 0s` is a real date in rendered messages.
@@ -143,17 +143,6 @@ fn second() -> Duration {
 
 fn warning() -> String {
     "Warning".to_owned()
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!("{text:?} is not a duration (10s, 5m, 4h): {e}"))
-    })
-}
-
-fn maybe_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration(d).map(Some)
 }
 
 /// What a run found: a report to print and whether every test passed.
