@@ -374,12 +374,7 @@ fn event_record(event: &InputEvent, at_ms: i64) -> LogRecord {
         namespace: event.namespace.clone(),
         pod: if on_pod { name.to_owned() } else { String::new() },
         stream: Stream::Event as i32,
-        level: match event.type_.as_str() {
-            "Warning" => "warn",
-            "Normal" => "info",
-            _ => "",
-        }
-        .to_owned(),
+        level: sluice_proto::level::of_event_type(&event.type_).to_owned(),
         message: event.message.clone(),
         event: Some(KubeEvent {
             reason: event.reason.clone(),

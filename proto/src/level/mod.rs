@@ -8,6 +8,15 @@ pub use detect::detect;
 /// The canonical level names, least to most severe.
 pub const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
 
+/// The level of a Kubernetes event record by its type: `Warning` is `warn`, `Normal` `info`.
+pub fn of_event_type(kind: &str) -> &'static str {
+    match kind {
+        "Warning" => "warn",
+        "Normal" => "info",
+        _ => "",
+    }
+}
+
 /// The canonical name for a level word in any case (`WARNING` → `warn`, `[err]` is not
 /// stripped here), or `None` when the word is not a level.
 pub fn canonical(word: &str) -> Option<&'static str> {

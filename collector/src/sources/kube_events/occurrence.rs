@@ -167,12 +167,7 @@ impl Occurrence {
             container: if on_pod { container(&self.regarding) } else { String::new() },
             node: self.host.clone(),
             stream: Stream::Event as i32,
-            level: match self.kind.as_str() {
-                "Warning" => "warn",
-                "Normal" => "info",
-                _ => "",
-            }
-            .to_owned(),
+            level: sluice_proto::level::of_event_type(&self.kind).to_owned(),
             message: self.note.clone(),
             event: Some(KubeEvent {
                 uid: self.uid.clone(),
