@@ -16,22 +16,47 @@ use sluice_bench::fake_dingtalk::{FakeDingTalk, Robot};
 
 const TOKEN: &str = "prom-robot";
 
-fn alerts_file(dir: &std::path::Path, robot: &FakeDingTalk) -> std::path::PathBuf {
-    alerts_file_with(dir, robot, "")
+/// The DingTalk robot and `sluice up --alerts` (its alerts file routes everything to the robot,
+/// plus `more`) tailing `logs/app.log`, written with `lines` first.
+struct Rig {
+    dir: tempfile::TempDir,
+    robot: FakeDingTalk,
+    logs: std::path::PathBuf,
+    _up: Proc,
+    base: String,
 }
 
-fn alerts_file_with(dir: &std::path::Path, robot: &FakeDingTalk, more: &str) -> std::path::PathBuf {
-    let path = dir.join("alerts.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "receivers:\n  - name: oncall\n    dingtalk: {{webhook: '{}'}}\n\
-             route: {{receiver: oncall, group_by: [alertname], group_wait: 0s, group_interval: 2s}}\n{more}",
-            robot.webhook(TOKEN)
-        ),
-    )
-    .unwrap();
-    path
+impl Rig {
+    fn start(lines: &str, more: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let robot = FakeDingTalk::start(
+            vec![Robot { token: TOKEN.into(), ..Robot::default() }],
+            Duration::from_secs(600),
+        );
+        let logs = dir.path().join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        std::fs::write(logs.join("app.log"), lines).unwrap();
+        let alerts = dir.path().join("alerts.yaml");
+        std::fs::write(
+            &alerts,
+            format!(
+                "receivers:\n  - name: oncall\n    dingtalk: {{webhook: '{}'}}\n\
+                 route: {{receiver: oncall, group_by: [alertname], group_wait: 0s, group_interval: 2s}}\n{more}",
+                robot.webhook(TOKEN)
+            ),
+        )
+        .unwrap();
+        let (up, base) = start_up_with(
+            &dir.path().join("data"),
+            &[format!("{}/*.log", logs.display())],
+            &["--alerts".as_ref(), alerts.as_os_str()],
+        );
+        Self { dir, robot, logs, _up: up, base }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
 }
 
 /// A Prometheus on `port` with `config` (written to the directory), its data under `dir`.
@@ -62,32 +87,18 @@ fn texts(robot: &FakeDingTalk, having: &str) -> Vec<String> {
 
 #[test]
 fn prometheus_alerts_about_sluice_metrics_reach_dingtalk_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let robot = FakeDingTalk::start(
-        vec![Robot { token: TOKEN.into(), ..Robot::default() }],
-        Duration::from_secs(600),
-    );
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    std::fs::write(logs.join("app.log"), "ERROR 支付失败 one\nINFO fine\n").unwrap();
-    let alerts = alerts_file(dir.path(), &robot);
-    let (_up, base) = start_up_with(
-        &dir.path().join("data"),
-        &[format!("{}/*.log", logs.display())],
-        &["--alerts".as_ref(), alerts.as_os_str()],
-    );
-    wait_until(Duration::from_secs(30), "sluice up indexed the lines", || {
-        total(&base, "fine") >= 1
-    });
+    let rig = Rig::start("ERROR 支付失败 one\nINFO fine\n", "");
+    let (dir, robot, base) = (rig.path(), &rig.robot, &rig.base);
+    wait_until(Duration::from_secs(30), "sluice up indexed the lines", || total(base, "fine") >= 1);
     let host = base.trim_start_matches("http://");
-    let rules = dir.path().join("rules.yaml");
+    let rules = dir.join("rules.yaml");
     std::fs::write(
         &rules,
         "groups:\n  - name: sluice\n    interval: 1s\n    rules:\n      - alert: SluiceIngested\n        expr: sum(sluice_agent_lines_read_total) > 0\n        labels: {severity: critical, namespace: platform}\n        annotations: {summary: 'sluice ingested {{ $value }} lines'}\n",
     )
     .unwrap();
     let _prometheus = prometheus(
-        dir.path(),
+        dir,
         free_port(),
         &format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
@@ -114,17 +125,8 @@ fn prometheus_alerts_about_sluice_metrics_reach_dingtalk_once() {
 
 #[test]
 fn an_alertmanager_webhook_is_routed_like_any_alert() {
-    let dir = tempfile::tempdir().unwrap();
-    let robot = FakeDingTalk::start(
-        vec![Robot { token: TOKEN.into(), ..Robot::default() }],
-        Duration::from_secs(600),
-    );
-    let alerts = alerts_file(dir.path(), &robot);
-    let (_up, base) = start_up_with(
-        &dir.path().join("data"),
-        &[format!("{}/none/*.log", dir.path().display())],
-        &["--alerts".as_ref(), alerts.as_os_str()],
-    );
+    let rig = Rig::start("", "");
+    let (robot, base) = (&rig.robot, &rig.base);
     let payload = |status: &str, ends: &str| {
         format!(
             r#"{{"version":"4","status":"{status}","receiver":"sluice","groupLabels":{{"alertname":"DiskFull"}},"commonLabels":{{}},"commonAnnotations":{{}},"externalURL":"http://am","groupKey":"{{}}:{{alertname=\"DiskFull\"}}","truncatedAlerts":0,
@@ -157,39 +159,26 @@ fn an_alertmanager_webhook_is_routed_like_any_alert() {
 /// series drops out of the answer.
 #[test]
 fn a_metric_rule_asks_prometheus_and_fires_waits_out_an_outage_and_resolves() {
-    let dir = tempfile::tempdir().unwrap();
-    let robot = FakeDingTalk::start(
-        vec![Robot { token: TOKEN.into(), ..Robot::default() }],
-        Duration::from_secs(600),
-    );
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    std::fs::write(logs.join("app.log"), "INFO one\nINFO two\n").unwrap();
     let port = free_port();
-    let alerts = alerts_file_with(
-        dir.path(),
-        &robot,
+    let rig = Rig::start(
+        "INFO one\nINFO two\n",
         &format!(
             "prometheus: {{url: 'http://127.0.0.1:{port}', timeout: 2s}}\n\
              metric_rules:\n  - name: few-lines\n    expr: 'sum by (job) (sluice_agent_lines_read_total) < 10'\n    every: 1s\n    for: 2s\n    labels: {{severity: warning}}\n    summary: '{{{{ labels.job }}}} read only {{{{ value }}}} lines'\n"
         ),
     );
-    let (_up, base) = start_up_with(
-        &dir.path().join("data"),
-        &[format!("{}/*.log", logs.display())],
-        &["--alerts".as_ref(), alerts.as_os_str()],
-    );
-    wait_until(Duration::from_secs(30), "sluice up read the lines", || total(&base, "two") >= 1);
+    let (dir, robot, base, logs) = (rig.path(), &rig.robot, &rig.base, &rig.logs);
+    wait_until(Duration::from_secs(30), "sluice up read the lines", || total(base, "two") >= 1);
     let host = base.trim_start_matches("http://");
     let config = format!(
         "global: {{scrape_interval: 1s}}\n\
          scrape_configs:\n  - job_name: sluice\n    static_configs: [{{targets: ['{host}']}}]\n"
     );
-    let mut prom = prometheus(dir.path(), port, &config);
+    let mut prom = prometheus(dir, port, &config);
     wait_until(Duration::from_secs(60), "the metric rule fires", || {
-        !texts(&robot, "[FIRING] few-lines").is_empty()
+        !texts(robot, "[FIRING] few-lines").is_empty()
     });
-    let fired = texts(&robot, "[FIRING] few-lines");
+    let fired = texts(robot, "[FIRING] few-lines");
     assert!(fired[0].contains("sluice read only 2 lines"), "{}", fired[0]);
     let listed = http_get(&format!("{base}/api/v1/alerts")).unwrap();
     assert!(listed.contains("few-lines") && listed.contains("firing"), "{listed}");
@@ -198,7 +187,7 @@ fn a_metric_rule_asks_prometheus_and_fires_waits_out_an_outage_and_resolves() {
     prom.child.kill().unwrap();
     prom.child.wait().unwrap();
     std::thread::sleep(Duration::from_secs(4));
-    assert!(texts(&robot, "[RESOLVED] few-lines").is_empty(), "an outage is not a resolution");
+    assert!(texts(robot, "[RESOLVED] few-lines").is_empty(), "an outage is not a resolution");
     let metrics = http_get(&format!("{base}/metrics")).unwrap();
     assert!(
         metrics
@@ -207,7 +196,7 @@ fn a_metric_rule_asks_prometheus_and_fires_waits_out_an_outage_and_resolves() {
         "failures are counted"
     );
 
-    let _prom = prometheus(dir.path(), port, &config);
+    let _prom = prometheus(dir, port, &config);
     let more: String = (0..20).map(|i| format!("INFO more {i}\n")).collect();
     std::fs::OpenOptions::new()
         .append(true)
@@ -215,9 +204,9 @@ fn a_metric_rule_asks_prometheus_and_fires_waits_out_an_outage_and_resolves() {
         .and_then(|mut f| std::io::Write::write_all(&mut f, more.as_bytes()))
         .unwrap();
     wait_until(Duration::from_secs(60), "the metric rule resolves", || {
-        !texts(&robot, "[RESOLVED] few-lines").is_empty()
+        !texts(robot, "[RESOLVED] few-lines").is_empty()
     });
-    assert_eq!(texts(&robot, "[FIRING] few-lines").len(), 1, "fired once");
+    assert_eq!(texts(robot, "[FIRING] few-lines").len(), 1, "fired once");
 }
 
 /// The whole chain a Prometheus shop runs today: Prometheus evaluates a rule on Sluice's
@@ -225,23 +214,11 @@ fn a_metric_rule_asks_prometheus_and_fires_waits_out_an_outage_and_resolves() {
 /// which takes the place of the DingTalk bridge: one message, then the resolution.
 #[test]
 fn a_real_alertmanager_forwards_to_sluice_through_its_webhook() {
-    let dir = tempfile::tempdir().unwrap();
-    let robot = FakeDingTalk::start(
-        vec![Robot { token: TOKEN.into(), ..Robot::default() }],
-        Duration::from_secs(600),
-    );
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    std::fs::write(logs.join("app.log"), "INFO one\n").unwrap();
-    let alerts = alerts_file(dir.path(), &robot);
-    let (_up, base) = start_up_with(
-        &dir.path().join("data"),
-        &[format!("{}/*.log", logs.display())],
-        &["--alerts".as_ref(), alerts.as_os_str()],
-    );
-    wait_until(Duration::from_secs(30), "sluice up read the line", || total(&base, "one") >= 1);
+    let rig = Rig::start("INFO one\n", "");
+    let (dir, robot, base, logs) = (rig.path(), &rig.robot, &rig.base, &rig.logs);
+    wait_until(Duration::from_secs(30), "sluice up read the line", || total(base, "one") >= 1);
     let am_port = free_port();
-    let am_config = dir.path().join("alertmanager.yml");
+    let am_config = dir.join("alertmanager.yml");
     std::fs::write(
         &am_config,
         format!(
@@ -253,16 +230,16 @@ fn a_real_alertmanager_forwards_to_sluice_through_its_webhook() {
     let _alertmanager = Proc {
         child: Command::new(test_servers_tool("ALERTMANAGER_BIN", "alertmanager"))
             .arg(format!("--config.file={}", am_config.display()))
-            .arg(format!("--storage.path={}", dir.path().join("am").display()))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
-            .stderr(log(dir.path(), "alertmanager.log"))
+            .stderr(log(dir, "alertmanager.log"))
             .spawn()
             .expect("alertmanager starts"),
         name: "alertmanager",
     };
-    let rules = dir.path().join("rules.yaml");
+    let rules = dir.join("rules.yaml");
     std::fs::write(
         &rules,
         "groups:\n  - name: sluice\n    interval: 1s\n    rules:\n      - alert: FewLines\n        expr: sum(sluice_agent_lines_read_total) < 5\n        labels: {severity: warning}\n        annotations: {summary: 'only {{ $value }} lines'}\n",
@@ -270,7 +247,7 @@ fn a_real_alertmanager_forwards_to_sluice_through_its_webhook() {
     .unwrap();
     let host = base.trim_start_matches("http://");
     let _prometheus = prometheus(
-        dir.path(),
+        dir,
         free_port(),
         &format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
@@ -281,9 +258,9 @@ fn a_real_alertmanager_forwards_to_sluice_through_its_webhook() {
         ),
     );
     wait_until(Duration::from_secs(60), "Alertmanager's webhook reaches DingTalk", || {
-        !texts(&robot, "[FIRING] FewLines").is_empty()
+        !texts(robot, "[FIRING] FewLines").is_empty()
     });
-    assert!(texts(&robot, "[FIRING] FewLines")[0].contains("only 1 lines"));
+    assert!(texts(robot, "[FIRING] FewLines")[0].contains("only 1 lines"));
     let more: String = (0..10).map(|i| format!("INFO more {i}\n")).collect();
     std::fs::OpenOptions::new()
         .append(true)
@@ -291,8 +268,8 @@ fn a_real_alertmanager_forwards_to_sluice_through_its_webhook() {
         .and_then(|mut f| std::io::Write::write_all(&mut f, more.as_bytes()))
         .unwrap();
     wait_until(Duration::from_secs(60), "the resolution comes through Alertmanager", || {
-        !texts(&robot, "[RESOLVED] FewLines").is_empty()
+        !texts(robot, "[RESOLVED] FewLines").is_empty()
     });
     // Alertmanager resends its group each group_interval while it fires: not news.
-    assert_eq!(texts(&robot, "[FIRING] FewLines").len(), 1);
+    assert_eq!(texts(robot, "[FIRING] FewLines").len(), 1);
 }
