@@ -31,6 +31,8 @@ enum Command {
     Events(commands::events::EventsArgs),
     /// Check alert files; see, silence and unsilence alerts on a running server.
     Alert(commands::alert::AlertArgs),
+    /// Check dashboards and monitors kept as files; render them for Grafana or KubeSphere.
+    Dash(commands::dash::DashArgs),
 }
 
 // Indexing allocates and frees many small buffers across threads; mimalloc spends about a
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Search(args) => commands::search::search(args),
         Command::Events(args) => commands::events::events(args),
         Command::Alert(args) => commands::alert::alert(args),
+        Command::Dash(args) => commands::dash::dash(args),
     };
     match result {
         Ok(code) => code,

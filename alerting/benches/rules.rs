@@ -7,32 +7,8 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_alerting::AlertsFile;
 use sluice_alerting::evaluate::{EvalState, Evaluator};
-use sluice_proto::LogRecord;
 
 const RECORDS: usize = 10_000;
-
-fn records() -> Vec<LogRecord> {
-    let lines = [
-        ("ERROR", "支付失败: 订单 {} 余额不足"),
-        ("INFO", "订单创建成功 order={} user=alice"),
-        ("WARN", "db timeout after 3000 ms on query {}"),
-        ("INFO", "GET /api/v1/orders/{} 200 12ms"),
-        ("ERROR", "java.lang.NullPointerException at com.example.Pay.charge({})"),
-    ];
-    (0..RECORDS)
-        .map(|i| {
-            let (level, text) = lines[i % lines.len()];
-            LogRecord {
-                namespace: format!("ns-{}", i % 30),
-                pod: format!("pay-{}", i % 7),
-                level: level.to_lowercase(),
-                message: format!("{level} {}", text.replace("{}", &i.to_string())),
-                timestamp_ns: 1_700_000_000_000_000_000 + i as i64 * 1_000_000,
-                ..Default::default()
-            }
-        })
-        .collect()
-}
 
 fn evaluator(rules: usize) -> Evaluator {
     let kinds = [
@@ -59,7 +35,7 @@ fn evaluator(rules: usize) -> Evaluator {
 }
 
 fn bench(c: &mut Criterion) {
-    let records = records();
+    let records = sluice_proto::samples::java_log_records(RECORDS);
     let mut group = c.benchmark_group("observe");
     group.throughput(Throughput::Elements(RECORDS as u64));
     for rules in [1, 10] {

@@ -547,25 +547,12 @@ fn save_notify(shared: &Shared) -> Result<(), AlertError> {
     save(&shared.dir.join("notify.json"), &state)
 }
 
-/// Replaces `path` atomically and durably: a temporary file, synced, renamed over it, and the
-/// directory synced.
+/// Replaces `path` atomically and durably.
 fn save<T: Serialize>(path: &Path, state: &T) -> Result<(), AlertError> {
-    let err =
-        |e: std::io::Error| AlertError::State { path: path.to_owned(), message: e.to_string() };
+    let err = |e: String| AlertError::State { path: path.to_owned(), message: e };
     let bytes = serde_json::to_vec(&Versioned { version: STATE_VERSION, state })
-        .map_err(|e| AlertError::State { path: path.to_owned(), message: e.to_string() })?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    std::fs::rename(&tmp, path).map_err(err)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-    }
-    Ok(())
+        .map_err(|e| err(e.to_string()))?;
+    sluice_collector::durable::replace(path, &bytes).map_err(|e| err(e.to_string()))
 }
 
 fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, AlertError> {

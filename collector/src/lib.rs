@@ -15,9 +15,11 @@
 //! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
 //! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks (`index`, the local store;
 //!   `elasticsearch`; `kafka`; `blackhole`, for benchmarks).
+//! - [`durable`]: small state files replaced atomically.
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
+pub mod durable;
 pub mod enrich;
 pub mod error;
 pub mod runner;

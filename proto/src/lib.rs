@@ -10,6 +10,7 @@
 //! - [`flags`]: the bits a record carries when the agent had to alter it.
 //! - [`level`]: the canonical level names, and finding one in a line's first words (the
 //!   agent for every line, the collector for OTLP and `_bulk` records that carry none).
+//! - `samples` (feature `test-support`): Chinese Java-log records for benchmarks.
 //! - [`time`]: the window of record times the pipeline keeps.
 //! - [`block`]: record blocks, the compressed form in which agents send records.
 //! - [`frame`]: checksummed frames, as the collector's WAL and the agent's spool store them.
@@ -21,6 +22,8 @@ pub mod flags;
 pub mod frame;
 pub mod id;
 pub mod level;
+#[cfg(feature = "test-support")]
+pub mod samples;
 pub mod segment;
 pub mod time;
 

@@ -34,6 +34,10 @@ pub(crate) struct CollectorArgs {
     /// Rules judge records as they pass through, whatever sinks run.
     #[arg(long)]
     pub(crate) alerts: Option<PathBuf>,
+    /// Log-to-metric counters (YAML: `metrics:` of name, help, query, labels), counted as
+    /// records pass through, each once, and shown on /metrics.
+    #[arg(long)]
+    pub(crate) log_metrics: Option<PathBuf>,
     /// Drop day partitions of the index once the whole day is older than this (such as 7d).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) retention: Option<std::time::Duration>,

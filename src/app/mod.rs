@@ -31,6 +31,7 @@ use sluice_collector::sources::kube_events::lease::LeaseConfig;
 use sluice_collector::sources::kube_events::{KubeEventsConfig, KubeEventsSource};
 use sluice_collector::sources::{self, Source};
 use sluice_collector::wal::Wal;
+use sluice_dashboards::log_metrics::{LogMetrics, LogMetricsFile};
 use sluice_query::Store;
 use sluice_query::access::{Authenticator, Open, Users};
 use sluice_query::api::{Admission, ApiState, MetricsRender, router};
@@ -82,6 +83,7 @@ pub(crate) async fn run_collector(
     let users = args.users.as_deref().map(Users::load).transpose()?;
     let alerts =
         args.alerts.as_deref().map(|path| AlertsFile::load(path).map(|f| (f, path))).transpose()?;
+    let log_metrics = args.log_metrics.as_deref().map(LogMetricsFile::load).transpose()?;
     if users.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
@@ -134,6 +136,18 @@ pub(crate) async fn run_collector(
             Some(alerting)
         }
         None => None,
+    };
+    let metrics = match log_metrics {
+        Some(file) => {
+            let (shown, sink) = LogMetrics::start(&file, &args.data_dir.join("log-metrics"), &wal)?;
+            tracing::info!(metrics = file.metrics.len(), "log metrics on");
+            // The counts are saved, and shown, this often.
+            sink_tasks
+                .push(SinkTask { sink: Box::new(sink), flush_interval: Duration::from_secs(1) });
+            let process = metrics;
+            Arc::new(move || process() + &shown.render()) as MetricsRender
+        }
+        None => metrics,
     };
     let runners = spawn_sinks(sink_tasks, &feed, &stop_rx)?;
     let mut sources: Vec<Box<dyn Source>> = Vec::new();

@@ -60,15 +60,8 @@ impl ElasticsearchSink {
     }
 
     fn save_cursor(&self, position: u64) -> Result<(), SinkError> {
-        let tmp = self.cursor_path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(position.to_string().as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.cursor_path)
-        };
-        write().map_err(|e| SinkError(format!("cannot save {}: {e}", self.cursor_path.display())))
+        crate::durable::replace(&self.cursor_path, position.to_string().as_bytes())
+            .map_err(|e| SinkError(format!("cannot save {}: {e}", self.cursor_path.display())))
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -66,17 +65,9 @@ impl State {
 
     /// Replaces the file at `path` with this state, atomically.
     pub fn save(&self, path: &Path) -> Result<(), CollectorError> {
-        let io = CollectorError::io;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(io("create", dir))?;
-        let tmp = path.with_extension("json.tmp");
         let state = State { version: VERSION, ..self.clone() };
         let bytes = serde_json::to_vec(&state).expect("state serialises");
-        let mut file = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(&bytes).map_err(io("write", &tmp))?;
-        file.sync_all().map_err(io("sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io("rename into place", path))?;
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync", dir))
+        crate::durable::replace(path, &bytes).map_err(CollectorError::io("replace", path))
     }
 
     /// Whether `o` is an occurrence not forwarded yet; it counts as forwarded from now on.

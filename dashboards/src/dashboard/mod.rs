@@ -1,0 +1,16 @@
+//! Dashboards as code: the format, its checks, and its renderings for Grafana and KubeSphere.
+//!
+//! - [`model`]: the file format (`apiVersion: sluice.dev/v1`, unknown keys refused).
+//! - [`load`]: a directory of files; [`lint`]: the checks beyond the format.
+//! - [`lucene`]: the search language as Lucene, for Grafana's Elasticsearch panels.
+//! - [`grafana`]: Grafana dashboard JSON; [`kubesphere`]: KubeSphere `Dashboard` objects.
+
+pub mod grafana;
+pub mod kubesphere;
+pub mod lint;
+pub mod load;
+pub mod lucene;
+pub mod model;
+
+pub use load::{Loaded, Problem, load};
+pub use model::Dashboard;

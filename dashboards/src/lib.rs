@@ -1,0 +1,13 @@
+//! Sluice dashboards, monitors and metrics.
+//!
+//! # Layout
+//! - [`dashboard`]: dashboards as code — the format, lint, Grafana and KubeSphere renderings.
+//! - [`log_metrics`]: log-to-metric counters over the records passing through the WAL,
+//!   shown on `/metrics`.
+//! - [`error`]: the crate's error type.
+
+pub mod dashboard;
+pub mod error;
+pub mod log_metrics;
+
+pub use error::DashError;

@@ -1,0 +1,114 @@
+//! `sluice dash`: dashboards and monitors kept in Git — checked, and rendered for Grafana and
+//! KubeSphere.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use sluice_alerting::AlertsFile;
+use sluice_dashboards::dashboard::lint::{self, Context as LintContext};
+use sluice_dashboards::dashboard::{Loaded, grafana, kubesphere, load};
+use sluice_dashboards::log_metrics::LogMetricsFile;
+
+#[derive(Debug, Args)]
+pub(crate) struct DashArgs {
+    #[command(subcommand)]
+    command: DashCommand,
+}
+
+/// The files a dashboard may name besides itself.
+#[derive(Debug, Args)]
+struct Refs {
+    /// The alerts file whose rules monitors name.
+    #[arg(long)]
+    alerts: Option<PathBuf>,
+    /// The log metrics file whose metrics panels name.
+    #[arg(long)]
+    log_metrics: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DashCommand {
+    /// Check dashboard files: keys, queries, PromQL, fields, variables, the rules and log
+    /// metrics they name, and what translates for Grafana's Elasticsearch panels.
+    Lint {
+        /// A directory of dashboard files (*.yaml), or one file.
+        dir: PathBuf,
+        #[command(flatten)]
+        refs: Refs,
+    },
+    /// Render dashboards for Grafana (dashboard JSON) or KubeSphere (Dashboard objects).
+    Render {
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        target: Target,
+        /// Where the files go, one per dashboard.
+        #[arg(long)]
+        out: PathBuf,
+        /// KubeSphere: a namespaced `Dashboard` here; without it a `ClusterDashboard`.
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        refs: Refs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Target {
+    Grafana,
+    Kubesphere,
+}
+
+pub(crate) fn dash(args: DashArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        DashCommand::Lint { dir, refs } => {
+            let Some(dashboards) = checked(&dir, &refs)? else { return Ok(ExitCode::FAILURE) };
+            println!("{} dashboards, no problems", dashboards.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        DashCommand::Render { dir, target, out, namespace, refs } => {
+            let Some(dashboards) = checked(&dir, &refs)? else { return Ok(ExitCode::FAILURE) };
+            let metrics = refs.log_metrics.as_deref().map(LogMetricsFile::load).transpose()?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            for Loaded { dashboard: d, .. } in &dashboards {
+                let (name, text) = match target {
+                    Target::Grafana => {
+                        (format!("{}.json", d.name), grafana::render(d, metrics.as_ref()))
+                    }
+                    Target::Kubesphere => {
+                        let (text, warnings) =
+                            kubesphere::render(d, metrics.as_ref(), namespace.as_deref());
+                        for w in warnings {
+                            eprintln!("warning: {w}");
+                        }
+                        (format!("{}.yaml", d.name), text)
+                    }
+                };
+                let path = out.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The dashboards under `dir` if every one passes lint; else each problem printed, and none.
+fn checked(dir: &Path, refs: &Refs) -> anyhow::Result<Option<Vec<Loaded>>> {
+    let alerts = refs.alerts.as_deref().map(AlertsFile::load).transpose()?;
+    let metrics = refs.log_metrics.as_deref().map(LogMetricsFile::load).transpose()?;
+    let (dashboards, mut problems) = load(dir);
+    let cx = LintContext { alerts: alerts.as_ref(), log_metrics: metrics.as_ref() };
+    problems.extend(lint::lint(&dashboards, &cx));
+    if problems.is_empty() {
+        return Ok(Some(dashboards));
+    }
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    eprintln!("sluice: {} problems", problems.len());
+    Ok(None)
+}
