@@ -421,3 +421,84 @@ fn the_readme_examples_lint_clean() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// `sluice up --dashboards`: a broken file stops the start, naming it; good ones are served
+/// beside the built-ins to every user, and only users who may read metrics reach Prometheus.
+#[test]
+fn sluice_up_serves_the_dashboards_and_guards_the_prometheus_proxy() {
+    use common::{ADMIN_TOKEN, DEV_TOKEN, start_up_with, write_users};
+    let dir = tempfile::tempdir().unwrap();
+    let dashboards = dir.path().join("dashboards");
+    std::fs::create_dir_all(&dashboards).unwrap();
+    std::fs::write(dashboards.join("typo.yaml"), "apiVersion: sluice.dev/v1\ntitel: x\n").unwrap();
+    let out = Command::new(sluice())
+        .args(["up", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("refused"))
+        .args(["--watch", "/nonexistent/*.log", "--dashboards"])
+        .arg(&dashboards)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("typo.yaml: unknown field `titel`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::remove_file(dashboards.join("typo.yaml")).unwrap();
+    std::fs::write(
+        dashboards.join("mine.yaml"),
+        "apiVersion: sluice.dev/v1\nkind: Dashboard\nname: pipeline-health\ntitle: Mine\nrows: [{title: r, panels: [{type: logs}]}]\n",
+    )
+    .unwrap();
+    let users = write_users(dir.path());
+    let start = |extra: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--users".as_ref(),
+            users.as_os_str(),
+            "--dashboards".as_ref(),
+            dashboards.as_os_str(),
+        ];
+        args.extend(extra);
+        std::process::Command::new(sluice())
+            .args(["up", "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("clash"))
+            .args(["--watch", "/nonexistent/*.log"])
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = start(&[]);
+    assert!(
+        text(&out.stderr).contains("name: \"pipeline-health\" is the name of another dashboard"),
+        "a name the built-ins use is refused: {}",
+        text(&out.stderr)
+    );
+    std::fs::write(
+        dashboards.join("mine.yaml"),
+        "apiVersion: sluice.dev/v1\nkind: Dashboard\nname: mine\ntitle: Mine\nrows: [{title: r, panels: [{type: logs}]}]\n",
+    )
+    .unwrap();
+    let (_up, base) = start_up_with(
+        &dir.path().join("data"),
+        &["/nonexistent/*.log".to_owned()],
+        &["--users".as_ref(), users.as_os_str(), "--dashboards".as_ref(), dashboards.as_os_str()],
+    );
+    let client = reqwest::blocking::Client::new();
+    let get = |path: &str, token: &str| {
+        let r = client.get(format!("{base}{path}")).bearer_auth(token).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    let (status, list) = get("/api/v1/dashboards", DEV_TOKEN);
+    assert_eq!(status, 200);
+    for name in ["pipeline-health", "log-volume", "kubernetes-warnings", "alerts-overview", "mine"]
+    {
+        assert!(list.contains(&format!("\"name\":\"{name}\"")), "{name} in {list}");
+    }
+    let range = "/api/v1/dashboards/query_range?query=up&start=0&end=60&step=15";
+    let (status, body) = get(range, DEV_TOKEN);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = get(range, ADMIN_TOKEN);
+    assert!(status == 404 && body.contains("--prometheus-url"), "{status} {body}");
+    assert_eq!(get("/api/v1/dashboards", "wrong").0, 401);
+}

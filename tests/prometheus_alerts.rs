@@ -59,24 +59,6 @@ impl Rig {
     }
 }
 
-/// A Prometheus on `port` with `config` (written to the directory), its data under `dir`.
-fn prometheus(dir: &std::path::Path, port: u16, config: &str) -> Proc {
-    let path = dir.join("prometheus.yml");
-    std::fs::write(&path, config).unwrap();
-    Proc {
-        child: Command::new(test_servers_tool("PROMETHEUS_BIN", "prometheus"))
-            .arg(format!("--config.file={}", path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--rules.alert.resend-delay=1s")
-            .stdout(Stdio::null())
-            .stderr(log(dir, "prometheus.log"))
-            .spawn()
-            .expect("prometheus starts"),
-        name: "prometheus",
-    }
-}
-
 fn log(dir: &std::path::Path, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new().create(true).append(true).open(dir.join(name)).unwrap()
 }
@@ -97,7 +79,7 @@ fn prometheus_alerts_about_sluice_metrics_reach_dingtalk_once() {
         "groups:\n  - name: sluice\n    interval: 1s\n    rules:\n      - alert: SluiceIngested\n        expr: sum(sluice_agent_lines_read_total) > 0\n        labels: {severity: critical, namespace: platform}\n        annotations: {summary: 'sluice ingested {{ $value }} lines'}\n",
     )
     .unwrap();
-    let _prometheus = prometheus(
+    let _prometheus = start_prometheus(
         dir,
         free_port(),
         &format!(
@@ -174,7 +156,7 @@ fn a_metric_rule_asks_prometheus_and_fires_waits_out_an_outage_and_resolves() {
         "global: {{scrape_interval: 1s}}\n\
          scrape_configs:\n  - job_name: sluice\n    static_configs: [{{targets: ['{host}']}}]\n"
     );
-    let mut prom = prometheus(dir, port, &config);
+    let mut prom = start_prometheus(dir, port, &config);
     wait_until(Duration::from_secs(60), "the metric rule fires", || {
         !texts(robot, "[FIRING] few-lines").is_empty()
     });
@@ -196,7 +178,7 @@ fn a_metric_rule_asks_prometheus_and_fires_waits_out_an_outage_and_resolves() {
         "failures are counted"
     );
 
-    let _prom = prometheus(dir, port, &config);
+    let _prom = start_prometheus(dir, port, &config);
     let more: String = (0..20).map(|i| format!("INFO more {i}\n")).collect();
     std::fs::OpenOptions::new()
         .append(true)
@@ -246,7 +228,7 @@ fn a_real_alertmanager_forwards_to_sluice_through_its_webhook() {
     )
     .unwrap();
     let host = base.trim_start_matches("http://");
-    let _prometheus = prometheus(
+    let _prometheus = start_prometheus(
         dir,
         free_port(),
         &format!(

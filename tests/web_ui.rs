@@ -248,3 +248,61 @@ fn the_alerts_panel_lists_alerts_and_silences_them_in_chromium() {
         "{matchers}"
     );
 }
+
+/// Dashboards in Chromium: the built-in pipeline health dashboard with live numbers from the
+/// index and from a real Prometheus (v0.316.0, `scripts/test-servers prometheus`) scraping
+/// `sluice up`, and the log volume dashboard with a namespace chosen in the URL.
+#[test]
+fn the_builtin_dashboards_show_live_numbers_in_chromium() {
+    browser();
+    let dir = tempfile::tempdir().unwrap();
+    let pods = dir.path().join("var/log/pods");
+    let now = || chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let (pay, shop) = (30usize, 20usize);
+    for (ns, n) in [("pay", pay), ("shop", shop)] {
+        let file = pods.join(format!("{ns}_api-1_u-{ns}/app/0.log"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let lines: String = (0..n)
+            .map(|i| {
+                let body =
+                    if i % 3 == 0 { "ERROR 支付失败" } else { "INFO 订单创建成功" };
+                format!("{} stdout F {body} order {i} in {ns}\n", now())
+            })
+            .collect();
+        std::fs::write(&file, lines).unwrap();
+    }
+    let port = free_port();
+    let (_up, base) = start_up_with(
+        &dir.path().join("data"),
+        &[format!("{}/*/*/*.log", pods.display())],
+        &["--prometheus-url".as_ref(), format!("http://127.0.0.1:{port}").as_ref()],
+    );
+    let host = base.trim_start_matches("http://");
+    let _prometheus = start_prometheus(
+        dir.path(),
+        port,
+        &format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sluice\n    static_configs: [{{targets: ['{host}']}}]\n"
+        ),
+    );
+    wait_until(Duration::from_secs(30), "every line is indexed", || {
+        total(&base, "") == (pay + shop) as u64
+    });
+    wait_until(Duration::from_secs(60), "Prometheus has scraped the WAL's size", || {
+        http_get(&format!("http://127.0.0.1:{port}/api/v1/query?query=sluice_collector_wal_bytes"))
+            .is_some_and(|a| a.contains("\"value\""))
+    });
+    let errors = |n: usize| n.div_ceil(3);
+    let stdout = run_script(
+        "dashboards.mjs",
+        &base,
+        &[
+            ("LINES", (pay + shop).to_string()),
+            ("ERRORS", (errors(pay) + errors(shop)).to_string()),
+            ("PAY", pay.to_string()),
+            ("PAY_ERRORS", errors(pay).to_string()),
+            ("SHOP", shop.to_string()),
+        ],
+    );
+    assert!(stdout.contains("dashboards page checks done"), "the script ran to its end:\n{stdout}");
+}

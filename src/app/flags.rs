@@ -38,6 +38,13 @@ pub(crate) struct CollectorArgs {
     /// records pass through, each once, and shown on /metrics.
     #[arg(long)]
     pub(crate) log_metrics: Option<PathBuf>,
+    /// Dashboards for the page (a directory of `sluice dash` files), beside the built-ins.
+    #[arg(long)]
+    pub(crate) dashboards: Option<PathBuf>,
+    /// The Prometheus-compatible HTTP API the page's metric panels ask, such as
+    /// http://prometheus:9090.
+    #[arg(long)]
+    pub(crate) prometheus_url: Option<String>,
     /// Drop day partitions of the index once the whole day is older than this (such as 7d).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) retention: Option<std::time::Duration>,

@@ -31,6 +31,9 @@ use sluice_collector::sources::kube_events::lease::LeaseConfig;
 use sluice_collector::sources::kube_events::{KubeEventsConfig, KubeEventsSource};
 use sluice_collector::sources::{self, Source};
 use sluice_collector::wal::Wal;
+use sluice_dashboards::api::Dashboards;
+use sluice_dashboards::dashboard::builtin::builtin;
+use sluice_dashboards::dashboard::{Loaded, lint, load};
 use sluice_dashboards::log_metrics::{LogMetrics, LogMetricsFile};
 use sluice_query::Store;
 use sluice_query::access::{Authenticator, Open, Users};
@@ -84,6 +87,7 @@ pub(crate) async fn run_collector(
     let alerts =
         args.alerts.as_deref().map(|path| AlertsFile::load(path).map(|f| (f, path))).transpose()?;
     let log_metrics = args.log_metrics.as_deref().map(LogMetricsFile::load).transpose()?;
+    let dashboards = dashboards(args, alerts.as_ref().map(|(f, _)| f), log_metrics.as_ref())?;
     if users.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
@@ -137,9 +141,9 @@ pub(crate) async fn run_collector(
         }
         None => None,
     };
-    let metrics = match log_metrics {
+    let metrics = match &log_metrics {
         Some(file) => {
-            let (shown, sink) = LogMetrics::start(&file, &args.data_dir.join("log-metrics"), &wal)?;
+            let (shown, sink) = LogMetrics::start(file, &args.data_dir.join("log-metrics"), &wal)?;
             tracing::info!(metrics = file.metrics.len(), "log metrics on");
             // The counts are saved, and shown, this often.
             sink_tasks
@@ -219,9 +223,13 @@ pub(crate) async fn run_collector(
     let mut app = router(ApiState { store, metrics, auth: auth.clone(), admission, exports })
         .merge(sources::http::routes(clients));
     app = match alerting {
-        Some(alerting) => app.merge(sluice_alerting::api::routes(alerting, auth)),
+        Some(alerting) => app.merge(sluice_alerting::api::routes(alerting, auth.clone())),
         None => app.merge(sluice_alerting::api::disabled()),
     };
+    let served = Dashboards { dashboards, log_metrics, prometheus: args.prometheus_url.clone() };
+    app = app.merge(
+        sluice_dashboards::api::routes(served, auth.clone()).map_err(|e| anyhow::anyhow!(e))?,
+    );
     let http_server =
         axum::serve(listeners.http, app).with_graceful_shutdown(stopped(stop_rx.clone()));
     let http_task = tokio::spawn(async move { http_server.await });
@@ -247,6 +255,28 @@ pub(crate) async fn run_collector(
     grpc_result.context("gRPC server task failed")?.context("gRPC server")?;
     http_result.context("HTTP server task failed")?.context("HTTP server")?;
     Ok(())
+}
+
+/// The built-in dashboards and those of `--dashboards`, which must pass lint.
+fn dashboards(
+    args: &CollectorArgs,
+    alerts: Option<&AlertsFile>,
+    log_metrics: Option<&LogMetricsFile>,
+) -> anyhow::Result<Vec<Loaded>> {
+    let mut all = builtin();
+    if let Some(dir) = &args.dashboards {
+        let (loaded, mut problems) = load(dir);
+        all.extend(loaded);
+        problems.extend(lint::lint(&all, &lint::Context { alerts, log_metrics }));
+        if !problems.is_empty() {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "dashboards refused (sluice dash lint says the same):\n{}",
+                lines.join("\n")
+            );
+        }
+    }
+    Ok(all)
 }
 
 /// The users file as the ingest endpoints' authentication: admins write anywhere, other users

@@ -445,3 +445,21 @@ pub fn append(path: &Path, text: &str) {
         .write_all(text.as_bytes())
         .unwrap();
 }
+
+/// A Prometheus on `port` with `config` (written to the directory), its data under `dir`.
+pub fn start_prometheus(dir: &std::path::Path, port: u16, config: &str) -> Proc {
+    let path = dir.join("prometheus.yml");
+    std::fs::write(&path, config).unwrap();
+    Proc {
+        child: Command::new(test_servers_tool("PROMETHEUS_BIN", "prometheus"))
+            .arg(format!("--config.file={}", path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--rules.alert.resend-delay=1s")
+            .stdout(Stdio::null())
+            .stderr(log_file(dir, "prometheus"))
+            .spawn()
+            .expect("prometheus starts"),
+        name: "prometheus",
+    }
+}

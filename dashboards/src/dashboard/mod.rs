@@ -1,10 +1,12 @@
 //! Dashboards as code: the format, its checks, and its renderings for Grafana and KubeSphere.
 //!
 //! - [`model`]: the file format (`apiVersion: sluice.dev/v1`, unknown keys refused).
+//! - [`builtin`]: the built-in dashboards, compiled in.
 //! - [`load`]: a directory of files; [`lint`]: the checks beyond the format.
 //! - [`lucene`]: the search language as Lucene, for Grafana's Elasticsearch panels.
 //! - [`grafana`]: Grafana dashboard JSON; [`kubesphere`]: KubeSphere `Dashboard` objects.
 
+pub mod builtin;
 pub mod grafana;
 pub mod kubesphere;
 pub mod lint;

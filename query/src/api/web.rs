@@ -12,6 +12,7 @@ const INDEX: &str = include_str!("../../web/index.html");
 const APP: &str = include_str!("../../web/dist/app.js");
 const PAGE: &str = include_str!("../../web/dist/page.js");
 const ALERTS: &str = include_str!("../../web/dist/alerts.js");
+const DASHBOARDS: &str = include_str!("../../web/dist/dashboards.js");
 const STYLE: &str = include_str!("../../web/style.css");
 const ICON: &str = include_str!("../../web/favicon.svg");
 
@@ -28,6 +29,7 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/assets/app.js", get(asset("text/javascript; charset=utf-8", APP)))
         .route("/assets/page.js", get(asset("text/javascript; charset=utf-8", PAGE)))
         .route("/assets/alerts.js", get(asset("text/javascript; charset=utf-8", ALERTS)))
+        .route("/assets/dashboards.js", get(asset("text/javascript; charset=utf-8", DASHBOARDS)))
         .route("/assets/style.css", get(asset("text/css; charset=utf-8", STYLE)))
         // Browsers ask for `/favicon.ico` on their own; an SVG answers both.
         .route("/assets/favicon.svg", get(asset("image/svg+xml", ICON)))

@@ -2,6 +2,7 @@
 // binary with nothing fetched from elsewhere. Log text is untrusted, so every value reaches
 // the page through textContent, never as HTML.
 import { initAlerts, reloadAlerts } from "./alerts.js";
+import { initDashboards, reloadDashboards } from "./dashboards.js";
 import { $, TOKEN_KEY, authHeaders, el, input, select } from "./page.js";
 const RANGES = {
     "15m": 15 * 60000,
@@ -687,6 +688,7 @@ function init() {
         $("logout").hidden = false;
         void search();
         reloadAlerts();
+        void reloadDashboards().catch(() => undefined);
     });
     $("logout").addEventListener("click", () => {
         sessionStorage.removeItem(TOKEN_KEY);
@@ -694,6 +696,8 @@ function init() {
         $("hits").replaceChildren();
         $("alerts").hidden = true;
         $("alerts-toggle").hidden = true;
+        $("dashboards").hidden = true;
+        $("dashboards-toggle").hidden = true;
         showLogin("");
     });
     $("live").addEventListener("change", () => (input("live").checked ? startTail() : stopTail()));
@@ -718,6 +722,7 @@ function init() {
     });
     enableZoom();
     initAlerts(formatInput, () => showLogin("需要有效令牌 A valid token is required"));
+    initDashboards(() => showLogin("需要有效令牌 A valid token is required"));
     void search();
 }
 init();

@@ -3,6 +3,7 @@
 // the page through textContent, never as HTML.
 
 import { initAlerts, reloadAlerts } from "./alerts.js";
+import { initDashboards, reloadDashboards } from "./dashboards.js";
 import { $, TOKEN_KEY, authHeaders, el, input, select } from "./page.js";
 
 interface Hit {
@@ -751,6 +752,7 @@ function init(): void {
     $("logout").hidden = false;
     void search();
     reloadAlerts();
+    void reloadDashboards().catch(() => undefined);
   });
   $("logout").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -758,6 +760,8 @@ function init(): void {
     $("hits").replaceChildren();
     $("alerts").hidden = true;
     $("alerts-toggle").hidden = true;
+    $("dashboards").hidden = true;
+    $("dashboards-toggle").hidden = true;
     showLogin("");
   });
   $("live").addEventListener("change", () => (input("live").checked ? startTail() : stopTail()));
@@ -782,6 +786,7 @@ function init(): void {
   });
   enableZoom();
   initAlerts(formatInput, () => showLogin("需要有效令牌 A valid token is required"));
+  initDashboards(() => showLogin("需要有效令牌 A valid token is required"));
   void search();
 }
 
