@@ -502,3 +502,80 @@ fn sluice_up_serves_the_dashboards_and_guards_the_prometheus_proxy() {
     assert!(status == 404 && body.contains("--prometheus-url"), "{status} {body}");
     assert_eq!(get("/api/v1/dashboards", "wrong").0, 401);
 }
+
+/// `sluice dash import`: what Sluice renders comes back unchanged, and a foreign Grafana
+/// dashboard comes in with each thing left behind named.
+#[test]
+fn grafana_dashboards_import_back_and_say_what_they_leave() {
+    let (dir, dashboards, refs) = workspace();
+    let first = dir.path().join("first");
+    let extra: Vec<&str> = refs.iter().map(String::as_str).collect();
+    assert!(render(&dashboards, "grafana", &first, &extra).status.success());
+    let imported = dir.path().join("imported");
+    std::fs::create_dir_all(&imported).unwrap();
+    for entry in std::fs::read_dir(&first).unwrap() {
+        let path = entry.unwrap().path();
+        let out = imported.join(path.with_extension("yaml").file_name().unwrap());
+        let run = dash(&["import".as_ref(), path.as_os_str(), "--out".as_ref(), out.as_os_str()]);
+        assert!(
+            run.status.success() && run.stderr.is_empty(),
+            "{}: {}",
+            path.display(),
+            text(&run.stderr)
+        );
+    }
+    let second = dir.path().join("second");
+    let run = render(&imported, "grafana", &second, &[]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    for entry in std::fs::read_dir(&first).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert_eq!(
+            std::fs::read_to_string(first.join(&name)).unwrap(),
+            std::fs::read_to_string(second.join(&name)).unwrap(),
+            "{name:?} survives render, import, render"
+        );
+    }
+
+    let foreign = serde_json::json!({
+        "uid": "Team Payments!", "title": "Payments", "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": [
+            {"type": "interval", "name": "span", "query": "1m,5m"},
+            {"type": "query", "name": "ns", "datasource": {"type": "elasticsearch"}, "query": "{\"find\": \"terms\", \"field\": \"namespace\"}", "multi": true},
+        ]},
+        "panels": [
+            {"type": "stat", "title": "Up", "gridPos": {"w": 6}, "datasource": {"type": "prometheus"}, "targets": [{"expr": "up", "refId": "A"}]},
+            {"type": "timeseries", "title": "Two", "datasource": {"type": "prometheus"}, "targets": [{"expr": "rate(a_total[5m])"}, {"expr": "rate(b_total[5m])"}]},
+            {"type": "logs", "title": "Loki", "datasource": {"type": "loki"}, "targets": [{"expr": "{app=\"pay\"}"}]},
+            {"type": "row", "title": "Logs", "panels": []},
+            {"type": "logs", "title": "Errors", "datasource": {"type": "elasticsearch"}, "targets": [{"query": "namespace:$ns AND message:\"支付失败\"", "metrics": [{"type": "logs"}], "bucketAggs": []}]},
+            {"type": "timeseries", "title": "Ranged", "datasource": {"type": "elasticsearch"}, "targets": [{"query": "@timestamp:[now-1h TO now]", "metrics": [{"type": "count"}], "bucketAggs": [{"type": "date_histogram", "field": "@timestamp"}]}]},
+            {"type": "text", "title": "Notes", "options": {"content": "See the runbook."}},
+        ],
+    });
+    let file = dir.path().join("payments.json");
+    std::fs::write(&file, foreign.to_string()).unwrap();
+    let run = dash(&["import".as_ref(), file.as_os_str()]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let warnings = text(&run.stderr);
+    for want in [
+        "variable \"span\": a interval variable; left out",
+        "panel \"Up\": a stat panel becomes a time series",
+        "panel \"Two\": 2 queries; only the first carried over",
+        "panel \"Loki\": a loki datasource; left out",
+        "panel \"Ranged\": query \"@timestamp:[now-1h TO now]\" does not read as a Sluice query",
+    ] {
+        assert!(warnings.contains(want), "want {want:?} in {warnings}");
+    }
+    let yaml = text(&run.stdout);
+    let parsed: Value = yaml_serde::from_str(&yaml).unwrap();
+    assert_eq!(
+        (parsed["name"].as_str(), parsed["time"].as_str()),
+        (Some("team-payments"), Some("6h"))
+    );
+    assert_eq!(parsed["rows"][1]["panels"][0]["query"], "namespace:$ns AND \"支付失败\"", "{yaml}");
+    assert_eq!(parsed["rows"][0]["panels"][0]["width"], 6);
+    let path = dir.path().join("payments.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let lint = dash(&["lint".as_ref(), path.as_os_str()]);
+    assert!(lint.status.success(), "the import lints clean: {}\n{yaml}", text(&lint.stderr));
+}

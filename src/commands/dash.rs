@@ -1,5 +1,5 @@
-//! `sluice dash`: dashboards and monitors kept in Git — checked, and rendered for Grafana and
-//! KubeSphere.
+//! `sluice dash`: dashboards and monitors kept in Git — checked, rendered for Grafana and
+//! KubeSphere, and imported from Grafana.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use sluice_alerting::AlertsFile;
 use sluice_dashboards::dashboard::lint::{self, Context as LintContext};
-use sluice_dashboards::dashboard::{Loaded, grafana, kubesphere, load};
+use sluice_dashboards::dashboard::{Loaded, grafana, import, kubesphere, load};
 use sluice_dashboards::log_metrics::LogMetricsFile;
 
 #[derive(Debug, Args)]
@@ -52,6 +52,14 @@ enum DashCommand {
         #[command(flatten)]
         refs: Refs,
     },
+    /// Turn a Grafana dashboard (JSON) into a dashboard file, saying on stderr what could
+    /// not be carried over.
+    Import {
+        file: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -90,6 +98,24 @@ pub(crate) fn dash(args: DashArgs) -> anyhow::Result<ExitCode> {
                 std::fs::write(&path, text)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("{}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DashCommand::Import { file, out } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let (dashboard, warnings) =
+                import::import(&json).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            for w in warnings {
+                eprintln!("warning: {}: {w}", file.display());
+            }
+            let yaml = yaml_serde::to_string(&dashboard).context("cannot write YAML")?;
+            match out {
+                Some(path) => std::fs::write(&path, yaml)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{yaml}"),
             }
             Ok(ExitCode::SUCCESS)
         }

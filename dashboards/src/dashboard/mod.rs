@@ -4,10 +4,12 @@
 //! - [`builtin`]: the built-in dashboards, compiled in.
 //! - [`load`]: a directory of files; [`lint`]: the checks beyond the format.
 //! - [`lucene`]: the search language as Lucene, for Grafana's Elasticsearch panels.
+//! - [`import`]: a Grafana dashboard into the format.
 //! - [`grafana`]: Grafana dashboard JSON; [`kubesphere`]: KubeSphere `Dashboard` objects.
 
 pub mod builtin;
 pub mod grafana;
+pub mod import;
 pub mod kubesphere;
 pub mod lint;
 pub mod load;
