@@ -579,3 +579,37 @@ fn grafana_dashboards_import_back_and_say_what_they_leave() {
     let lint = dash(&["lint".as_ref(), path.as_os_str()]);
     assert!(lint.status.success(), "the import lints clean: {}\n{yaml}", text(&lint.stderr));
 }
+
+/// `sluice dash test`: the monitors (a rule of the alerts file by name and one written inline)
+/// under the alerting unit tests kept beside the dashboards; a wrong expectation fails.
+#[test]
+fn dash_test_runs_the_monitors_unit_tests() {
+    let (_dir, dashboards, refs) = workspace();
+    let tests = |quiet_at_30s: &str| {
+        format!(
+            "tests:\n  - name: errors page, then silence is noticed\n    input_lines:\n      - {{at: 0s, namespace: pay, level: error, message: 支付失败, repeat: 5, step: 1s}}\n    alert_rule_test:\n      - {{eval_time: 20s, alertname: pod-errors, exp_alerts: [{{exp_labels: {{}}}}]}}\n      - {{eval_time: 30s, alertname: quiet, exp_alerts: {quiet_at_30s}}}\n      - {{eval_time: 7m, alertname: quiet, exp_alerts: [{{exp_labels: {{}}}}]}}\n"
+        )
+    };
+    let run_test = || {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["test".as_ref(), dashboards.as_os_str()];
+        args.extend(refs.iter().map(std::ffi::OsStr::new));
+        dash(&args)
+    };
+    std::fs::write(dashboards.join("monitors.test.yaml"), tests("[]")).unwrap();
+    let run = run_test();
+    assert!(run.status.success(), "{}{}", text(&run.stdout), text(&run.stderr));
+    assert!(
+        text(&run.stdout).contains("SUCCESS  errors page, then silence is noticed"),
+        "{}",
+        text(&run.stdout)
+    );
+
+    std::fs::write(dashboards.join("monitors.test.yaml"), tests("[{exp_labels: {}}]")).unwrap();
+    let run = run_test();
+    assert!(!run.status.success());
+    assert!(
+        text(&run.stdout).contains("FAILED   errors page, then silence is noticed"),
+        "{}",
+        text(&run.stdout)
+    );
+}

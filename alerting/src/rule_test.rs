@@ -24,6 +24,8 @@ const START_MS: i64 = 1_767_225_600_000;
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
     /// The alerts file under test, relative to the test file (promtool's key; one file).
+    /// `sluice dash test` gives the rules itself, so there it may be left out.
+    #[serde(default)]
     pub rule_files: Vec<PathBuf>,
     pub tests: Vec<TestCase>,
 }
@@ -162,9 +164,22 @@ pub fn run(path: &Path) -> Result<Outcome, AlertError> {
     };
     let alerts_path = path.parent().unwrap_or(Path::new(".")).join(alerts_path);
     let alerts = AlertsFile::load(&alerts_path)?;
+    run_tests(path, &file.tests, &alerts, &alerts_path)
+}
+
+/// Runs the tests of the file at `path` against `alerts` (read from `alerts_path`, against
+/// which its secret files resolve): for `sluice dash test`, whose rules are the dashboards'
+/// monitors.
+pub fn run_tests(
+    path: &Path,
+    tests: &[TestCase],
+    alerts: &AlertsFile,
+    alerts_path: &Path,
+) -> Result<Outcome, AlertError> {
+    let config = |message: String| AlertError::Config { path: path.to_owned(), message };
     let mut report = format!("Unit testing {}\n", path.display());
     let mut passed = true;
-    for (i, case) in file.tests.iter().enumerate() {
+    for (i, case) in tests.iter().enumerate() {
         for t in &case.alert_rule_test {
             if !alerts.rules.iter().any(|r| r.name == t.alertname) {
                 return Err(config(format!(
@@ -175,7 +190,7 @@ pub fn run(path: &Path) -> Result<Outcome, AlertError> {
                 )));
             }
         }
-        let failures = run_case(case, &alerts, &alerts_path, &mut report)?;
+        let failures = run_case(case, alerts, alerts_path, &mut report)?;
         if failures.is_empty() {
             let _ = writeln!(report, "  SUCCESS  {}", case.name);
         } else {

@@ -1,5 +1,5 @@
 //! `sluice dash`: dashboards and monitors kept in Git — checked, rendered for Grafana and
-//! KubeSphere, and imported from Grafana.
+//! KubeSphere, imported from Grafana, and their monitors unit-tested.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use sluice_alerting::AlertsFile;
 use sluice_dashboards::dashboard::lint::{self, Context as LintContext};
-use sluice_dashboards::dashboard::{Loaded, grafana, import, kubesphere, load};
+use sluice_dashboards::dashboard::{Loaded, grafana, import, kubesphere, load, monitors};
 use sluice_dashboards::log_metrics::LogMetricsFile;
 
 #[derive(Debug, Args)]
@@ -49,6 +49,14 @@ enum DashCommand {
         /// KubeSphere: a namespaced `Dashboard` here; without it a `ClusterDashboard`.
         #[arg(long)]
         namespace: Option<String>,
+        #[command(flatten)]
+        refs: Refs,
+    },
+    /// Run the monitors' unit tests (`*.test.yaml` beside the dashboards, the shape of
+    /// `sluice alert test`): the alerts file's rules and the inline monitors.
+    Test {
+        dir: PathBuf,
+        /// The alerts file's receivers render the messages the tests expect.
         #[command(flatten)]
         refs: Refs,
     },
@@ -100,6 +108,24 @@ pub(crate) fn dash(args: DashArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", path.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        DashCommand::Test { dir, refs } => {
+            let Some(dashboards) = checked(&dir, &refs)? else { return Ok(ExitCode::FAILURE) };
+            let base = refs.alerts.as_deref().map(AlertsFile::load).transpose()?;
+            let file = monitors::with_monitors(&dashboards, base.as_ref());
+            let alerts_path = refs.alerts.unwrap_or_else(|| dir.join("alerts.yaml"));
+            let tests = monitors::test_files(&dir);
+            if tests.is_empty() {
+                anyhow::bail!("no monitor tests (*.test.yaml) under {}", dir.display());
+            }
+            let mut passed = true;
+            for path in tests {
+                let outcome =
+                    monitors::run(&path, &file, &alerts_path).map_err(anyhow::Error::msg)?;
+                print!("{}", outcome.report);
+                passed &= outcome.passed;
+            }
+            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         DashCommand::Import { file, out } => {
             let text = std::fs::read_to_string(&file)

@@ -24,13 +24,14 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Every `*.yaml` / `*.yml` file under `dir` (or `dir` itself, a file), in name order.
+/// Every `*.yaml` / `*.yml` file under `dir` but the monitors' tests (or `dir` itself, a
+/// file), in name order.
 pub fn load(dir: &Path) -> (Vec<Loaded>, Vec<Problem>) {
     let mut paths = Vec::new();
     if dir.is_file() {
         paths.push(dir.to_owned());
     } else {
-        collect(dir, &mut paths);
+        collect(dir, &mut paths, false);
     }
     paths.sort();
     let (mut loaded, mut problems) = (Vec::new(), Vec::new());
@@ -52,13 +53,18 @@ pub fn load(dir: &Path) -> (Vec<Loaded>, Vec<Problem>) {
     (loaded, problems)
 }
 
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+/// The YAML files under `dir`: the monitors' tests (`*.test.yaml`) when `tests`, else the
+/// dashboards.
+pub(super) fn collect(dir: &Path, out: &mut Vec<PathBuf>, tests: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let path = entry.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if path.is_dir() {
-            collect(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            collect(&path, out, tests);
+        } else if (name.ends_with(".yaml") || name.ends_with(".yml"))
+            && (name.ends_with(".test.yaml") || name.ends_with(".test.yml")) == tests
+        {
             out.push(path);
         }
     }

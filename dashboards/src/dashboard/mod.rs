@@ -3,6 +3,7 @@
 //! - [`model`]: the file format (`apiVersion: sluice.dev/v1`, unknown keys refused).
 //! - [`builtin`]: the built-in dashboards, compiled in.
 //! - [`load`]: a directory of files; [`lint`]: the checks beyond the format.
+//! - [`monitors`]: `sluice dash test`, the monitors under the alerting unit tests.
 //! - [`lucene`]: the search language as Lucene, for Grafana's Elasticsearch panels.
 //! - [`import`]: a Grafana dashboard into the format.
 //! - [`grafana`]: Grafana dashboard JSON; [`kubesphere`]: KubeSphere `Dashboard` objects.
@@ -15,6 +16,7 @@ pub mod lint;
 pub mod load;
 pub mod lucene;
 pub mod model;
+pub mod monitors;
 
 pub use load::{Loaded, Problem, load};
 pub use model::Dashboard;
