@@ -613,3 +613,107 @@ fn dash_test_runs_the_monitors_unit_tests() {
         text(&run.stdout)
     );
 }
+
+/// `sluice dash apply`: the difference first, then the file; the same files again change
+/// nothing; only admins apply; what was applied survives a restart.
+#[test]
+fn dash_apply_shows_the_difference_and_is_idempotent() {
+    use common::{ADMIN_TOKEN, DEV_TOKEN, start_up_with, write_users};
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("dashboards");
+    std::fs::create_dir_all(&files).unwrap();
+    let mine = |title: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1\nkind: Dashboard\nname: mine\ntitle: {title}\nrows: [{{title: r, panels: [{{type: logs, query: 'level:error'}}]}}]\n"
+        )
+    };
+    std::fs::write(files.join("mine.yaml"), mine("Mine")).unwrap();
+    let users = write_users(dir.path());
+    let data = dir.path().join("data");
+    let watch = ["/nonexistent/*.log".to_owned()];
+    let up_args: [&std::ffi::OsStr; 2] = ["--users".as_ref(), users.as_os_str()];
+    let (mut up, base) = start_up_with(&data, &watch, &up_args);
+    let apply = |token: &str, extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "apply".as_ref(),
+            files.as_os_str(),
+            "--server".as_ref(),
+            base.as_ref(),
+            "--token".as_ref(),
+            token.as_ref(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        dash(&args)
+    };
+    let run = apply(DEV_TOKEN, &[]);
+    assert!(
+        !run.status.success() && text(&run.stderr).contains("admins only"),
+        "{}",
+        text(&run.stderr)
+    );
+
+    let run = apply(ADMIN_TOKEN, &[]);
+    let out = text(&run.stdout);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(
+        out.contains("(new)") && out.contains("+title: Mine") && out.contains("mine: applied"),
+        "{out}"
+    );
+    assert!(out.contains("1 changed, 0 unchanged"), "{out}");
+    let run = apply(ADMIN_TOKEN, &[]);
+    assert!(
+        text(&run.stdout).contains("mine: unchanged\n0 changed, 1 unchanged"),
+        "{}",
+        text(&run.stdout)
+    );
+
+    std::fs::write(files.join("mine.yaml"), mine("Mine v2")).unwrap();
+    let run = apply(ADMIN_TOKEN, &["--dry-run"]);
+    let out = text(&run.stdout);
+    assert!(
+        out.contains("-title: Mine\n+title: Mine v2") && out.contains("1 would change"),
+        "{out}"
+    );
+    let list_at = |base: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!("{base}/api/v1/dashboards"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let list = || list_at(&base);
+    assert!(
+        list().contains("\"title\":\"Mine\"") && !list().contains("Mine v2"),
+        "a dry run changes nothing"
+    );
+    assert!(text(&apply(ADMIN_TOKEN, &[]).stdout).contains("mine: applied"));
+
+    // A broken file is refused before anything is sent; a built-in's name by the server.
+    std::fs::write(files.join("broken.yaml"), "apiVersion: sluice.dev/v1\ntitel: x\n").unwrap();
+    let run = apply(ADMIN_TOKEN, &[]);
+    assert!(
+        !run.status.success() && text(&run.stderr).contains("broken.yaml: unknown field `titel`")
+    );
+    std::fs::write(
+        files.join("broken.yaml"),
+        "apiVersion: sluice.dev/v1\nkind: Dashboard\nname: log-volume\ntitle: Mine\nrows: [{title: r, panels: [{type: logs}]}]\n",
+    )
+    .unwrap();
+    let run = apply(ADMIN_TOKEN, &[]);
+    assert!(
+        !run.status.success() && text(&run.stderr).contains("is a built-in"),
+        "{}",
+        text(&run.stderr)
+    );
+    std::fs::remove_file(files.join("broken.yaml")).unwrap();
+
+    up.kill9();
+    let (_up, base) = start_up_with(&data, &watch, &up_args);
+    let listed = list_at(&base);
+    assert!(
+        listed.contains("\"title\":\"Mine v2\"") && listed.contains("\"applied\":true"),
+        "{listed}"
+    );
+}

@@ -88,6 +88,7 @@ pub(crate) async fn run_collector(
         args.alerts.as_deref().map(|path| AlertsFile::load(path).map(|f| (f, path))).transpose()?;
     let log_metrics = args.log_metrics.as_deref().map(LogMetricsFile::load).transpose()?;
     let dashboards = dashboards(args, alerts.as_ref().map(|(f, _)| f), log_metrics.as_ref())?;
+    let alerts_for_dashboards = alerts.as_ref().map(|(f, _)| f.clone());
     if users.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
@@ -226,7 +227,13 @@ pub(crate) async fn run_collector(
         Some(alerting) => app.merge(sluice_alerting::api::routes(alerting, auth.clone())),
         None => app.merge(sluice_alerting::api::disabled()),
     };
-    let served = Dashboards { dashboards, log_metrics, prometheus: args.prometheus_url.clone() };
+    let served = Dashboards {
+        dashboards,
+        alerts: alerts_for_dashboards,
+        log_metrics,
+        prometheus: args.prometheus_url.clone(),
+        store: args.data_dir.join("dashboards"),
+    };
     app = app.merge(
         sluice_dashboards::api::routes(served, auth.clone()).map_err(|e| anyhow::anyhow!(e))?,
     );

@@ -1,5 +1,5 @@
 //! `sluice dash`: dashboards and monitors kept in Git — checked, rendered for Grafana and
-//! KubeSphere, imported from Grafana, and their monitors unit-tested.
+//! KubeSphere, applied to a server, imported from Grafana, and their monitors unit-tested.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,6 +57,22 @@ enum DashCommand {
     Test {
         dir: PathBuf,
         /// The alerts file's receivers render the messages the tests expect.
+        #[command(flatten)]
+        refs: Refs,
+    },
+    /// Store the dashboards on a server for its page: each file's difference from what the
+    /// server holds is shown first; unchanged ones are left alone.
+    Apply {
+        dir: PathBuf,
+        /// The collector's API, such as http://127.0.0.1:7280.
+        #[arg(long)]
+        server: String,
+        /// An admin's bearer token (or set SLUICE_TOKEN).
+        #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Show the differences only.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         refs: Refs,
     },
@@ -127,6 +143,10 @@ pub(crate) fn dash(args: DashArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        DashCommand::Apply { dir, server, token, dry_run, refs } => {
+            let Some(dashboards) = checked(&dir, &refs)? else { return Ok(ExitCode::FAILURE) };
+            super::up::runtime()?.block_on(apply(&dashboards, &server, token.as_deref(), dry_run))
+        }
         DashCommand::Import { file, out } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
@@ -163,4 +183,71 @@ fn checked(dir: &Path, refs: &Refs) -> anyhow::Result<Option<Vec<Loaded>>> {
     }
     eprintln!("sluice: {} problems", problems.len());
     Ok(None)
+}
+
+/// `sluice dash apply`: for each file, what the server holds, the difference, then the file.
+async fn apply(
+    dashboards: &[Loaded],
+    server: &str,
+    token: Option<&str>,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = reqwest::Client::new();
+    let base = server.trim_end_matches('/');
+    let request = |method: reqwest::Method, url: String| {
+        let r = client.request(method, url);
+        match token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    };
+    let (mut changed, mut unchanged) = (0, 0);
+    for l in dashboards {
+        let name = &l.dashboard.name;
+        let source = std::fs::read_to_string(&l.path)
+            .with_context(|| format!("cannot read {}", l.path.display()))?;
+        let url = format!("{base}/api/v1/dashboards/{name}/source");
+        let answer = request(reqwest::Method::GET, url.clone())
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let held = match answer.status() {
+            reqwest::StatusCode::NOT_FOUND => String::new(),
+            s if s.is_success() => {
+                let v: serde_json::Value = answer.json().await?;
+                v["source"].as_str().unwrap_or("").to_owned()
+            }
+            s => anyhow::bail!("{url}: {s}: {}", answer.text().await.unwrap_or_default()),
+        };
+        if held == source {
+            println!("{name}: unchanged");
+            unchanged += 1;
+            continue;
+        }
+        let diff = similar::TextDiff::from_lines(&held, &source);
+        let header = if held.is_empty() { "(new)".to_owned() } else { format!("{server} {name}") };
+        print!(
+            "{}",
+            diff.unified_diff().context_radius(2).header(&header, &l.path.display().to_string())
+        );
+        changed += 1;
+        if dry_run {
+            continue;
+        }
+        let url = format!("{base}/api/v1/dashboards/{name}");
+        let answer = request(reqwest::Method::PUT, url.clone())
+            .json(&serde_json::json!({"source": source}))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = answer.status();
+        let v: serde_json::Value = answer.json().await.unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("{name}: {status}: {}", v["error"].as_str().unwrap_or(""));
+        }
+        println!("{name}: applied");
+    }
+    let verb = if dry_run { "would change" } else { "changed" };
+    println!("{changed} {verb}, {unchanged} unchanged");
+    Ok(ExitCode::SUCCESS)
 }
