@@ -197,10 +197,7 @@ pub fn log_metric_expr(name: &str, file: Option<&LogMetricsFile>) -> String {
 }
 
 fn lucene_field(field: &str) -> String {
-    lucene::translate(&format!("{field}:x"))
-        .ok()
-        .and_then(|l| l.split(':').next().map(str::to_owned))
-        .unwrap_or_else(|| field.to_owned())
+    lucene::es_field(field).unwrap_or_else(|_| field.to_owned())
 }
 
 fn variable(v: &Variable) -> Value {

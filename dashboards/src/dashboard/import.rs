@@ -6,6 +6,7 @@
 use serde_json::Value;
 use sluice_query::matcher::Matcher;
 
+use super::lucene::search_field;
 use super::model::{API_VERSION, Dashboard, Panel, PanelType, Row, Variable};
 
 /// The dashboard, and a warning for each thing left behind.
@@ -182,19 +183,6 @@ fn strip<'a>(lucene: &'a str, prefix: &str) -> Option<&'a str> {
         return Some("*");
     }
     lucene.strip_prefix(prefix).and_then(|r| r.strip_prefix(" AND "))
-}
-
-/// The Elasticsearch field as the search language names it.
-fn search_field(field: &str) -> String {
-    match field {
-        "event.reason" => "reason",
-        "event.type" => "event_type",
-        "event.object" => "object",
-        "event.object_kind" => "object_kind",
-        "event.reporter" => "reporter",
-        f => f,
-    }
-    .to_owned()
 }
 
 /// Lucene read back into the search language where it says the same; else none, warned.

@@ -58,19 +58,31 @@ fn join(parts: &[Expr], op: &str) -> Result<String, String> {
     Ok(format!("({})", parts.join(op)))
 }
 
+/// The search language's event fields and where the Elasticsearch sink's mapping puts them.
+const EVENT_FIELDS: [(&str, &str); 5] = [
+    ("reason", "event.reason"),
+    ("event_type", "event.type"),
+    ("object", "event.object"),
+    ("object_kind", "event.object_kind"),
+    ("reporter", "event.reporter"),
+];
+
 /// The field of the Elasticsearch sink's mapping a search field is.
-fn es_field(field: &str) -> Result<String, String> {
-    Ok(match field {
-        "reason" => "event.reason".into(),
-        "event_type" => "event.type".into(),
-        "object" => "event.object".into(),
-        "object_kind" => "event.object_kind".into(),
-        "reporter" => "event.reporter".into(),
+pub fn es_field(field: &str) -> Result<String, String> {
+    if let Some((_, es)) = EVENT_FIELDS.iter().find(|(f, _)| *f == field) {
+        return Ok((*es).to_owned());
+    }
+    match field {
         "id" | "source" | "offset" => {
-            return Err(format!("{field}: has no field in the Elasticsearch indexes"));
+            Err(format!("{field}: has no field in the Elasticsearch indexes"))
         }
-        f => f.to_owned(),
-    })
+        f => Ok(f.to_owned()),
+    }
+}
+
+/// The search field an Elasticsearch field is: [`es_field`] backwards.
+pub fn search_field(es: &str) -> String {
+    EVENT_FIELDS.iter().find(|(_, e)| *e == es).map_or(es, |(f, _)| f).to_owned()
 }
 
 fn is_variable(v: &str) -> bool {

@@ -90,10 +90,6 @@ impl Seen {
             }
         }
     }
-
-    pub fn sources(&self) -> usize {
-        self.sources.len()
-    }
 }
 
 #[cfg(test)]
@@ -146,6 +142,6 @@ mod tests {
         assert!(s.sources[&1].runs.is_empty() && s.contains(1, 15));
         assert_eq!(s.sources[&2].runs, [[0, 10]], "a recent source keeps its runs");
         s.prune(FORGET_AFTER_MS + 1);
-        assert_eq!(s.sources(), 1);
+        assert_eq!(s.sources.len(), 1);
     }
 }
