@@ -82,6 +82,9 @@ pub struct RawConfig {
     /// Where to serve `/metrics` and `/healthz`, such as `0.0.0.0:9281`; off when unset.
     #[serde(default)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Pushing the agent's own metrics over OTLP/HTTP as well; off when unset.
+    #[serde(default)]
+    pub telemetry: Option<RawTelemetry>,
     /// The disk spool between reading and shipping.
     #[serde(default)]
     pub spool: RawSpool,
@@ -114,6 +117,21 @@ pub enum WhenFull {
     DropOldest,
     /// Discard what was just read (counted as dropped).
     DropNewest,
+}
+
+/// The `telemetry:` section as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// An OTLP/HTTP metrics URL, such as `http://otel-collector:4318/v1/metrics` (or a
+    /// Sluice collector's `/v1/metrics`).
+    pub otlp_endpoint: String,
+    #[serde(default = "default_telemetry_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_telemetry_interval_ms() -> u64 {
+    10_000
 }
 
 /// The `spool:` section as written.
@@ -523,6 +541,7 @@ pub struct AgentConfig {
     pub multiline: Option<MultilineConfig>,
     pub timestamp: TimestampConfig,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub telemetry: Option<crate::telemetry::OtlpExport>,
     pub spool: SpoolConfig,
     pub max_open_files: usize,
     pub max_deleted_bytes: u64,
@@ -572,6 +591,7 @@ impl RawConfig {
             multiline: None,
             timestamp: RawTimestamp::default(),
             metrics_listen: None,
+            telemetry: None,
             spool: RawSpool::default(),
             max_open_files: default_max_open_files(),
             max_deleted_bytes: default_max_deleted_bytes(),
@@ -751,6 +771,10 @@ impl RawConfig {
             multiline,
             timestamp,
             metrics_listen: self.metrics_listen,
+            telemetry: self.telemetry.map(|t| crate::telemetry::OtlpExport {
+                endpoint: t.otlp_endpoint,
+                interval: Duration::from_millis(t.interval_ms.max(1)),
+            }),
             spool: SpoolConfig {
                 max_bytes: self.spool.max_bytes,
                 when_full: self.spool.when_full,

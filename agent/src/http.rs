@@ -19,15 +19,15 @@ use tokio::net::TcpListener;
 /// Renders the process's metrics in the Prometheus text format.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Installs the process's Prometheus recorder and serves `/metrics` and `/healthz` on `addr`
-/// in the background.
-pub async fn start(addr: std::net::SocketAddr) -> std::io::Result<()> {
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(std::io::Error::other)?;
+/// Serves `/metrics` (from the installed [`crate::telemetry::Telemetry`]) and `/healthz` on
+/// `addr` in the background.
+pub async fn start(
+    addr: std::net::SocketAddr,
+    telemetry: Arc<crate::telemetry::Telemetry>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics and /healthz");
-    tokio::spawn(serve(listener, Arc::new(move || handle.render())));
+    tokio::spawn(serve(listener, Arc::new(move || telemetry.render())));
     Ok(())
 }
 

@@ -23,7 +23,8 @@
 //! - [`forward`]: the spool and shipper for records made elsewhere (`sluice events`).
 //! - [`checkpoint`]: resume and acknowledged offsets, and the spool position, on disk.
 //! - [`explain`]: what the agent knows of one file, for `sluice-agent explain`.
-//! - [`http`]: `/metrics` and `/healthz` when `metrics_listen` is set.
+//! - [`http`]: `/metrics` and `/healthz` when `metrics_listen` is set; [`telemetry`]: the
+//!   metrics recorder behind it, and OTLP pushes of the same metrics.
 //! - [`error`]: the crate's error type.
 
 pub mod checkpoint;
@@ -44,6 +45,7 @@ pub mod redact;
 pub mod shipper;
 pub mod spool;
 pub mod tailer;
+pub mod telemetry;
 pub mod timestamp;
 
 use std::future::Future;

@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_agent::AgentConfig;
+use sluice_agent::telemetry::Telemetry;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
@@ -92,9 +94,14 @@ fn run() -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Installed once for the process: a reload keeps the recorder and its counts.
+    let telemetry = match (&config.metrics_listen, &config.telemetry) {
+        (None, None) => None,
+        (_, otlp) => Some(Arc::new(Telemetry::install("sluice-agent", otlp.as_ref())?)),
+    };
     runtime.block_on(async {
-        if let Some(addr) = config.metrics_listen {
-            sluice_agent::http::start(addr)
+        if let (Some(addr), Some(telemetry)) = (config.metrics_listen, &telemetry) {
+            sluice_agent::http::start(addr, telemetry.clone())
                 .await
                 .with_context(|| format!("cannot serve metrics on {addr} (metrics_listen)"))?;
         }

@@ -7,14 +7,15 @@
 //! parts; the `sluice` binary chooses which run and wires them to listeners.
 //!
 //! # Layout
-//! - [`sources`]: where records come from — agents (gRPC), `_bulk`, OTLP, Kafka — and the
-//!   one way they append to the WAL with stable ids; [`auth`]: TLS and bearer tokens.
+//! - [`sources`]: where records come from — agents (gRPC), `_bulk`, OTLP logs and metrics,
+//!   Kafka — and the one way they append to the WAL with stable ids; [`auth`]: TLS and bearer tokens.
 //! - [`wal`]: segment files with CRC-checked frames; [`wal_frame`]: what a frame holds, and
 //!   the [`wal_frame::Frame`] sinks take: records decoded on first use, with their pod's
 //!   labels, node and owner from [`enrich`] (a cluster-wide pod watch).
 //! - [`runner`]: one task per sink, from its cursor, with retries and flushes.
 //! - [`sink`]: the [`sink::Sink`] trait; [`sinks`]: the sinks (`index`, the local store;
-//!   `elasticsearch`; `kafka`; `blackhole`, for benchmarks).
+//!   `elasticsearch`; `kafka`; `remote_write`, OTLP metrics to Prometheus; `blackhole`, for
+//!   benchmarks).
 //! - [`durable`]: small state files replaced atomically.
 //! - [`error`]: the crate's error type.
 

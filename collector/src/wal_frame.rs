@@ -8,6 +8,10 @@
 //! decoding turns them into `(frame position << 20) + index`. The frame's position in the WAL never changes, so a
 //! replay after a crash gives the same ids, and the index keeps each record once.
 //!
+//! Kind 4 holds OTLP metrics: an `ExportMetricsServiceRequest` as the client sent it (less what
+//! it was refused), after its data point count (`u32`, little-endian). Log sinks find no
+//! records in it; metric sinks take [`Frame::metrics`].
+//!
 //! Sinks take a frame as a [`Frame`]: its records are decoded (and given their pod metadata)
 //! on first use, so a sink that forwards an agent's blocks as they are never pays for it.
 
@@ -21,6 +25,7 @@ use crate::enrich::PodCache;
 const KIND_LOG_BATCH: u8 = 1;
 const KIND_EXTERNAL_BATCH: u8 = 2;
 const KIND_COUNTED_BATCH: u8 = 3;
+const KIND_METRICS: u8 = 4;
 
 /// The most records in one external batch: the index must fit below the position's bits.
 pub const MAX_EXTERNAL_RECORDS: usize = 1 << 20;
@@ -49,6 +54,15 @@ fn external_offset(position: u64, index: u64) -> u64 {
     (position << 20) | (index & (MAX_EXTERNAL_RECORDS as u64 - 1))
 }
 
+/// An encoded OTLP `ExportMetricsServiceRequest` holding `points` data points.
+pub fn encode_metrics(request: &[u8], points: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + request.len());
+    out.push(KIND_METRICS);
+    out.extend_from_slice(&points.to_le_bytes());
+    out.extend_from_slice(request);
+    out
+}
+
 fn encode(kind: u8, head: &[u8], batch: &LogBatch) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + head.len() + batch.encoded_len());
     out.push(kind);
@@ -64,6 +78,16 @@ pub fn decode_frame_at(
     position: u64,
     pods: Option<Arc<PodCache>>,
 ) -> Result<Frame, String> {
+    if let Some((&KIND_METRICS, body)) = payload.split_first() {
+        let Some((points, request)) = body.split_first_chunk::<4>() else {
+            return Err("a metrics frame without its point count".to_owned());
+        };
+        let metrics = Metrics {
+            request: prost::bytes::Bytes::copy_from_slice(request),
+            points: u32::from_le_bytes(*points) as usize,
+        };
+        return Ok(Frame::of_metrics(metrics, position));
+    }
     let (batch, records) = decode_batch_at(payload, position)?;
     let mut frame = Frame::new(batch, position, pods);
     frame.checked_records = records;
@@ -96,6 +120,15 @@ fn decode_batch_at(payload: &[u8], position: u64) -> Result<(LogBatch, Option<us
     }
 }
 
+/// The OTLP metrics of a frame, as the client sent them.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// An encoded `ExportMetricsServiceRequest`.
+    pub request: prost::bytes::Bytes,
+    /// How many data points it holds, counted when it arrived.
+    pub points: usize,
+}
+
 /// One WAL frame as its sinks take it.
 pub struct Frame {
     /// The frame's WAL position, for logs.
@@ -110,6 +143,7 @@ pub struct Frame {
     records: OnceLock<Vec<LogRecord>>,
     /// How many records the collector counted when the batch arrived, if the WAL kept it.
     checked_records: Option<usize>,
+    metrics: Option<Metrics>,
 }
 
 impl Frame {
@@ -126,7 +160,26 @@ impl Frame {
             pods,
             records: OnceLock::new(),
             checked_records: None,
+            metrics: None,
         }
+    }
+
+    /// A frame of OTLP metrics (see [`encode_metrics`]), which holds no log records.
+    pub fn of_metrics(metrics: Metrics, position: u64) -> Self {
+        let mut frame = Self::new(LogBatch::default(), position, None);
+        frame.checked_records = Some(0);
+        frame.metrics = Some(metrics);
+        frame
+    }
+
+    /// The OTLP metrics the frame holds, if it is a metrics frame.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
+    }
+
+    /// The frame's WAL position.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// A frame of these records as they are.
@@ -210,6 +263,18 @@ mod tests {
         assert_eq!(decode_batch_at(&earlier, 0).unwrap(), (batch, None), "earlier WALs still read");
         assert!(decode_batch_at(&[9, 1], 0).unwrap_err().contains("unknown frame kind 9"));
         assert!(decode_batch_at(&[], 0).is_err());
+    }
+
+    #[test]
+    fn a_metrics_frame_has_its_request_and_no_records() {
+        let frame = decode_frame_at(&encode_metrics(b"otlp bytes", 12), 40, None).unwrap();
+        let metrics = frame.metrics().unwrap();
+        assert_eq!((&metrics.request[..], metrics.points), (&b"otlp bytes"[..], 12));
+        assert_eq!((frame.record_count(), frame.records().len(), frame.position()), (0, 0, 40));
+        assert!(frame.blocks().is_none());
+        assert!(decode_frame_at(&[4, 1, 0], 0, None).is_err(), "a count cut short");
+        let logs = decode_frame_at(&encode_batch(&LogBatch::default(), 0), 0, None).unwrap();
+        assert!(logs.metrics().is_none());
     }
 
     #[test]

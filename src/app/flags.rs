@@ -132,6 +132,25 @@ pub(crate) struct CollectorArgs {
     /// The producer's transactional.id: stable across restarts, one per collector.
     #[arg(long, default_value = "sluice-collector")]
     pub(crate) kafka_transactional_id: String,
+    /// Topic for the OTLP metrics received (/v1/metrics and gRPC) when --kafka is set: one
+    /// OTLP protobuf ExportMetricsServiceRequest a message.
+    #[arg(long, default_value = "otlp_metrics")]
+    pub(crate) kafka_metrics_topic: String,
+    /// Send the OTLP metrics received to this Prometheus remote-write URL (such as
+    /// http://prometheus:9090/api/v1/write), each sample once.
+    #[arg(long)]
+    pub(crate) remote_write: Option<String>,
+    /// Bearer token for --remote-write.
+    #[arg(
+        long,
+        env = "SLUICE_REMOTE_WRITE_TOKEN",
+        hide_env_values = true,
+        requires = "remote_write"
+    )]
+    pub(crate) remote_write_token: Option<String>,
+    /// PEM certificates to trust for an https:// --remote-write, besides the system's.
+    #[arg(long, requires = "remote_write")]
+    pub(crate) remote_write_ca_file: Option<PathBuf>,
     /// Read records from Kafka at these brokers as well (a consumer group; offsets are
     /// committed once every sink holds what was read).
     #[arg(long, requires = "kafka_source_topic")]
@@ -182,10 +201,18 @@ pub(crate) struct CollectorArgs {
     /// collector does when it finds a cluster: in a pod, or through KUBECONFIG).
     #[arg(long)]
     pub(crate) no_pod_metadata: bool,
-    /// Serve OTLP/gRPC logs here as well (such as 127.0.0.1:4317); OTLP/HTTP is always on
-    /// --listen at /v1/logs, next to the Elasticsearch-compatible /_bulk.
+    /// Serve OTLP/gRPC logs and metrics here as well (such as 127.0.0.1:4317); OTLP/HTTP is
+    /// always on --listen at /v1/logs and /v1/metrics, next to the Elasticsearch-compatible
+    /// /_bulk.
     #[arg(long)]
     pub(crate) otlp_grpc_listen: Option<SocketAddr>,
+    /// Push the collector's own metrics (those of /metrics) over OTLP/HTTP to this URL as
+    /// well, such as http://otel-collector:4318/v1/metrics.
+    #[arg(long)]
+    pub(crate) telemetry_otlp_endpoint: Option<String>,
+    /// How often --telemetry-otlp-endpoint is pushed to.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "telemetry_otlp_endpoint")]
+    pub(crate) telemetry_interval: std::time::Duration,
     /// How often retention and the merging of closed days run.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub(crate) housekeeping_interval: std::time::Duration,

@@ -1,4 +1,5 @@
-//! The sinks the flags ask for: the local index (or the blackhole), Elasticsearch, Kafka.
+//! The sinks the flags ask for: the local index (or the blackhole), Elasticsearch, Kafka,
+//! Prometheus remote-write.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use sluice_collector::sinks::elasticsearch::{
     ElasticsearchAuth, ElasticsearchConfig, ElasticsearchSink,
 };
 use sluice_collector::sinks::kafka::{KafkaConfig, KafkaSink};
+use sluice_collector::sinks::remote_write::{RemoteWriteConfig, RemoteWriteSink};
 use sluice_collector::wal::Wal;
 use sluice_query::Store;
 
@@ -42,6 +44,15 @@ pub(super) async fn build(
         let sink = KafkaSink::new(kafka).map_err(|e| anyhow::anyhow!("sink kafka: {e}"))?;
         sinks.push(SinkTask { sink: Box::new(sink), flush_interval });
     }
+    if let Some(url) = &args.remote_write {
+        let mut config = RemoteWriteConfig::new(url, args.data_dir.join("sinks/remote-write"));
+        config.bearer_token = args.remote_write_token.clone();
+        config.ca_file = args.remote_write_ca_file.clone();
+        let flush_interval = config.flush_interval;
+        let sink =
+            RemoteWriteSink::new(config).map_err(|e| anyhow::anyhow!("sink remote-write: {e}"))?;
+        sinks.push(SinkTask { sink: Box::new(sink), flush_interval });
+    }
     Ok(sinks)
 }
 
@@ -66,6 +77,7 @@ fn kafka(args: &CollectorArgs) -> Option<KafkaConfig> {
     let brokers = args.kafka.as_ref()?;
     let mut kafka = KafkaConfig::new(brokers, args.data_dir.join("sinks/kafka"));
     kafka.topic = args.kafka_topic.clone();
+    kafka.metrics_topic = args.kafka_metrics_topic.clone();
     kafka.encoding = args.kafka_encoding;
     kafka.compression = args.kafka_compression;
     kafka.linger = args.kafka_linger;

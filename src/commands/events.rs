@@ -76,7 +76,8 @@ pub(crate) fn events(args: EventsArgs) -> anyhow::Result<ExitCode> {
     config.lease = args.lease.as_deref().map(|l| LeaseConfig::new(l, args.lease_duration));
     runtime()?.block_on(async {
         if let Some(addr) = args.metrics_listen {
-            sluice_agent::http::start(addr)
+            let telemetry = sluice_agent::telemetry::Telemetry::install("sluice-events", None)?;
+            sluice_agent::http::start(addr, std::sync::Arc::new(telemetry))
                 .await
                 .with_context(|| format!("cannot serve metrics on {addr} (--metrics-listen)"))?;
         }

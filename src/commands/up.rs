@@ -9,6 +9,7 @@ use clap::Args;
 use sluice_agent::config::ReadFrom;
 
 use crate::app::{self, AgentAccess, CollectorArgs, Listeners};
+use sluice_agent::telemetry::{OtlpExport, Telemetry};
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
@@ -60,7 +61,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let metrics = metrics_render()?;
+        let metrics = metrics_render("sluice", &args.collector)?;
         let collector_args = args.collector;
         let shutdown = stopped(stop_rx.clone());
         let mut collector = tokio::spawn(async move {
@@ -118,7 +119,14 @@ pub(crate) fn collector(args: CollectorCommandArgs) -> anyhow::Result<ExitCode> 
     runtime()?.block_on(async {
         let listeners = Listeners::bind(&args).await?;
         let access = AgentAccess { tls, tokens: agent_tokens };
-        app::run_collector(&args, listeners, access, metrics_render()?, shutdown_signal()).await?;
+        app::run_collector(
+            &args,
+            listeners,
+            access,
+            metrics_render("sluice-collector", &args)?,
+            shutdown_signal(),
+        )
+        .await?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -130,11 +138,17 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn metrics_render() -> anyhow::Result<sluice_query::api::MetricsRender> {
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
-    Ok(Arc::new(move || handle.render()))
+/// Installs the process's metrics recorder: `/metrics`, and OTLP pushes when asked.
+fn metrics_render(
+    service: &str,
+    args: &app::CollectorArgs,
+) -> anyhow::Result<sluice_query::api::MetricsRender> {
+    let otlp = args.telemetry_otlp_endpoint.as_ref().map(|endpoint| OtlpExport {
+        endpoint: endpoint.clone(),
+        interval: args.telemetry_interval,
+    });
+    let telemetry = Telemetry::install(service, otlp.as_ref())?;
+    Ok(Arc::new(move || telemetry.render()))
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -448,6 +448,17 @@ pub fn append(path: &Path, text: &str) {
 
 /// A Prometheus on `port` with `config` (written to the directory), its data under `dir`.
 pub fn start_prometheus(dir: &std::path::Path, port: u16, config: &str) -> Proc {
+    start_prometheus_with(dir, port, config, &[])
+}
+
+/// `start_prometheus` with more flags, such as `--web.enable-remote-write-receiver`.
+pub fn start_prometheus_with(
+    dir: &std::path::Path,
+    port: u16,
+    config: &str,
+    extra: &[&str],
+) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("prometheus.yml");
     std::fs::write(&path, config).unwrap();
     Proc {
@@ -456,6 +467,7 @@ pub fn start_prometheus(dir: &std::path::Path, port: u16, config: &str) -> Proc 
             .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--rules.alert.resend-delay=1s")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log_file(dir, "prometheus"))
             .spawn()

@@ -4,6 +4,8 @@ pub mod blackhole;
 mod dead_letter;
 mod document;
 pub mod elasticsearch;
+mod http;
 pub mod index;
 pub mod kafka;
+pub mod remote_write;
 mod template;

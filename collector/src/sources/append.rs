@@ -34,7 +34,9 @@ pub struct Appended {
 /// A batch encoded as its WAL frame, ready to append (again, when an append failed).
 pub struct Batch {
     payload: Arc<[u8]>,
+    /// Records, or for metrics data points.
     records: usize,
+    metrics: bool,
     /// The ids, when the records carried them; else each record's source key.
     carried: Option<Vec<RecordId>>,
     sources: Vec<u64>,
@@ -47,7 +49,25 @@ impl Batch {
         let count = records.len();
         let batch = LogBatch { agent: client.to_owned(), records, ..LogBatch::default() };
         let payload = wal_frame::encode_batch(&batch, count as u32);
-        Self { payload: payload.into(), records: count, carried, sources: Vec::new() }
+        Self {
+            payload: payload.into(),
+            records: count,
+            metrics: false,
+            carried,
+            sources: Vec::new(),
+        }
+    }
+
+    /// An encoded OTLP `ExportMetricsServiceRequest` of `points` data points.
+    pub fn metrics(request: &[u8], points: u32) -> Self {
+        let payload = wal_frame::encode_metrics(request, points);
+        Self {
+            payload: payload.into(),
+            records: points as usize,
+            metrics: true,
+            carried: Some(Vec::new()),
+            sources: Vec::new(),
+        }
     }
 
     /// Records without ids of their own: each gets one from the frame's WAL position.
@@ -61,7 +81,7 @@ impl Batch {
         let sources = records.iter().map(|r| r.source).collect();
         let batch = LogBatch { agent: client.to_owned(), records, ..LogBatch::default() };
         let payload = wal_frame::encode_external(batch);
-        Ok(Self { payload: payload.into(), records: count, carried: None, sources })
+        Ok(Self { payload: payload.into(), records: count, metrics: false, carried: None, sources })
     }
 
     pub fn records(&self) -> usize {
@@ -78,9 +98,16 @@ impl Batch {
             .await
             .map_err(|e| CollectorError::Server(format!("WAL task failed: {e}")))??;
         let bytes = self.payload.len() as u64;
-        metrics::counter!("sluice_collector_batches_received_total").increment(1);
-        metrics::counter!("sluice_collector_records_received_total").increment(self.records as u64);
-        metrics::counter!("sluice_collector_bytes_received_total").increment(bytes);
+        if self.metrics {
+            metrics::counter!("sluice_collector_metric_points_received_total")
+                .increment(self.records as u64);
+            metrics::counter!("sluice_collector_metric_bytes_received_total").increment(bytes);
+        } else {
+            metrics::counter!("sluice_collector_batches_received_total").increment(1);
+            metrics::counter!("sluice_collector_records_received_total")
+                .increment(self.records as u64);
+            metrics::counter!("sluice_collector_bytes_received_total").increment(bytes);
+        }
         let ids = match &self.carried {
             Some(ids) => ids.clone(),
             None => {

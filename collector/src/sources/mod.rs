@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`agent`]: the gRPC `Push` of our agents; a batch is acknowledged once it is durable.
 //! - [`http`]: what the clients' receivers share (token check, append), and their routes:
-//!   [`bulk`] (Elasticsearch `_bulk`) and [`otlp`] (OTLP/HTTP `/v1/logs`, and OTLP/gRPC).
+//!   [`bulk`] (Elasticsearch `_bulk`), [`otlp`] (OTLP/HTTP `/v1/logs`, and OTLP/gRPC) and
+//!   [`otlp_metrics`] (`/v1/metrics` and the gRPC `MetricsService`: metrics kept as sent).
 //! - [`kafka`]: a consumer group reading topics, a [`Source`] of its own.
 //! - [`kube_events`]: the cluster's Kubernetes events, one record per occurrence, a
 //!   [`Source`] too.
@@ -18,6 +19,7 @@ pub mod http;
 pub mod kafka;
 pub mod kube_events;
 pub mod otlp;
+pub mod otlp_metrics;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -24,6 +24,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use prost::Message;
 use sluice_proto::LogRecord;
 use sluice_proto::id::source_key;
+use tokio::sync::OwnedSemaphorePermit;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 
@@ -32,9 +33,9 @@ use super::now_ns;
 use crate::auth::IngestGrant;
 
 /// Largest OTLP/gRPC request taken.
-const MAX_REQUEST_BYTES: usize = 64 << 20;
+pub(super) const MAX_REQUEST_BYTES: usize = 64 << 20;
 
-/// The OTLP/gRPC `LogsService` (see [`super::serve_grpc`]). The client's token is checked
+/// The OTLP/gRPC `LogsService` and `MetricsService` (see [`super::serve_grpc`]). The client's token is checked
 /// by an interceptor, before the request is decoded: a client without one learns that it is
 /// unauthenticated, not what the decoder thinks of its bytes.
 pub fn grpc_router(state: ClientIngest) -> tonic::transport::server::Router {
@@ -56,37 +57,50 @@ pub fn grpc_router(state: ClientIngest) -> tonic::transport::server::Router {
         request.extensions_mut().insert(grant);
         Ok(request)
     };
-    let service = LogsServiceServer::new(OtlpGrpc { state })
+    let metrics = super::otlp_metrics::grpc_service(state.clone());
+    let logs = LogsServiceServer::new(OtlpGrpc { state })
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_REQUEST_BYTES);
-    tonic::transport::Server::builder().add_service(InterceptedService::new(service, authenticate))
+    tonic::transport::Server::builder()
+        .add_service(InterceptedService::new(logs, authenticate.clone()))
+        .add_service(InterceptedService::new(metrics, authenticate))
 }
 
 pub(crate) fn routes() -> axum::Router<ClientIngest> {
-    axum::Router::new().route("/v1/logs", post(http_logs))
+    axum::Router::new().route("/v1/logs", post(http_logs)).merge(super::otlp_metrics::routes())
 }
 
-async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: Body) -> Response {
-    let grant = match state.authenticate(&headers, "OTLP/HTTP") {
-        Ok(grant) => grant,
-        Err((status, reason)) => return (status, reason).into_response(),
-    };
+/// What every OTLP/HTTP request goes through before its body is decoded: the token, the
+/// content type, a turn and the body; or the answer that refuses it.
+pub(super) async fn admit_otlp(
+    state: &ClientIngest,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(IngestGrant, OwnedSemaphorePermit, prost::bytes::Bytes), Response> {
+    let grant = state.authenticate(headers, "OTLP/HTTP").map_err(|e| e.into_response())?;
     let content_type =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.starts_with("application/x-protobuf") {
-        return (
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("content type {content_type:?}: this receiver takes OTLP/HTTP protobuf (application/x-protobuf)"),
         )
-            .into_response();
+            .into_response());
     }
     // OTLP/HTTP exporters retry a 429 after its Retry-After.
-    let (_turn, body) = match state.admit(body).await {
-        Ok(admitted) => admitted,
+    match state.admit(body).await {
+        Ok((turn, body)) => Ok((grant, turn, body)),
         Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-            return (e.status, [(header::RETRY_AFTER, "1")], e.reason).into_response();
+            Err((e.status, [(header::RETRY_AFTER, "1")], e.reason).into_response())
         }
-        Err(e) => return (e.status, e.reason).into_response(),
+        Err(e) => Err((e.status, e.reason).into_response()),
+    }
+}
+
+async fn http_logs(State(state): State<ClientIngest>, headers: HeaderMap, body: Body) -> Response {
+    let (grant, _turn, body) = match admit_otlp(&state, &headers, body).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
     let decoded = tokio::task::spawn_blocking(move || decode(&headers, &body)).await;
     let records = match decoded {
@@ -169,7 +183,7 @@ fn permitted(
     (kept, answer)
 }
 
-fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
+pub(crate) fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
     attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref()?.value.as_ref()? {
             Any::StringValue(s) => Some(s.as_str()),

@@ -4,14 +4,13 @@
 use std::io::Write;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{Method, Request};
+use axum::http::Method;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::config::{ElasticsearchAuth, ElasticsearchConfig};
+use crate::sinks::http::HttpClient;
 
 /// What became of one item of a bulk request.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,27 +23,15 @@ pub(super) enum ItemOutcome {
     Rejected(u16, Value),
 }
 
-/// HTTP and HTTPS with rustls on ring, the one crypto provider of the collector (tonic uses it
-/// too). reqwest is not used here: its rustls feature would spread, through feature
-/// unification, to every reqwest client in the workspace, which then all need a process-wide
-/// provider installed (`shared/specs/dependencies.md`).
+/// The Elasticsearch API over the sinks' shared HTTP client.
 pub(super) struct Client {
-    http: crate::auth::HttpsClient,
-    url: String,
-    authorization: Option<String>,
+    http: HttpClient,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a request got back.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-}
-
 impl Client {
     pub(super) fn new(config: &ElasticsearchConfig) -> Result<Self, String> {
-        let http = crate::auth::https_client(config.ca_file.as_deref())?;
         let authorization = match &config.auth {
             ElasticsearchAuth::None => None,
             ElasticsearchAuth::Basic { user, password } => {
@@ -54,49 +41,18 @@ impl Client {
             }
             ElasticsearchAuth::ApiKey(key) => Some(format!("ApiKey {key}")),
         };
-        Ok(Self { http, url: config.url.clone(), authorization })
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<Answer, String> {
-        let url = format!("{}{path}", self.url);
-        let mut request = Request::builder().method(method).uri(&url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(a) = &self.authorization {
-            request = request.header("Authorization", a);
-        }
-        let request = request
-            .body(http_body_util::Full::new(Bytes::from(body)))
-            .map_err(|e| format!("{url}: {e}"))?;
-        let response = tokio::time::timeout(TIMEOUT, self.http.request(request))
-            .await
-            .map_err(|_| format!("{url}: no answer within {TIMEOUT:?}"))?
-            .map_err(|e| format!("cannot reach {url}: {e:#}"))?;
-        let status = response.status().as_u16();
-        let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
-            .await
-            .map_err(|_| format!("{url}: the answer did not finish within {TIMEOUT:?}"))?
-            .map_err(|e| format!("{url}: unreadable answer: {e}"))?
-            .to_bytes()
-            .to_vec();
-        Ok(Answer { status, body })
+        let http = HttpClient::new(&config.url, config.ca_file.as_deref(), authorization, TIMEOUT)?;
+        Ok(Self { http })
     }
 
     /// The server's distribution and version, e.g. `opensearch 2.19.1`. OpenSearch sends no
     /// `X-Elastic-Product` header, so none is required.
     pub(super) async fn info(&self) -> Result<String, String> {
-        let answer = self.send(Method::GET, "/", &[], Vec::new()).await?;
+        let answer = self.http.send(Method::GET, "/", &[], Vec::new()).await?;
         let body: Value = serde_json::from_slice(&answer.body)
-            .map_err(|e| format!("{}: unreadable answer: {e}", self.url))?;
+            .map_err(|e| format!("{}: unreadable answer: {e}", self.http.url))?;
         if !(200..300).contains(&answer.status) {
-            return Err(format!("{} answered {}: {body}", self.url, answer.status));
+            return Err(format!("{} answered {}: {body}", self.http.url, answer.status));
         }
         let version = &body["version"];
         let distribution = version["distribution"].as_str().unwrap_or("elasticsearch");
@@ -147,6 +103,7 @@ impl Client {
             template["data_stream"] = json!({});
         }
         let answer = self
+            .http
             .send(
                 Method::PUT,
                 &format!("/_index_template/{name}"),
@@ -175,7 +132,7 @@ impl Client {
         gz.write_all(ndjson).map_err(|e| e.to_string())?;
         let body = gz.finish().map_err(|e| e.to_string())?;
         let headers = [("Content-Type", "application/x-ndjson"), ("Content-Encoding", "gzip")];
-        let answer = self.send(Method::POST, "/_bulk", &headers, body).await?;
+        let answer = self.http.send(Method::POST, "/_bulk", &headers, body).await?;
         let text = String::from_utf8_lossy(&answer.body);
         if !(200..300).contains(&answer.status) {
             return Err(format!(

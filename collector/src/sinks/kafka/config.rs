@@ -13,6 +13,9 @@ pub struct KafkaConfig {
     /// Kafka does not allow in topic names become `_`.
     pub topic: String,
     pub encoding: Encoding,
+    /// Topic for the OTLP metrics received, one `ExportMetricsServiceRequest` a message
+    /// (the OpenTelemetry Collector's Kafka exporter's `otlp_proto`).
+    pub metrics_topic: String,
     pub compression: KafkaCompression,
     /// librdkafka's `linger.ms`: how long a batch waits to fill.
     pub linger: Duration,
@@ -82,6 +85,7 @@ impl fmt::Debug for KafkaConfig {
             .field("brokers", &self.brokers)
             .field("topic", &self.topic)
             .field("encoding", &self.encoding)
+            .field("metrics_topic", &self.metrics_topic)
             .field("compression", &self.compression)
             .field("transactional_id", &self.transactional_id)
             .field("options", &self.options.iter().map(|(k, _)| k).collect::<Vec<_>>())
@@ -95,6 +99,7 @@ impl KafkaConfig {
             brokers: brokers.into(),
             topic: "sluice-logs".to_owned(),
             encoding: Encoding::Json,
+            metrics_topic: "otlp_metrics".to_owned(),
             compression: KafkaCompression::Zstd,
             linger: Duration::from_millis(5),
             batch_bytes: 1 << 20,

@@ -3,6 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use prost::Message;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _};
@@ -16,7 +19,7 @@ use crate::sink::{Sink, SinkError};
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sinks::document::Document;
 use crate::sinks::template;
-use crate::wal_frame::Frame;
+use crate::wal_frame::{Frame, Metrics};
 
 /// How long the sink waits when librdkafka's queue is full before it tries again.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(5);
@@ -26,6 +29,7 @@ struct Pending {
     topic: String,
     key: String,
     payload: Vec<u8>,
+    content_type: &'static str,
     /// The message's Kafka timestamp: its (first) record's time, in milliseconds, so that
     /// time-based lookups (`offsetsForTimes`) and retention follow the logs' own clock.
     timestamp_ms: i64,
@@ -107,10 +111,8 @@ impl KafkaSink {
         let producer = self.producer.as_ref().expect("the sink is open");
         let m = &self.pending[i];
         loop {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: CONTENT_TYPE,
-                value: Some(self.config.encoding.content_type()),
-            });
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: CONTENT_TYPE, value: Some(m.content_type) });
             let record = BaseRecord::to(&m.topic)
                 .key(&m.key)
                 .payload(&m.payload)
@@ -217,6 +219,7 @@ impl KafkaSink {
             return None;
         }
         let mut out = Vec::with_capacity(blocks.len());
+        let content_type = self.config.encoding.content_type();
         for block in blocks {
             let head = sluice_proto::block::block_head(block).ok()?;
             let (common, Some(first)) = (head.common, head.first) else { continue };
@@ -227,7 +230,7 @@ impl KafkaSink {
                 return None;
             }
             let key = message_key(&common);
-            out.push(Pending { topic, key, payload, timestamp_ms: millis(&first) });
+            out.push(Pending { topic, key, payload, content_type, timestamp_ms: millis(&first) });
         }
         Some(out)
     }
@@ -236,6 +239,7 @@ impl KafkaSink {
     /// dead letters for those no message can carry.
     fn messages(&self, records: &[LogRecord]) -> (Vec<Pending>, Vec<serde_json::Value>) {
         let max = self.config.max_message_bytes;
+        let content_type = self.config.encoding.content_type();
         let mut dead = Vec::new();
         let mut refuse = |r: &LogRecord, topic: &str, size: usize| {
             let reason = if topic.is_empty() {
@@ -258,6 +262,7 @@ impl KafkaSink {
                         topic,
                         key: message_key(r),
                         payload,
+                        content_type,
                         timestamp_ms: millis(r),
                     });
                 }
@@ -298,6 +303,7 @@ impl KafkaSink {
                         topic: topic.clone(),
                         key: key.clone(),
                         payload: full,
+                        content_type,
                         timestamp_ms: first_ms,
                     });
                     first_ms = part.millis();
@@ -308,11 +314,64 @@ impl KafkaSink {
                     Part::Encoded(bytes, _) => payload.extend_from_slice(&bytes),
                 }
             }
-            out.push(Pending { topic, key, payload, timestamp_ms: first_ms });
+            out.push(Pending { topic, key, payload, content_type, timestamp_ms: first_ms });
         }
         (out, dead)
     }
 }
+
+impl KafkaSink {
+    /// The message for a frame of OTLP metrics: the request as the client sent it, or, when
+    /// that is over the size limit, one per resource; a dead letter for a resource over the
+    /// limit alone.
+    fn metric_messages(&self, metrics: &Metrics) -> (Vec<Pending>, Vec<serde_json::Value>) {
+        let topic = &self.config.metrics_topic;
+        let now_ms = crate::sources::now_ns().div_euclid(1_000_000);
+        let message = |key: String, payload: Vec<u8>| Pending {
+            topic: topic.clone(),
+            key,
+            payload,
+            content_type: OTLP_METRICS,
+            timestamp_ms: now_ms,
+        };
+        let Ok(request) = ExportMetricsServiceRequest::decode(&metrics.request[..]) else {
+            tracing::error!("skipping an undecodable metrics frame");
+            metrics::counter!("sluice_collector_wal_undecodable_frames_total").increment(1);
+            return (Vec::new(), Vec::new());
+        };
+        if metrics.request.len() <= self.config.max_message_bytes {
+            let key = request.resource_metrics.first().map(service_key).unwrap_or_default();
+            return (vec![message(key, metrics.request.to_vec())], Vec::new());
+        }
+        let (mut out, mut dead) = (Vec::new(), Vec::new());
+        for resource in request.resource_metrics {
+            let key = service_key(&resource);
+            let payload =
+                ExportMetricsServiceRequest { resource_metrics: vec![resource] }.encode_to_vec();
+            if payload.len() > self.config.max_message_bytes {
+                let reason = format!(
+                    "the metrics of one resource are {} bytes, over the limit of {}",
+                    payload.len(),
+                    self.config.max_message_bytes
+                );
+                dead.push(json!({"topic": topic, "reason": reason, "service": key}));
+            } else {
+                out.push(message(key, payload));
+            }
+        }
+        (out, dead)
+    }
+}
+
+/// The key of a resource's metrics: its `service.name`, so one service's metrics stay in
+/// order on one partition.
+fn service_key(resource: &ResourceMetrics) -> String {
+    let attributes = resource.resource.as_ref().map(|r| &r.attributes[..]).unwrap_or(&[]);
+    crate::sources::otlp::attribute(attributes, "service.name").unwrap_or_default().to_owned()
+}
+
+/// The content type of a metrics message.
+const OTLP_METRICS: &str = "application/x-protobuf; message=opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest";
 
 #[async_trait]
 impl Sink for KafkaSink {
@@ -350,8 +409,11 @@ impl Sink for KafkaSink {
             }
             _ => None,
         };
-        let (messages, dead) =
-            forwarded.map_or_else(|| self.messages(frame.records()), |m| (m, Vec::new()));
+        let (messages, dead) = match (forwarded, frame.metrics()) {
+            (Some(m), _) => (m, Vec::new()),
+            (None, Some(metrics)) => self.metric_messages(metrics),
+            (None, None) => self.messages(frame.records()),
+        };
         for m in messages {
             self.pending_bytes += m.payload.len();
             self.pending.push(m);
