@@ -16,6 +16,7 @@ mod alerts;
 mod events;
 mod generate;
 mod load;
+mod opensearch;
 mod procstat;
 mod search;
 mod sinks;

@@ -7,10 +7,11 @@ use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, RegexQuer
 use tantivy::schema::{Field, IndexRecordOption};
 
 use crate::QueryError;
+use crate::cjk;
 use crate::phrase::{PhraseMatch, relative};
 use crate::schema::{LogSchema, NumericKind};
 use crate::syntax::Expr;
-use crate::tokenizer::MAX_TOKEN_BYTES;
+use crate::tokenizer::{MAX_TOKEN_BYTES, is_cjk};
 
 /// Compiles `expr`; `None` (the empty query) matches every record.
 pub fn compile(schema: &LogSchema, expr: Option<&Expr>) -> Result<Box<dyn Query>, QueryError> {
@@ -147,27 +148,79 @@ pub fn glob_query(field: Field, glob: &str) -> Result<Box<dyn Query>, QueryError
     Ok(Box::new(query))
 }
 
-/// One token is a term query; several are the phrase of them at the positions the tokenizer
-/// gave, so CJK runs and `db-timeout` match only adjacent text (checked against the stored
-/// message, see [`PhraseMatch`]).
+/// One word is a term query; several tokens are the phrase of them at the positions the
+/// tokenizer gave, so CJK runs and `db-timeout` match only adjacent text.
+///
+/// A text of CJK characters alone, up to [`cjk::GRAM_CHARS`] of them, is answered from the CJK
+/// field's terms (`crate::cjk`); otherwise the words and the runs find the candidates, and each
+/// is checked against its stored message (see [`PhraseMatch`]). Either is joined with the query of formats before
+/// 6, whose message terms hold every CJK character: a segment written by one format finds
+/// nothing through the other's terms, so the union is exact wherever old and new records
+/// stand, and costs a dictionary lookup where there are none.
 fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, QueryError> {
-    let mut tokens = relative(text);
-    match tokens.len() {
-        0 if text.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() > MAX_TOKEN_BYTES) => {
-            Err(QueryError::Syntax(format!(
-                "{:?}…: a word longer than {MAX_TOKEN_BYTES} bytes is not indexed; search for a shorter part of the line",
-                text.chars().take(40).collect::<String>()
-            )))
-        }
-        0 => Err(QueryError::Syntax(format!(
-            "{text:?} has no letters, digits or CJK characters to search for"
-        ))),
-        1 => Ok(Box::new(TermQuery::new(
-            Term::from_field_text(schema.message, &tokens.remove(0).1),
-            IndexRecordOption::Basic,
-        ))),
-        _ => Ok(Box::new(PhraseMatch::new(schema.message, tokens))),
+    let tokens = relative(text);
+    if tokens.is_empty() {
+        return Err(
+            if text.split(|c: char| !c.is_alphanumeric()).any(|w| w.len() > MAX_TOKEN_BYTES) {
+                QueryError::Syntax(format!(
+                    "{:?}…: a word longer than {MAX_TOKEN_BYTES} bytes is not indexed; search for a shorter part of the line",
+                    text.chars().take(40).collect::<String>()
+                ))
+            } else {
+                QueryError::Syntax(format!(
+                    "{text:?} has no letters, digits or CJK characters to search for"
+                ))
+            },
+        );
     }
+    let term = |t: &str| -> Box<dyn Query> {
+        Box::new(TermQuery::new(Term::from_field_text(schema.message, t), IndexRecordOption::Basic))
+    };
+    let (runs, words) = cjk_runs(&tokens);
+    let before_6: Box<dyn Query> = match tokens.len() {
+        1 => term(&tokens[0].1),
+        _ => Box::new(PhraseMatch::of_terms(schema.message, tokens.clone())),
+    };
+    if runs.is_empty() {
+        return Ok(before_6);
+    }
+    let current: Box<dyn Query> = if words.is_empty() && runs.len() == 1 && cjk::is_exact(&runs[0])
+    {
+        cjk::run_query(schema.cjk, &runs[0]).remove(0)
+    } else {
+        let mut candidates: Vec<(Occur, Box<dyn Query>)> = runs
+            .iter()
+            .flat_map(|run| cjk::run_query(schema.cjk, run))
+            .map(|q| (Occur::Must, q))
+            .collect();
+        candidates.extend(words.into_iter().map(|w| (Occur::Must, term(w))));
+        Box::new(PhraseMatch::new(schema.message, tokens, Box::new(BooleanQuery::new(candidates))))
+    };
+    Ok(Box::new(BooleanQuery::new(vec![(Occur::Should, current), (Occur::Should, before_6)])))
+}
+
+/// A phrase's runs of adjacent CJK characters, and its other words.
+fn cjk_runs(phrase: &[(usize, String)]) -> (Vec<String>, Vec<&str>) {
+    let mut runs: Vec<String> = Vec::new();
+    let mut words = Vec::new();
+    let mut last_cjk = None;
+    for (position, token) in phrase {
+        let mut chars = token.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if is_cjk(c) => {
+                match (last_cjk, runs.last_mut()) {
+                    (Some(p), Some(run)) if p + 1 == *position => run.push(c),
+                    _ => runs.push(c.to_string()),
+                }
+                last_cjk = Some(*position);
+            }
+            _ => {
+                words.push(token.as_str());
+                last_cjk = None;
+            }
+        }
+    }
+    (runs, words)
 }
 
 #[cfg(test)]

@@ -2,17 +2,18 @@
 //!
 //! Records are kept in tantivy indexes, one per UTC day ("partitions"), with a small manifest
 //! of each partition's time range and document count so that a search opens only the
-//! partitions its time range touches. The message field uses a tokenizer that indexes every
-//! CJK character on its own and every alphanumeric run lowercased, and the query language
-//! turns a run of several tokens into a phrase, so any Chinese substring `grep -F` finds is
-//! found here too.
+//! partitions its time range touches. The message field indexes every alphanumeric run
+//! lowercased and a field of its own every CJK run as the terms of its substrings, and the query
+//! language turns a run of several tokens into a phrase, so any Chinese substring `grep -F`
+//! finds is found here too.
 //!
 //! # Layout
 //! - [`access`]: users, tokens and the [`access::Scope`] every query is ANDed with.
 //! - [`schema`]: the fields of a stored record.
-//! - [`tokenizer`]: the CJK-aware tokenizer, shared by indexing and querying.
+//! - [`tokenizer`]: the CJK-aware tokenizer: the rule of every query, and the words' index.
+//! - [`cjk`]: CJK runs as the terms that find any substring of them exactly.
 //! - [`shape`]: the hash of a message's template that every partition sorts its documents by.
-//! - [`phrase`]: phrases without positions, checked against the stored message.
+//! - [`phrase`]: phrases of words, without positions, checked against the stored message.
 //! - [`syntax`]: the query language, parsed into an [`syntax::Expr`].
 //! - [`compile`]: an [`syntax::Expr`] into a tantivy query.
 //! - [`store`]: partitions, the manifest and its format versions, and the single writer with
@@ -36,6 +37,7 @@
 pub mod access;
 pub mod api;
 pub mod budget;
+pub mod cjk;
 pub mod collect;
 pub mod compile;
 pub mod context;

@@ -1,10 +1,12 @@
-//! Phrases over an index that keeps no positions: the documents holding every word of the
-//! phrase, each checked against its stored message by the index's own tokenizer.
+//! Phrases over an index that keeps no positions for words: the documents a narrower query
+//! finds (the phrase's words, and its CJK runs), each checked against its stored message by
+//! the index's own tokenizer.
 //!
 //! Positions were a quarter of the index (bench/results/search.json before format 4), and a
-//! phrase is the only query that needs them. The price is a stored-document read per
-//! candidate: on the bench, a Chinese phrase with 249 k hits went from 42 to 445 ms. The
-//! check is the same rule the highlight uses, so a hit and its marks always agree.
+//! phrase of words is the only query that needs them. The price is a stored-document read
+//! per candidate, which is why a text of CJK characters alone is answered from the CJK
+//! field's terms instead (`crate::cjk`). The check is the same rule the highlight uses,
+//! so a hit and its marks always agree.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -81,10 +83,11 @@ pub fn find(
 }
 
 /// Documents whose `field` holds `phrase` (at least two tokens) at its relative positions.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PhraseMatch {
     check: Arc<Check>,
-    words: BooleanQuery,
+    /// Every document holding the phrase, and others: the candidates checked.
+    candidates: Box<dyn Query>,
 }
 
 /// What a candidate's stored message is checked for.
@@ -136,37 +139,56 @@ fn cjk_literal(phrase: &[(usize, String)]) -> Option<String> {
     Some(literal)
 }
 
+/// The documents whose `field` holds every one of `words`.
+pub fn all_terms<'a>(field: Field, words: impl IntoIterator<Item = &'a str>) -> BooleanQuery {
+    let mut words: Vec<&str> = words.into_iter().collect();
+    words.sort_unstable();
+    words.dedup();
+    BooleanQuery::new(
+        words
+            .into_iter()
+            .map(|w| {
+                let term = Term::from_field_text(field, w);
+                (
+                    Occur::Must,
+                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>,
+                )
+            })
+            .collect(),
+    )
+}
+
+impl Clone for PhraseMatch {
+    fn clone(&self) -> Self {
+        Self { check: self.check.clone(), candidates: self.candidates.box_clone() }
+    }
+}
+
 impl PhraseMatch {
-    pub fn new(field: Field, phrase: Phrase) -> Self {
-        let mut words: Vec<&String> = phrase.iter().map(|(_, t)| t).collect();
-        words.sort_unstable();
-        words.dedup();
-        let words = BooleanQuery::new(
-            words
-                .into_iter()
-                .map(|w| {
-                    let term = Term::from_field_text(field, w);
-                    (
-                        Occur::Must,
-                        Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>,
-                    )
-                })
-                .collect(),
-        );
+    /// The phrase over `field`, checked on the documents `candidates` finds.
+    pub fn new(field: Field, phrase: Phrase, candidates: Box<dyn Query>) -> Self {
         let literal = cjk_literal(&phrase);
-        Self { check: Arc::new(Check { field, phrase, literal }), words }
+        Self { check: Arc::new(Check { field, phrase, literal }), candidates }
+    }
+
+    /// The phrase over an index whose `field` holds every token of it as a term: formats
+    /// before 6, and phrases of words alone.
+    pub fn of_terms(field: Field, phrase: Phrase) -> Self {
+        let words = all_terms(field, phrase.iter().map(|(_, t)| t.as_str()));
+        Self::new(field, phrase, Box::new(words))
     }
 }
 
 impl Query for PhraseMatch {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         // Hits are ordered by time: scores would cost the words' statistics for nothing.
-        let words = self.words.weight(EnableScoring::disabled_from_schema(scoring.schema()))?;
+        let words =
+            self.candidates.weight(EnableScoring::disabled_from_schema(scoring.schema()))?;
         Ok(Box::new(PhraseWeight { check: self.check.clone(), words }))
     }
 
     fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
-        self.words.query_terms(visitor);
+        self.candidates.query_terms(visitor);
     }
 }
 
@@ -297,7 +319,7 @@ mod tests {
         let messages: Vec<String> = messages.iter().map(|m| m.to_string()).collect();
         let (index, field) = index_of(&messages);
         let searcher = index.reader().unwrap().searcher();
-        let query = PhraseMatch::new(field, relative(phrase));
+        let query = PhraseMatch::of_terms(field, relative(phrase));
         let n = searcher.search(&query, &Count).unwrap();
         assert_eq!(n, query.count(&searcher).unwrap(), "count and collect agree");
         n
@@ -381,12 +403,12 @@ mod tests {
                 Occur::Must,
                 Box::new(TermQuery::new(code, IndexRecordOption::Basic)) as Box<dyn Query>,
             ),
-            (Occur::Must, Box::new(PhraseMatch::new(field, relative("pay failed")))),
+            (Occur::Must, Box::new(PhraseMatch::of_terms(field, relative("pay failed")))),
         ]);
         assert_eq!(searcher.search(&query, &Count).unwrap(), 72);
         let not = BooleanQuery::new(vec![
             (Occur::Must, Box::new(tantivy::query::AllQuery) as Box<dyn Query>),
-            (Occur::MustNot, Box::new(PhraseMatch::new(field, relative("pay failed")))),
+            (Occur::MustNot, Box::new(PhraseMatch::of_terms(field, relative("pay failed")))),
         ]);
         assert_eq!(searcher.search(&not, &Count).unwrap(), 428);
     }

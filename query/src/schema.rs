@@ -9,6 +9,7 @@ use tantivy::schema::{
 };
 use tantivy::{TantivyDocument, Term};
 
+use crate::cjk::CJK_TOKENIZER_NAME;
 use crate::tokenizer::TOKENIZER_NAME;
 
 /// The field partitions sort their documents by.
@@ -51,6 +52,9 @@ pub struct LogSchema {
     pub event_count: Field,
     pub event_first_seen: Field,
     pub event_last_seen: Field,
+    /// The message's CJK runs as the terms [`crate::cjk`] describes (format 6); not stored, the
+    /// message is.
+    pub cjk: Field,
 }
 
 impl LogSchema {
@@ -108,7 +112,7 @@ impl LogSchema {
         let owner = b.add_text_field("owner", keyword.clone());
         let labels = b.add_text_field("labels", keyword.clone());
         let shape = b.add_u64_field(SHAPE_FIELD, FAST);
-        // Fields after `shape` came with format 5; partitions of format 4 gain them when they
+        // Fields after `shape` came with formats 5 and 6; older partitions gain them when they
         // are opened (see `crate::store::upgrade`), so they must stay last, in this order.
         let reason = b.add_text_field("reason", keyword.clone());
         let event_type = b.add_text_field("event_type", keyword.clone());
@@ -119,6 +123,16 @@ impl LogSchema {
         let event_count = b.add_u64_field("event_count", STORED);
         let event_first_seen = b.add_i64_field("event_first_seen", STORED);
         let event_last_seen = b.add_i64_field("event_last_seen", STORED);
+        // Format 6; the message field's terms lost the CJK characters it holds.
+        let cjk = b.add_text_field(
+            "cjk",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(CJK_TOKENIZER_NAME)
+                    .set_fieldnorms(false)
+                    .set_index_option(IndexRecordOption::Basic),
+            ),
+        );
         Self {
             schema: b.build(),
             source,
@@ -148,6 +162,7 @@ impl LogSchema {
             event_count,
             event_first_seen,
             event_last_seen,
+            cjk,
         }
     }
 
@@ -246,6 +261,10 @@ impl LogSchema {
         }
         doc.add_u64(self.shape, crate::shape::shape(&r.message));
         doc.add_text(self.message, &r.message);
+        // Only text outside ASCII can hold CJK; the check is far cheaper than a token pass.
+        if !r.message.is_ascii() {
+            doc.add_text(self.cjk, &r.message);
+        }
         if r.flags != 0 {
             doc.add_u64(self.flags, u64::from(r.flags));
         }

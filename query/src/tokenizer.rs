@@ -1,4 +1,4 @@
-//! The tokenizer of the message field, used both to index and to query.
+//! How a message is cut into tokens: the rule every query follows.
 //!
 //! Every CJK character is a token of its own and every run of other alphanumeric characters
 //! is one token, lowercased; everything else separates tokens. Positions leave a gap of one
@@ -6,10 +6,15 @@
 //! match text where they are split (`创建 失败`): a CJK substring matches exactly where
 //! `grep -F` would. Tantivy's own tokenizers either split CJK text into nothing useful
 //! (`simple`) or need a dictionary (jieba), which misses substrings across word boundaries.
+//!
+//! The index keeps the two kinds apart (format 6): the message field indexes the words
+//! ([`WordTokenizer`]), and the CJK characters go to a field of their own as bigrams with
+//! positions (`crate::cjk`). [`SluiceTokenizer`] is the rule itself, which phrases, highlights
+//! and in-memory matches apply to a message's text.
 
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
-/// The name the tokenizer is registered under in every index.
+/// The name the message field's tokenizer ([`WordTokenizer`]) is registered under.
 pub const TOKENIZER_NAME: &str = "sluice";
 
 /// Longer alphanumeric runs (base64 blobs, hex dumps) are not indexed: like Lucene's
@@ -31,6 +36,7 @@ pub fn is_cjk(c: char) -> bool {
     )
 }
 
+/// Every token of a message: CJK characters and words.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SluiceTokenizer;
 
@@ -38,7 +44,19 @@ impl Tokenizer for SluiceTokenizer {
     type TokenStream<'a> = SluiceTokenStream<'a>;
 
     fn token_stream<'a>(&'a mut self, text: &'a str) -> SluiceTokenStream<'a> {
-        SluiceTokenStream { text, cursor: 0, next_position: 0, token: Token::default() }
+        SluiceTokenStream::new(text, true)
+    }
+}
+
+/// The words of a message, what its field indexes: CJK characters only separate them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WordTokenizer;
+
+impl Tokenizer for WordTokenizer {
+    type TokenStream<'a> = SluiceTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> SluiceTokenStream<'a> {
+        SluiceTokenStream::new(text, false)
     }
 }
 
@@ -46,10 +64,16 @@ pub struct SluiceTokenStream<'a> {
     text: &'a str,
     cursor: usize,
     next_position: usize,
+    /// Whether CJK characters are tokens, or only separate words.
+    with_cjk: bool,
     token: Token,
 }
 
-impl SluiceTokenStream<'_> {
+impl<'a> SluiceTokenStream<'a> {
+    fn new(text: &'a str, with_cjk: bool) -> Self {
+        Self { text, cursor: 0, next_position: 0, with_cjk, token: Token::default() }
+    }
+
     /// Finds the next token's byte range, noting whether separators came before it. Walks
     /// bytes, decoding a char only off the ASCII path: most log text is ASCII.
     fn next_span(&mut self) -> Option<(usize, usize, bool)> {
@@ -67,11 +91,11 @@ impl SluiceTokenStream<'_> {
                 continue;
             }
             let c = self.char_at(i);
-            if is_cjk(c) {
+            if is_cjk(c) && self.with_cjk {
                 self.cursor = i + c.len_utf8();
                 return Some((i, self.cursor, separated));
             }
-            if c.is_alphanumeric() {
+            if c.is_alphanumeric() && !is_cjk(c) {
                 return Some(self.word_from(i, separated));
             }
             separated = true;
@@ -175,6 +199,17 @@ mod tests {
         );
         assert_eq!(texts("耗时24352ms"), ["耗", "时", "24352ms"]);
         assert_eq!(texts("ÉTÉ café"), ["été", "café"]);
+    }
+
+    #[test]
+    fn the_word_tokenizer_leaves_cjk_characters_out() {
+        let mut tokenizer = WordTokenizer;
+        let mut stream = tokenizer.token_stream("订单创建失败 orderId=935 耗时24352ms ÉTÉ");
+        let mut words = Vec::new();
+        while stream.advance() {
+            words.push(stream.token().text.clone());
+        }
+        assert_eq!(words, ["orderid", "935", "24352ms", "été"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sluice_proto::id::source_key;
 use sluice_proto::{KubeEvent, LogRecord, Stream};
+use sluice_query::retention::RetentionPolicy;
 use sluice_query::store::{Added, FORMAT_VERSION, READABLE_VERSIONS};
 use sluice_query::{SearchRequest, Store, StoreWriter};
 
@@ -69,6 +70,31 @@ fn total(store: &Store, query: &str) -> u64 {
     store.search(&SearchRequest::new(query)).unwrap().total
 }
 
+/// Texts whose count must equal grep's on any mix of formats: CJK runs of one, two and more
+/// characters, a run beside a word, and a run with words around it.
+const TEXTS: [&str; 8] = [
+    "订单创建成功",
+    "订",
+    "功",
+    "订单",
+    "资源调度完成",
+    "成功 orderId",
+    "耗时24352ms",
+    "调度完成 region=cn-beijing",
+];
+
+/// Each of [`TEXTS`] counted in `messages` as `grep -F` would (case aside: words match in any
+/// case, and the texts are written as the log writes them).
+fn grep_counts<'a>(messages: impl Iterator<Item = &'a str> + Clone) -> Vec<(&'static str, u64)> {
+    TEXTS.iter().map(|t| (*t, messages.clone().filter(|m| m.contains(t)).count() as u64)).collect()
+}
+
+fn assert_counts(store: &Store, expected: &[(&str, u64)], what: &str) {
+    for (text, count) in expected {
+        assert_eq!(total(store, text), *count, "{what}: {text}");
+    }
+}
+
 #[test]
 fn every_readable_format_opens_searches_and_takes_new_records_once() {
     let input = input();
@@ -91,8 +117,9 @@ fn every_readable_format_opens_searches_and_takes_new_records_once() {
         let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("format {version}: {e}"));
         assert_eq!(store.doc_count(), RECORDS as u64, "format {version}");
         assert_eq!(total(&store, ""), RECORDS as u64, "format {version}");
-        assert_eq!(total(&store, "订单创建成功"), expect("订单创建成功", None), "format {version}");
-        assert!(expect("订单创建成功", None) > 0);
+        let old_counts = grep_counts(input.iter().map(|r| r.message.as_str()));
+        assert!(old_counts.iter().all(|(_, n)| *n > 0), "{old_counts:?}");
+        assert_counts(&store, &old_counts, &format!("format {version}"));
         assert_eq!(
             total(&store, "namespace:prod 订单创建成功"),
             expect("订单创建成功", Some("prod")),
@@ -122,6 +149,16 @@ fn every_readable_format_opens_searches_and_takes_new_records_once() {
         fresh.offset = 1 << 40;
         fresh.message = "升级之后 written by this release".to_owned();
         assert_eq!(writer.add(&fresh, position + 2).unwrap(), Added::Indexed);
+        // The same lines again under new ids: written by this release, beside the old ones.
+        for (i, record) in input.iter().enumerate().step_by(7) {
+            let again = LogRecord { offset: (1 << 41) + i as u64, ..record.clone() };
+            assert_eq!(writer.add(&again, position + 2).unwrap(), Added::Indexed);
+        }
+        let messages = input
+            .iter()
+            .map(|r| r.message.as_str())
+            .chain(input.iter().step_by(7).map(|r| r.message.as_str()));
+        let mixed_counts = grep_counts(messages);
         // Fields newer than the fixture's format filter nothing out of its records, and a
         // record that has them is found by them beside the old ones.
         assert_eq!(total(&store, "reason:BackOff OR stream:event"), 0, "format {version}");
@@ -147,9 +184,10 @@ fn every_readable_format_opens_searches_and_takes_new_records_once() {
         writer.commit(position + 2).unwrap();
         drop(writer);
         let reopened = Store::open(dir.path()).unwrap();
-        assert_eq!(reopened.doc_count(), RECORDS as u64 + 2, "format {version}");
+        let again = input.iter().step_by(7).count() as u64;
+        assert_eq!(reopened.doc_count(), RECORDS as u64 + again + 2, "format {version}");
         assert_eq!(total(&reopened, "升级之后"), 1);
-        assert_eq!(total(&reopened, "订单创建成功"), expect("订单创建成功", None));
+        assert_counts(&reopened, &mixed_counts, &format!("format {version} and this one"));
         let found =
             reopened.search(&SearchRequest::new("reason:BackOff object:Pod/api-0")).unwrap();
         assert_eq!(found.total, 1, "format {version}");
@@ -159,6 +197,16 @@ fn every_readable_format_opens_searches_and_takes_new_records_once() {
         assert!(found.hits[0].event.is_some());
         let old = reopened.search(&SearchRequest::new("升级之后")).unwrap();
         assert_eq!(old.hits[0].event, None, "format {version}");
+
+        // Closed days merge into one segment each, old records and new ones together.
+        let mut writer = StoreWriter::new(reopened.clone());
+        let merged = writer
+            .housekeeping(DAY0_NS + 30 * 24 * HOUR_NS, &RetentionPolicy::default())
+            .unwrap()
+            .merged;
+        assert_eq!(merged, ["2025-11-23", "2025-11-24"], "format {version}");
+        assert_counts(&reopened, &mixed_counts, &format!("format {version}, merged"));
+        assert_eq!(total(&reopened, "升级之后"), 1);
     }
 }
 

@@ -20,15 +20,20 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 /// and dropped `ingest_ts`; version 3 added `owner` and `labels`; version 4 indexes the
 /// message without positions and sorts documents by `shape`; version 5 adds the Kubernetes
 /// event fields (`reason`, `event_type`, `object`, `object_kind`, `reporter`, and the
-/// stored uid, count and first and last seen), after every older field.
-pub const FORMAT_VERSION: u32 = 5;
+/// stored uid, count and first and last seen), after every older field; version 6 indexes CJK
+/// runs in a field of their own (`cjk`, last: from each character, the rest of its run, see
+/// `crate::cjk`) and leaves them out of the message field's terms.
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Every format this release opens. Version 4 is the first one users hold, and each of them
 /// has a fixture under `query/tests/fixtures/` that `tests/index_formats.rs` opens and
 /// searches: a format change keeps the older versions here (read as they are, or migrated on
-/// open) and adds its own fixture. Versions 1 to 3 predate any installation. Version 4
-/// partitions open with the fields of version 5 added (`super::upgrade`).
-pub const READABLE_VERSIONS: &[u32] = &[4, 5];
+/// open) and adds its own fixture. Versions 1 to 3 predate any installation. Older
+/// partitions open with the newer fields added (`super::upgrade`); their CJK characters stay
+/// terms of the message field, which the query of a CJK text also looks in
+/// (`crate::compile`), so a partition written partly by format 5 and partly by 6 — and a
+/// segment merged from both — answers as one.
+pub const READABLE_VERSIONS: &[u32] = &[4, 5, 6];
 
 pub(crate) const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
 

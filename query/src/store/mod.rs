@@ -36,8 +36,9 @@ pub(crate) use manifest::{NANOS_PER_DAY, partition_start};
 pub use writer::{Added, StoreWriter};
 
 use crate::QueryError;
+use crate::cjk::{CJK_TOKENIZER_NAME, CjkTokenizer};
 use crate::schema::LogSchema;
-use crate::tokenizer::{SluiceTokenizer, TOKENIZER_NAME};
+use crate::tokenizer::{TOKENIZER_NAME, WordTokenizer};
 use manifest::{MANIFEST, Manifest, partition_key};
 
 /// Log lines compress far better in large blocks than in tantivy's default 16 KiB; a hit
@@ -129,7 +130,8 @@ impl Store {
     }
 
     fn partition(&self, key: &str, start_ns: i64, index: Index) -> Result<Partition, QueryError> {
-        index.tokenizers().register(TOKENIZER_NAME, SluiceTokenizer);
+        index.tokenizers().register(TOKENIZER_NAME, WordTokenizer);
+        index.tokenizers().register(CJK_TOKENIZER_NAME, CjkTokenizer);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
