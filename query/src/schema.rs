@@ -211,19 +211,22 @@ impl LogSchema {
 
     /// The query that finds the record with this id.
     pub fn id_query(&self, id: &sluice_proto::RecordId) -> BooleanQuery {
-        let offset = Term::from_field_u64(self.offset, id.offset);
+        self.source_range_query(id.source, id.offset, id.offset)
+    }
+
+    /// The records of `source` whose offsets are in `first..=last`.
+    pub fn source_range_query(&self, source: u64, first: u64, last: u64) -> BooleanQuery {
+        let (first, last) =
+            (Term::from_field_u64(self.offset, first), Term::from_field_u64(self.offset, last));
         BooleanQuery::new(vec![
             (
                 Occur::Must,
                 Box::new(TermQuery::new(
-                    Term::from_field_text(self.source, &source_term(id.source)),
+                    Term::from_field_text(self.source, &source_term(source)),
                     IndexRecordOption::Basic,
                 )),
             ),
-            (
-                Occur::Must,
-                Box::new(RangeQuery::new(Bound::Included(offset.clone()), Bound::Included(offset))),
-            ),
+            (Occur::Must, Box::new(RangeQuery::new(Bound::Included(first), Bound::Included(last)))),
         ])
     }
 

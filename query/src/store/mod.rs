@@ -19,13 +19,13 @@ mod manifest;
 mod upgrade;
 mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use sluice_proto::RecordId;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::TermQuery;
 use tantivy::schema::IndexRecordOption;
 use tantivy::store::{Compressor, ZstdCompressor};
@@ -309,6 +309,32 @@ impl Store {
             }
         }
         Ok(false)
+    }
+
+    /// The committed offsets of `source` in `first..=last`, over all partitions.
+    pub(crate) fn committed_offsets(
+        &self,
+        source: u64,
+        first: u64,
+        last: u64,
+    ) -> Result<HashSet<u64>, QueryError> {
+        let query = self.schema.source_range_query(source, first, last);
+        let mut offsets = HashSet::new();
+        for p in self.all_partitions() {
+            let searcher = p.searcher();
+            let path = || self.partition_dir(&p.key);
+            let docs =
+                searcher.search(&query, &DocSetCollector).map_err(QueryError::index(path()))?;
+            for doc in docs {
+                let column = searcher
+                    .segment_reader(doc.segment_ord)
+                    .fast_fields()
+                    .u64("offset")
+                    .map_err(QueryError::index(path()))?;
+                offsets.extend(column.first(doc.doc_id));
+            }
+        }
+        Ok(offsets)
     }
 
     /// The highest committed offset of `source`, over all partitions.

@@ -62,6 +62,9 @@ pub struct StoreWriter {
     committed_high: HashMap<u64, Option<u64>>,
     /// Ids added since the last commit, which searchers cannot see yet.
     uncommitted: HashSet<RecordId>,
+    /// During [`Self::add_all`], per source, the offsets the committed index holds between a
+    /// first and a last one.
+    looked_up: HashMap<u64, (u64, u64, HashSet<u64>)>,
     /// Time ranges of what was added since the last commit, per partition's first nanosecond.
     pending: HashMap<i64, TimeRange>,
     last_position: u64,
@@ -80,6 +83,7 @@ impl StoreWriter {
             high_water: HashMap::new(),
             committed_high: HashMap::new(),
             uncommitted: HashSet::new(),
+            looked_up: HashMap::new(),
             pending: HashMap::new(),
             last_position,
             seq,
@@ -90,28 +94,90 @@ impl StoreWriter {
         &self.store
     }
 
+    /// The highest offset of `source` added, loading the committed one at first sight.
+    fn high_water(&mut self, source: u64) -> Result<Option<u64>, QueryError> {
+        if let Some(h) = self.high_water.get(&source) {
+            return Ok(*h);
+        }
+        let h = self.store.committed_high_water(source)?;
+        self.high_water.insert(source, h);
+        self.committed_high.insert(source, h);
+        Ok(h)
+    }
+
+    /// Whether `id` may be in the committed index, so that only a lookup can tell.
+    fn needs_lookup(&self, id: &RecordId, high_water: Option<u64>) -> bool {
+        high_water.is_some_and(|h| id.offset <= h)
+            && !self.uncommitted.contains(id)
+            && self
+                .committed_high
+                .get(&id.source)
+                .copied()
+                .flatten()
+                .is_some_and(|c| id.offset <= c)
+    }
+
+    /// Adds each of `records` (one batch, in order) that the store does not hold yet; returns
+    /// how many were indexed and how many were already there.
+    ///
+    /// Records that only a lookup can tell (a batch that reached the WAL after a later one of
+    /// its source was committed, or a replay) are looked up together, one query per source: a
+    /// lookup scans the offsets of the source's records, and one per record cost a third of
+    /// the collector's CPU on a bulk load whose pushes landed out of order.
+    pub fn add_all(
+        &mut self,
+        records: &[LogRecord],
+        position: u64,
+    ) -> Result<(u64, u64), QueryError> {
+        let mut ranges: HashMap<u64, (u64, u64)> = HashMap::new();
+        for record in records {
+            let id = record.id();
+            let high_water = self.high_water(id.source)?;
+            if self.needs_lookup(&id, high_water) {
+                let range = ranges.entry(id.source).or_insert((id.offset, id.offset));
+                range.0 = range.0.min(id.offset);
+                range.1 = range.1.max(id.offset);
+            }
+        }
+        self.looked_up.clear();
+        for (source, (first, last)) in ranges {
+            let offsets = self.store.committed_offsets(source, first, last)?;
+            self.looked_up.insert(source, (first, last, offsets));
+        }
+        let (mut indexed, mut duplicates) = (0, 0);
+        let outcome = records.iter().try_for_each(|record| {
+            match self.add(record, position)? {
+                Added::Indexed => indexed += 1,
+                Added::Duplicate => duplicates += 1,
+            }
+            Ok(())
+        });
+        self.looked_up.clear();
+        outcome.map(|()| (indexed, duplicates))
+    }
+
+    /// Whether the committed index holds `id`, from the lookup [`Self::add_all`] made when it
+    /// covers the id.
+    fn committed(&self, id: &RecordId) -> Result<bool, QueryError> {
+        match self.looked_up.get(&id.source) {
+            Some((first, last, offsets)) if (*first..=*last).contains(&id.offset) => {
+                Ok(offsets.contains(&id.offset))
+            }
+            _ => self.store.contains_committed(id),
+        }
+    }
+
     /// Adds `record` unless the store already holds its id. `position` is the WAL position
     /// just after the record's batch: what a commit of this record covers.
     pub fn add(&mut self, record: &LogRecord, position: u64) -> Result<Added, QueryError> {
         self.last_position = self.last_position.max(position);
         let id = record.id();
-        let high_water = match self.high_water.get(&id.source) {
-            Some(h) => *h,
-            None => {
-                let h = self.store.committed_high_water(id.source)?;
-                self.high_water.insert(id.source, h);
-                self.committed_high.insert(id.source, h);
-                h
-            }
-        };
-        if high_water.is_some_and(|h| id.offset <= h) {
-            let committed = self.committed_high.get(&id.source).copied().flatten();
-            if self.uncommitted.contains(&id)
-                || (committed.is_some_and(|c| id.offset <= c)
-                    && self.store.contains_committed(&id)?)
-            {
-                return Ok(Added::Duplicate);
-            }
+        let high_water = self.high_water(id.source)?;
+        if high_water.is_some_and(|h| id.offset <= h)
+            && (self.uncommitted.contains(&id)
+                || (self.needs_lookup(&id, high_water) && self.committed(&id)?))
+        {
+            return Ok(Added::Duplicate);
         }
         self.high_water.insert(id.source, Some(high_water.map_or(id.offset, |h| h.max(id.offset))));
         // A time outside the window would overflow the day arithmetic below (a record of 1677
@@ -413,6 +479,32 @@ mod tests {
         writer.commit(20).unwrap();
         assert_eq!(writer.add(&record(s, 35, 1, "new"), 30).unwrap(), Added::Duplicate);
         assert_eq!(store.doc_count(), 40);
+    }
+
+    #[test]
+    fn a_batch_is_looked_up_once_per_source_and_each_record_kept_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b) = (source_key("a", 1), source_key("b", 1));
+        let batch = |source: u64, offsets: std::ops::Range<u64>| -> Vec<LogRecord> {
+            offsets.map(|o| record(source, o * 10, DAY + o as i64, "line")).collect()
+        };
+        let mut writer = StoreWriter::new(store.clone());
+        // A later batch of `a` committed before an earlier one arrives, as pushes in flight do.
+        assert_eq!(writer.add_all(&batch(a, 50..100), 1).unwrap(), (50, 0));
+        assert_eq!(writer.add_all(&batch(b, 0..10), 1).unwrap(), (10, 0));
+        writer.commit(1).unwrap();
+        let mut late = batch(a, 0..50);
+        late.extend(batch(a, 40..60));
+        late.extend(batch(b, 5..15));
+        assert_eq!(writer.add_all(&late, 2).unwrap(), (55, 25), "new: a 0..50 and b 10..15");
+        writer.commit(2).unwrap();
+        drop(writer);
+        let mut replay = StoreWriter::new(store.clone());
+        let mut all = batch(a, 0..100);
+        all.extend(batch(b, 0..15));
+        assert_eq!(replay.add_all(&all, 3).unwrap(), (0, 115));
+        assert_eq!(store.doc_count(), 115);
     }
 
     #[test]

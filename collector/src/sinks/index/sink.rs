@@ -3,7 +3,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sluice_query::retention::RetentionPolicy;
-use sluice_query::store::Added;
 use sluice_query::{Store, StoreWriter};
 use tokio::sync::watch;
 
@@ -66,18 +65,8 @@ impl Sink for IndexSink {
     }
 
     async fn write(&mut self, frame: Arc<Frame>, end: u64) -> Result<(), SinkError> {
-        let (indexed, duplicates) = self
-            .blocking(move |writer| {
-                let (mut indexed, mut duplicates) = (0u64, 0u64);
-                for record in frame.records() {
-                    match writer.add(record, end)? {
-                        Added::Indexed => indexed += 1,
-                        Added::Duplicate => duplicates += 1,
-                    }
-                }
-                Ok((indexed, duplicates))
-            })
-            .await?;
+        let (indexed, duplicates) =
+            self.blocking(move |writer| writer.add_all(frame.records(), end)).await?;
         self.end = end;
         metrics::counter!("sluice_index_records_total").increment(indexed);
         metrics::counter!("sluice_index_duplicates_skipped_total").increment(duplicates);
