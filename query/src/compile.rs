@@ -153,10 +153,10 @@ pub fn glob_query(field: Field, glob: &str) -> Result<Box<dyn Query>, QueryError
 ///
 /// A text of CJK characters alone, up to [`cjk::GRAM_CHARS`] of them, is answered from the CJK
 /// field's terms (`crate::cjk`); otherwise the words and the runs find the candidates, and each
-/// is checked against its stored message (see [`PhraseMatch`]). Either is joined with the query of formats before
-/// 6, whose message terms hold every CJK character: a segment written by one format finds
-/// nothing through the other's terms, so the union is exact wherever old and new records
-/// stand, and costs a dictionary lookup where there are none.
+/// is checked against its stored message (see [`PhraseMatch`]). Either is joined with the
+/// query of formats before 6, whose message terms hold every CJK character: a segment written
+/// by one format finds nothing through the other's terms, so the union is exact wherever old
+/// and new records stand, and costs a dictionary lookup where there are none.
 fn message_query(schema: &LogSchema, text: &str) -> Result<Box<dyn Query>, QueryError> {
     let tokens = relative(text);
     if tokens.is_empty() {

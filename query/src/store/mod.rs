@@ -323,15 +323,20 @@ impl Store {
         for p in self.all_partitions() {
             let searcher = p.searcher();
             let path = || self.partition_dir(&p.key);
-            let docs =
-                searcher.search(&query, &DocSetCollector).map_err(QueryError::index(path()))?;
-            for doc in docs {
+            let mut docs: Vec<_> = searcher
+                .search(&query, &DocSetCollector)
+                .map_err(QueryError::index(path()))?
+                .into_iter()
+                .collect();
+            docs.sort_unstable();
+            // Each segment's column opened once, for all of its documents.
+            for segment in docs.chunk_by(|a, b| a.segment_ord == b.segment_ord) {
                 let column = searcher
-                    .segment_reader(doc.segment_ord)
+                    .segment_reader(segment[0].segment_ord)
                     .fast_fields()
                     .u64("offset")
                     .map_err(QueryError::index(path()))?;
-                offsets.extend(column.first(doc.doc_id));
+                offsets.extend(segment.iter().filter_map(|doc| column.first(doc.doc_id)));
             }
         }
         Ok(offsets)

@@ -33,6 +33,10 @@ struct TimeRange {
     max_ts: i64,
 }
 
+/// Per source, the offsets the committed index holds between a first and a last one: what
+/// [`StoreWriter::add_all`] looked up for a batch.
+type LookedUp = HashMap<u64, (u64, u64, HashSet<u64>)>;
+
 /// Whether [`StoreWriter::add`] indexed a record or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
@@ -62,9 +66,6 @@ pub struct StoreWriter {
     committed_high: HashMap<u64, Option<u64>>,
     /// Ids added since the last commit, which searchers cannot see yet.
     uncommitted: HashSet<RecordId>,
-    /// During [`Self::add_all`], per source, the offsets the committed index holds between a
-    /// first and a last one.
-    looked_up: HashMap<u64, (u64, u64, HashSet<u64>)>,
     /// Time ranges of what was added since the last commit, per partition's first nanosecond.
     pending: HashMap<i64, TimeRange>,
     last_position: u64,
@@ -83,7 +84,6 @@ impl StoreWriter {
             high_water: HashMap::new(),
             committed_high: HashMap::new(),
             uncommitted: HashSet::new(),
-            looked_up: HashMap::new(),
             pending: HashMap::new(),
             last_position,
             seq,
@@ -139,27 +139,24 @@ impl StoreWriter {
                 range.1 = range.1.max(id.offset);
             }
         }
-        self.looked_up.clear();
+        let mut looked_up = LookedUp::new();
         for (source, (first, last)) in ranges {
             let offsets = self.store.committed_offsets(source, first, last)?;
-            self.looked_up.insert(source, (first, last, offsets));
+            looked_up.insert(source, (first, last, offsets));
         }
         let (mut indexed, mut duplicates) = (0, 0);
-        let outcome = records.iter().try_for_each(|record| {
-            match self.add(record, position)? {
+        for record in records {
+            match self.add_with(record, position, &looked_up)? {
                 Added::Indexed => indexed += 1,
                 Added::Duplicate => duplicates += 1,
             }
-            Ok(())
-        });
-        self.looked_up.clear();
-        outcome.map(|()| (indexed, duplicates))
+        }
+        Ok((indexed, duplicates))
     }
 
-    /// Whether the committed index holds `id`, from the lookup [`Self::add_all`] made when it
-    /// covers the id.
-    fn committed(&self, id: &RecordId) -> Result<bool, QueryError> {
-        match self.looked_up.get(&id.source) {
+    /// Whether the committed index holds `id`, from `looked_up` when it covers the id.
+    fn committed(&self, id: &RecordId, looked_up: &LookedUp) -> Result<bool, QueryError> {
+        match looked_up.get(&id.source) {
             Some((first, last, offsets)) if (*first..=*last).contains(&id.offset) => {
                 Ok(offsets.contains(&id.offset))
             }
@@ -170,12 +167,21 @@ impl StoreWriter {
     /// Adds `record` unless the store already holds its id. `position` is the WAL position
     /// just after the record's batch: what a commit of this record covers.
     pub fn add(&mut self, record: &LogRecord, position: u64) -> Result<Added, QueryError> {
+        self.add_with(record, position, &LookedUp::new())
+    }
+
+    fn add_with(
+        &mut self,
+        record: &LogRecord,
+        position: u64,
+        looked_up: &LookedUp,
+    ) -> Result<Added, QueryError> {
         self.last_position = self.last_position.max(position);
         let id = record.id();
         let high_water = self.high_water(id.source)?;
         if high_water.is_some_and(|h| id.offset <= h)
             && (self.uncommitted.contains(&id)
-                || (self.needs_lookup(&id, high_water) && self.committed(&id)?))
+                || (self.needs_lookup(&id, high_water) && self.committed(&id, looked_up)?))
         {
             return Ok(Added::Duplicate);
         }
