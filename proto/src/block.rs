@@ -123,7 +123,24 @@ fn check_record(encoded: &[u8]) -> Result<(), String> {
                     }
                 }
             }
-            (tag @ 1..=17, _) => return Err(format!("record field {tag} has the wrong wire type")),
+            (18, Value::Bytes(event)) => check_event(event)?,
+            (tag @ 1..=18, _) => return Err(format!("record field {tag} has the wrong wire type")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks an encoded [`KubeEvent`](crate::v1::KubeEvent) as prost decodes it.
+fn check_event(encoded: &[u8]) -> Result<(), String> {
+    for field in Fields(encoded) {
+        match field? {
+            (6..=8, Value::Varint) => {}
+            (tag @ (1..=5 | 9), Value::Bytes(text)) => {
+                simdutf8::basic::from_utf8(text)
+                    .map_err(|_| format!("event field {tag} is not UTF-8"))?;
+            }
+            (tag @ 1..=9, _) => return Err(format!("event field {tag} has the wrong wire type")),
             _ => {}
         }
     }
@@ -390,6 +407,15 @@ mod tests {
         bad_text[at] = 0xff;
         let err = check_block(&compress(&bad_text)).unwrap_err();
         assert!(err.contains("record field 14 is not UTF-8"), "{err}");
+        // An event's count (field 6) sent as a string; a record's event (field 18) as a number.
+        let mut wrong_event = RecordBlock::default().encode_to_vec();
+        wrong_event.extend([0x12, 0x06, 0x92, 0x01, 0x03, 0x32, 0x01, b'x']);
+        let err = check_block(&compress(&wrong_event)).unwrap_err();
+        assert!(err.contains("event field 6 has the wrong wire type"), "{err}");
+        let mut numbered = block().encode_to_vec();
+        numbered.extend([0x12, 0x03, 0x90, 0x01, 0x07]);
+        let err = check_block(&compress(&numbered)).unwrap_err();
+        assert!(err.contains("record field 18 has the wrong wire type"), "{err}");
         // Field 3 (timestamp_ns) sent as a string.
         let wrong_type = RecordBlock { records: vec![], common: None }.encode_to_vec();
         let mut wrong_type = wrong_type;
@@ -411,6 +437,13 @@ mod tests {
             labelled.records[1].labels.insert("team".into(), "支付".into());
             labelled.records[1].flags = 3;
             labelled.records[1].timestamp_ns = -5;
+            labelled.records[0].event = Some(crate::KubeEvent {
+                uid: "e-1".into(),
+                reason: "BackOff".into(),
+                count: 300,
+                first_seen_ns: -1,
+                ..crate::KubeEvent::default()
+            });
             let mut encoded = labelled.encode_to_vec();
             for (at, byte) in flips {
                 let len = encoded.len();
