@@ -44,11 +44,7 @@ pub fn disabled() -> Router {
 }
 
 fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Principal, Box<Response>> {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    state.auth.authenticate(bearer).map_err(|e| {
+    state.auth.authenticate_request(headers).map_err(|e| {
         Box::new((StatusCode::UNAUTHORIZED, Json(json!({"error": e.to_string()}))).into_response())
     })
 }

@@ -87,13 +87,9 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Principal, Box<Response>> {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
     state
         .auth
-        .authenticate(bearer)
+        .authenticate_request(headers)
         .map_err(|e| Box::new(error(StatusCode::UNAUTHORIZED, e.to_string())))
 }
 

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tantivy::Term;
@@ -86,6 +87,24 @@ impl Principal {
 pub trait Authenticator: Send + Sync {
     /// `bearer` is the token of `Authorization: Bearer <token>`, if the request had one.
     fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, QueryError>;
+
+    /// The caller of an HTTP request: its `Authorization` header, if any, must be
+    /// `Bearer <token>` (the scheme in any case, as RFC 9110 has it).
+    fn authenticate_request(&self, headers: &HeaderMap) -> Result<Principal, QueryError> {
+        let header = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+        let bearer = match header.map(|h| h.split_once(' ')) {
+            None => None,
+            Some(Some((scheme, token))) if scheme.eq_ignore_ascii_case("bearer") => {
+                Some(token.trim())
+            }
+            Some(_) => {
+                return Err(QueryError::Unauthorized(
+                    "the Authorization header must be `Bearer <token>`".to_owned(),
+                ));
+            }
+        };
+        self.authenticate(bearer)
+    }
 }
 
 /// The users file (`--users`): names, tokens and what each may read.
@@ -248,6 +267,24 @@ users:
     token: ship-token-0123456789
     ingest: [dev]
 "#;
+
+    #[test]
+    fn a_request_names_its_caller_by_a_bearer_token() {
+        let users = Users::parse(FILE).unwrap();
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            users.authenticate_request(&headers)
+        };
+        assert_eq!(with("Bearer ops-token-0123456789").unwrap().name, "ops");
+        assert_eq!(with("bearer  dev-token-0123456789 ").unwrap().name, "dev");
+        let err = with("Basic b3BzOnNlY3JldA==").unwrap_err().to_string();
+        assert!(err.contains("must be `Bearer <token>`"), "{err}");
+        assert!(with("ops-token-0123456789").is_err(), "a token without its scheme");
+        assert!(with("Bearer wrong-token-0123456789").is_err());
+        assert!(users.authenticate_request(&HeaderMap::new()).is_err(), "users set, no token");
+        assert_eq!(Open.authenticate_request(&HeaderMap::new()).unwrap().name, "anonymous");
+    }
 
     #[test]
     fn tokens_map_to_scopes() {

@@ -117,22 +117,7 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let bearer = match header {
-            None => None,
-            Some(h) => match h.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    Some(token.trim())
-                }
-                _ => {
-                    return Err(QueryError::Unauthorized(
-                        "the Authorization header must be `Bearer <token>`".to_owned(),
-                    )
-                    .into());
-                }
-            },
-        };
-        Ok(Caller(state.auth.authenticate(bearer)?))
+        Ok(Caller(state.auth.authenticate_request(&parts.headers)?))
     }
 }
 
